@@ -1,0 +1,495 @@
+//! diffusers `config.json` export and import.
+//!
+//! Two forms:
+//! - **`UNet2DConditionModel`** for diffusers-layout architectures that class can build
+//!   (every block has 0 or one attention per ResNet, mid block R, A, R, attention GroupNorm eps
+//!   1e-6). For SD1.5 the fields equal the official `unet/config.json`. Fields whose value is
+//!   diffusers' default and absent from SD1.5's file (`use_linear_projection`,
+//!   `transformer_layers_per_block`, `time_embedding_dim`) are written only when they differ.
+//! - **Per-block form** for everything else. Flexible-layout architectures are written in
+//!   DeciDiffusion's `FlexibleUNet2DConditionModel` schema (`{"_class_name":
+//!   "FlexibleUNet2DConditionModel", "configurations": {...}}`, the keys its released code reads),
+//!   so DeciDiffusion's own loader accepts them. Deci's class takes its stem from
+//!   `UNet2DConditionModel`'s defaults, so the complete unas description is added under the key
+//!   `unas` (ignored by Deci's code); import prefers it. Other architectures are written as
+//!   `{"_class_name": "UnasUNet2DConditionModel", "unas": {...}}`.
+
+use serde_json::{json, Map, Value};
+
+use crate::arch::{DownStage, Interleave, Layout, MidBlock, Stem, UNetArch, UpStage};
+use crate::error::ArchError;
+
+/// Class name of the per-block form for non-flexible architectures diffusers cannot express.
+pub const UNAS_CLASS: &str = "UnasUNet2DConditionModel";
+
+/// Why an architecture cannot be written as a `UNet2DConditionModel` config (None if it can).
+pub fn unet2d_incompatibility(arch: &UNetArch) -> Option<String> {
+    if arch.layout != Layout::Diffusers {
+        return Some("flexible layout (DeciDiffusion semantics)".into());
+    }
+    if (arch.mid.resnets, arch.mid.attentions) != (2, 1) {
+        return Some("mid block other than ResNet, attention, ResNet".into());
+    }
+    if arch.stem.attention_norm_eps != 1e-6 {
+        return Some("attention GroupNorm eps other than 1e-6".into());
+    }
+    if arch.stem.base_channels != arch.down[0].out_channels {
+        return Some("conv_in width differs from stage 0's width".into());
+    }
+    if arch.stem.freq_shift.fract() != 0.0 {
+        return Some("non-integer freq_shift".into());
+    }
+    None
+}
+
+/// The `config.json` value for `arch` (see the module docs for the form chosen).
+pub fn export_config(arch: &UNetArch, sample_size: usize) -> Value {
+    if unet2d_incompatibility(arch).is_none() {
+        export_unet2d(arch, sample_size)
+    } else if arch.layout == Layout::Flexible {
+        export_flexible(arch, sample_size)
+    } else {
+        json!({ "_class_name": UNAS_CLASS, "sample_size": sample_size, "unas": arch })
+    }
+}
+
+fn export_unet2d(arch: &UNetArch, sample_size: usize) -> Value {
+    let st = &arch.stem;
+    let n = arch.stages();
+    let widths: Vec<usize> = arch.down.iter().map(|d| d.out_channels).collect();
+    let layers: Vec<usize> = arch.down.iter().map(|d| d.resnets).collect();
+    let down_types: Vec<&str> = arch
+        .down
+        .iter()
+        .map(|d| {
+            if d.attentions > 0 {
+                "CrossAttnDownBlock2D"
+            } else {
+                "DownBlock2D"
+            }
+        })
+        .collect();
+    let up_types: Vec<&str> = arch
+        .up
+        .iter()
+        .map(|u| {
+            if u.attentions > 0 {
+                "CrossAttnUpBlock2D"
+            } else {
+                "UpBlock2D"
+            }
+        })
+        .collect();
+    let heads = match (st.heads, st.head_dim) {
+        (Some(h), _) => json!(h),
+        (None, Some(d)) => json!(widths.iter().map(|w| w / d).collect::<Vec<_>>()),
+        _ => json!(8),
+    };
+    let layers_value = if layers.iter().all(|&l| l == layers[0]) {
+        json!(layers[0])
+    } else {
+        json!(layers)
+    };
+    let mut m = Map::new();
+    m.insert("_class_name".into(), json!("UNet2DConditionModel"));
+    m.insert("act_fn".into(), json!("silu"));
+    m.insert("attention_head_dim".into(), heads);
+    m.insert("block_out_channels".into(), json!(widths));
+    m.insert("center_input_sample".into(), json!(false));
+    m.insert("cross_attention_dim".into(), json!(st.cross_attention_dim));
+    m.insert("down_block_types".into(), json!(down_types));
+    m.insert("downsample_padding".into(), json!(1));
+    m.insert("flip_sin_to_cos".into(), json!(st.flip_sin_to_cos));
+    m.insert("freq_shift".into(), json!(st.freq_shift as i64));
+    m.insert("in_channels".into(), json!(st.in_channels));
+    m.insert("layers_per_block".into(), layers_value);
+    m.insert("mid_block_scale_factor".into(), json!(1));
+    m.insert("norm_eps".into(), json!(st.norm_eps));
+    m.insert("norm_num_groups".into(), json!(st.norm_groups));
+    m.insert("out_channels".into(), json!(st.out_channels));
+    m.insert("sample_size".into(), json!(sample_size));
+    m.insert("up_block_types".into(), json!(up_types));
+    if st.use_linear_projection {
+        m.insert("use_linear_projection".into(), json!(true));
+    }
+    if st.transformer_depth != 1 {
+        m.insert(
+            "transformer_layers_per_block".into(),
+            json!(st.transformer_depth),
+        );
+    }
+    if st.time_embed_dim != 4 * st.base_channels {
+        m.insert("time_embedding_dim".into(), json!(st.time_embed_dim));
+    }
+    debug_assert_eq!(n, arch.up.len());
+    Value::Object(m)
+}
+
+fn export_flexible(arch: &UNetArch, sample_size: usize) -> Value {
+    let n = arch.stages();
+    let st = &arch.stem;
+    let ins: Vec<usize> = (0..n).map(|s| arch.down_in_channels(s)).collect();
+    let outs: Vec<usize> = arch.down.iter().map(|d| d.out_channels).collect();
+    let prev: Vec<usize> = (0..n).map(|u| arch.up_channels(u).0).collect();
+    json!({
+        "_class_name": "FlexibleUNet2DConditionModel",
+        "configurations": {
+            "sample_size": sample_size,
+            "cross_attention_dim": st.cross_attention_dim,
+            "add_upsample_mid_block": arch.mid.upsample,
+            "mix_block_in_forward": arch.interleave == Interleave::Alternate,
+            "down_blocks_in_channels": ins,
+            "down_blocks_out_channels": outs,
+            "down_blocks_num_resnets": arch.down.iter().map(|d| d.resnets).collect::<Vec<_>>(),
+            "down_blocks_num_attentions": arch.down.iter().map(|d| d.attentions).collect::<Vec<_>>(),
+            "add_downsample": arch.down.iter().map(|d| d.downsample).collect::<Vec<_>>(),
+            "prev_output_channels": prev,
+            "up_blocks_num_resnets": arch.up.iter().map(|u| u.resnets).collect::<Vec<_>>(),
+            "up_blocks_num_attentions": arch.up.iter().map(|u| u.attentions).collect::<Vec<_>>(),
+            "add_upsample": arch.up.iter().map(|u| u.upsample).collect::<Vec<_>>(),
+            "temb_dim": st.time_embed_dim,
+            "resnet_eps": st.norm_eps,
+            "resnet_act_fn": "silu",
+            "num_attention_heads": st.heads.unwrap_or(8),
+            "mid_num_resnets": arch.mid.resnets - 1,
+            "mid_num_attentions": arch.mid.attentions,
+        },
+        "unas": arch,
+    })
+}
+
+/// Reads a `config.json` value (either form) back into an architecture. Errors name the JSON
+/// field.
+pub fn import_config(v: &Value) -> Result<UNetArch, ArchError> {
+    if let Some(unas) = v.get("unas") {
+        let arch: UNetArch = serde_json::from_value(unas.clone())
+            .map_err(|e| ArchError::new("unas", e.to_string()))?;
+        arch.validate()?;
+        return Ok(arch);
+    }
+    let class = v.get("_class_name").and_then(Value::as_str).unwrap_or("");
+    let arch = match class {
+        "FlexibleUNet2DConditionModel" => import_flexible(
+            v.get("configurations")
+                .ok_or_else(|| ArchError::new("configurations", "missing"))?,
+        )?,
+        "UNet2DConditionModel" | "" => import_unet2d(v)?,
+        other => {
+            return Err(ArchError::new(
+                "_class_name",
+                format!("`{other}` is not a U-Net class unas can read"),
+            ))
+        }
+    };
+    arch.validate()?;
+    Ok(arch)
+}
+
+fn get_usize(v: &Value, key: &str) -> Result<Option<usize>, ArchError> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(x) => x.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
+            ArchError::new(key, format!("expected a non-negative integer, got {x}"))
+        }),
+    }
+}
+
+fn get_usize_list(v: &Value, key: &str) -> Result<Vec<usize>, ArchError> {
+    let arr = v
+        .get(key)
+        .and_then(Value::as_array)
+        .ok_or_else(|| ArchError::new(key, "missing or not a list"))?;
+    arr.iter()
+        .enumerate()
+        .map(|(i, x)| {
+            x.as_u64()
+                .map(|n| n as usize)
+                .ok_or_else(|| ArchError::new(format!("{key}[{i}]"), "expected an integer"))
+        })
+        .collect()
+}
+
+fn get_bool_list(v: &Value, key: &str) -> Result<Vec<bool>, ArchError> {
+    let arr = v
+        .get(key)
+        .and_then(Value::as_array)
+        .ok_or_else(|| ArchError::new(key, "missing or not a list"))?;
+    arr.iter()
+        .enumerate()
+        .map(|(i, x)| {
+            x.as_bool()
+                .ok_or_else(|| ArchError::new(format!("{key}[{i}]"), "expected true or false"))
+        })
+        .collect()
+}
+
+fn get_str_list(v: &Value, key: &str) -> Result<Vec<String>, ArchError> {
+    let arr = v
+        .get(key)
+        .and_then(Value::as_array)
+        .ok_or_else(|| ArchError::new(key, "missing or not a list"))?;
+    arr.iter()
+        .enumerate()
+        .map(|(i, x)| {
+            x.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| ArchError::new(format!("{key}[{i}]"), "expected a string"))
+        })
+        .collect()
+}
+
+fn import_unet2d(v: &Value) -> Result<UNetArch, ArchError> {
+    for key in [
+        "class_embed_type",
+        "addition_embed_type",
+        "encoder_hid_dim",
+        "num_class_embeds",
+    ] {
+        if v.get(key).is_some_and(|x| !x.is_null()) {
+            return Err(ArchError::new(key, "is not supported by unas"));
+        }
+    }
+    if let Some(t) = v.get("mid_block_type").and_then(Value::as_str) {
+        if t != "UNetMidBlock2DCrossAttn" {
+            return Err(ArchError::new(
+                "mid_block_type",
+                format!("`{t}` is not supported"),
+            ));
+        }
+    }
+    let widths = get_usize_list(v, "block_out_channels")?;
+    let n = widths.len();
+    let down_types = get_str_list(v, "down_block_types")?;
+    let up_types = get_str_list(v, "up_block_types")?;
+    if down_types.len() != n || up_types.len() != n {
+        return Err(ArchError::new(
+            "down_block_types",
+            "down_block_types, up_block_types and block_out_channels differ in length",
+        ));
+    }
+    let layers = match v.get("layers_per_block") {
+        Some(Value::Array(_)) => get_usize_list(v, "layers_per_block")?,
+        _ => vec![get_usize(v, "layers_per_block")?.unwrap_or(2); n],
+    };
+    if layers.len() != n {
+        return Err(ArchError::new(
+            "layers_per_block",
+            "length differs from block_out_channels",
+        ));
+    }
+    let depth = match v.get("transformer_layers_per_block") {
+        Some(Value::Array(a)) => {
+            let d = get_usize_list(v, "transformer_layers_per_block")?;
+            if d.iter().any(|&x| x != d[0]) || a.is_empty() {
+                return Err(ArchError::new(
+                    "transformer_layers_per_block",
+                    "per-block transformer depths are not supported",
+                ));
+            }
+            d[0]
+        }
+        _ => get_usize(v, "transformer_layers_per_block")?.unwrap_or(1),
+    };
+    // diffusers quirk: `attention_head_dim` is the number of heads unless
+    // `num_attention_heads` is given.
+    let heads_value = v
+        .get("num_attention_heads")
+        .filter(|x| !x.is_null())
+        .or_else(|| v.get("attention_head_dim"))
+        .cloned()
+        .unwrap_or(json!(8));
+    let (heads, head_dim) = match &heads_value {
+        Value::Number(h) => (h.as_u64().map(|h| h as usize), None),
+        Value::Array(list) => {
+            let hs: Vec<usize> = list
+                .iter()
+                .filter_map(Value::as_u64)
+                .map(|h| h as usize)
+                .collect();
+            let dims: Vec<usize> = hs.iter().zip(&widths).map(|(h, w)| w / h.max(&1)).collect();
+            if hs.len() != n || dims.iter().any(|&d| d != dims[0]) {
+                return Err(ArchError::new(
+                    "attention_head_dim",
+                    "per-block heads are supported only with one head size for all blocks",
+                ));
+            }
+            (None, Some(dims[0]))
+        }
+        _ => return Err(ArchError::new("attention_head_dim", "expected a number")),
+    };
+    let cross = match v.get("cross_attention_dim") {
+        Some(Value::Number(x)) => x.as_u64().unwrap_or(0) as usize,
+        None => 1280,
+        Some(_) => {
+            return Err(ArchError::new(
+                "cross_attention_dim",
+                "per-block cross-attention widths are not supported",
+            ))
+        }
+    };
+    let base = widths[0];
+    let stem = Stem {
+        in_channels: get_usize(v, "in_channels")?.unwrap_or(4),
+        out_channels: get_usize(v, "out_channels")?.unwrap_or(4),
+        base_channels: base,
+        time_embed_dim: get_usize(v, "time_embedding_dim")?.unwrap_or(4 * base),
+        cross_attention_dim: cross,
+        heads,
+        head_dim,
+        norm_groups: get_usize(v, "norm_num_groups")?.unwrap_or(32),
+        norm_eps: v.get("norm_eps").and_then(Value::as_f64).unwrap_or(1e-5),
+        attention_norm_eps: 1e-6,
+        transformer_depth: depth,
+        use_linear_projection: v
+            .get("use_linear_projection")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        flip_sin_to_cos: v
+            .get("flip_sin_to_cos")
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
+        freq_shift: v.get("freq_shift").and_then(Value::as_f64).unwrap_or(0.0),
+    };
+    let mut down = Vec::with_capacity(n);
+    for s in 0..n {
+        let attn = match down_types[s].as_str() {
+            "CrossAttnDownBlock2D" => layers[s],
+            "DownBlock2D" => 0,
+            other => {
+                return Err(ArchError::new(
+                    format!("down_block_types[{s}]"),
+                    format!("`{other}` is not supported"),
+                ))
+            }
+        };
+        down.push(DownStage {
+            out_channels: widths[s],
+            resnets: layers[s],
+            attentions: attn,
+            downsample: s + 1 < n,
+            keep_downsample_skip: true,
+        });
+    }
+    let mut up = Vec::with_capacity(n);
+    for u in 0..n {
+        let r = layers[n - 1 - u] + 1;
+        let attn = match up_types[u].as_str() {
+            "CrossAttnUpBlock2D" => r,
+            "UpBlock2D" => 0,
+            other => {
+                return Err(ArchError::new(
+                    format!("up_block_types[{u}]"),
+                    format!("`{other}` is not supported"),
+                ))
+            }
+        };
+        up.push(UpStage {
+            resnets: r,
+            attentions: attn,
+            upsample: u + 1 < n,
+        });
+    }
+    Ok(UNetArch {
+        name: String::new(),
+        layout: Layout::Diffusers,
+        interleave: Interleave::Alternate,
+        stem,
+        down,
+        mid: MidBlock {
+            resnets: 2,
+            attentions: 1,
+            upsample: false,
+        },
+        up,
+    })
+}
+
+fn import_flexible(c: &Value) -> Result<UNetArch, ArchError> {
+    let ins = get_usize_list(c, "down_blocks_in_channels")?;
+    let outs = get_usize_list(c, "down_blocks_out_channels")?;
+    let dr = get_usize_list(c, "down_blocks_num_resnets")?;
+    let da = get_usize_list(c, "down_blocks_num_attentions")?;
+    let ds = get_bool_list(c, "add_downsample")?;
+    let ur = get_usize_list(c, "up_blocks_num_resnets")?;
+    let ua = get_usize_list(c, "up_blocks_num_attentions")?;
+    let us = get_bool_list(c, "add_upsample")?;
+    let n = outs.len();
+    for (key, len) in [
+        ("down_blocks_in_channels", ins.len()),
+        ("down_blocks_num_resnets", dr.len()),
+        ("down_blocks_num_attentions", da.len()),
+        ("add_downsample", ds.len()),
+        ("up_blocks_num_resnets", ur.len()),
+        ("up_blocks_num_attentions", ua.len()),
+        ("add_upsample", us.len()),
+    ] {
+        if len != n {
+            return Err(ArchError::new(
+                key,
+                format!("has {len} entries, down_blocks_out_channels has {n}"),
+            ));
+        }
+    }
+    if n == 0 || ins[0] != 320 {
+        return Err(ArchError::new(
+            "down_blocks_in_channels",
+            "DeciDiffusion's class has a 320-channel conv_in; other stems need the `unas` key",
+        ));
+    }
+    let stem = Stem {
+        in_channels: 4,
+        out_channels: 4,
+        base_channels: 320,
+        time_embed_dim: get_usize(c, "temb_dim")?.unwrap_or(1280),
+        cross_attention_dim: get_usize(c, "cross_attention_dim")?.unwrap_or(1280),
+        heads: Some(get_usize(c, "num_attention_heads")?.unwrap_or(1)),
+        head_dim: None,
+        norm_groups: 32,
+        norm_eps: c.get("resnet_eps").and_then(Value::as_f64).unwrap_or(1e-6),
+        attention_norm_eps: 1e-6,
+        transformer_depth: 1,
+        use_linear_projection: false,
+        flip_sin_to_cos: true,
+        freq_shift: 0.0,
+    };
+    let down = (0..n)
+        .map(|s| DownStage {
+            out_channels: outs[s],
+            resnets: dr[s],
+            attentions: da[s],
+            downsample: ds[s],
+            keep_downsample_skip: s + 1 < n,
+        })
+        .collect();
+    let up = (0..n)
+        .map(|u| UpStage {
+            resnets: ur[u],
+            attentions: ua[u],
+            upsample: us[u],
+        })
+        .collect();
+    let mix = c
+        .get("mix_block_in_forward")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    Ok(UNetArch {
+        name: String::new(),
+        layout: Layout::Flexible,
+        interleave: if mix {
+            Interleave::Alternate
+        } else {
+            Interleave::ResnetsFirst
+        },
+        stem,
+        down,
+        mid: MidBlock {
+            resnets: get_usize(c, "mid_num_resnets")?.unwrap_or(1) + 1,
+            attentions: get_usize(c, "mid_num_attentions")?.unwrap_or(1),
+            upsample: c
+                .get("add_upsample_mid_block")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        },
+        up,
+    })
+}
