@@ -1,0 +1,36 @@
+//! Errors of the evaluator crate.
+
+use std::path::PathBuf;
+
+/// Errors of the evaluator crate.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// A configuration or profile file is unreadable or invalid; names the file and field.
+    #[error("{0}")]
+    Config(#[from] unas_space::SpaceError),
+    /// A file could not be read or written.
+    #[error("{file}: {message}")]
+    File {
+        /// The file.
+        file: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A lookup table has no entry for a block variant the architecture needs.
+    #[error("{table}: no entry for block variant {variant}; re-run `unas profile` for this space or use a profile fallback")]
+    MissingVariant {
+        /// The table file.
+        table: PathBuf,
+        /// The variant key.
+        variant: String,
+    },
+    /// The architecture is invalid.
+    #[error("invalid architecture: {0}")]
+    Arch(#[from] unas_space::ArchError),
+    /// A request the model cannot answer (e.g. a dtype the profile has no rate for).
+    #[error("{0}")]
+    Unsupported(String),
+    /// Measuring failed on the device.
+    #[error("measurement failed: {0}")]
+    Measure(String),
+}

@@ -1,0 +1,10 @@
+//! unas-evaluator: scores candidate U-Nets.
+//!
+//! - [`latency`]: the [`latency::LatencyModel`] trait and its implementations: measured on the
+//!   device at hand, per-block lookup tables, and roofline device profiles for GPUs one does not
+//!   have (A10, A10G, H100 in `configs/devices/`), calibrated against published figures.
+
+pub mod error;
+pub mod latency;
+
+pub use error::EvalError;
