@@ -1,5 +1,5 @@
-//! A seeded, platform-independent random source (ChaCha8; integer draws only, no floats), so the
-//! same seed gives the same samples on every machine.
+//! A seeded, platform-independent random source (ChaCha8), so the same seed gives the same
+//! samples on every machine. Floats come from 53-bit integer draws (exact on every platform).
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -35,6 +35,11 @@ impl Rng {
                 return x % n;
             }
         }
+    }
+
+    /// Uniform in [0, 1), from 53 random bits.
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
     /// True with probability 1/2.

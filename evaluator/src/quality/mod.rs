@@ -1,0 +1,4 @@
+//! Proxy image quality: datasets, feature statistics and distribution distances.
+
+pub mod data;
+pub mod metrics;
