@@ -86,6 +86,10 @@ struct PredictArgs {
     /// Timed runs (median and IQR).
     #[arg(long, default_value_t = 9)]
     repeats: usize,
+    /// For measured: also time every block inside the network (extra passes that synchronise
+    /// after each module; the total stays the end-to-end median).
+    #[arg(long)]
+    breakdown: bool,
     /// For profile models: also predict a whole N-step text-to-image pipeline per image.
     #[arg(long)]
     pipeline_steps: Option<usize>,
@@ -217,7 +221,11 @@ fn predict(a: PredictArgs) -> CmdResult {
             let device: Device = a.device.parse().map_err(CliError::input)?;
             device.check().map_err(CliError::input)?;
             (
-                Box::new(MeasuredModel { device, repeats }),
+                Box::new(MeasuredModel {
+                    device,
+                    repeats,
+                    breakdown: a.breakdown,
+                }),
                 a.setting.resolve(cpu_setting(None)),
             )
         } else {
@@ -309,6 +317,7 @@ fn validate(a: ValidateArgs) -> CmdResult {
             warmup: a.warmup,
             repeats: a.repeats,
         },
+        breakdown: false,
     };
     let mut rng = Rng::seed(a.seed);
     let pb = bar(a.count, "measuring");

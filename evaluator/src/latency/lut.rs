@@ -264,7 +264,11 @@ impl LookupTable {
         progress(LutProgress::Overhead {
             total: overhead_archs,
         });
-        let measured = MeasuredModel { device, repeats };
+        let measured = MeasuredModel {
+            device,
+            repeats,
+            breakdown: false,
+        };
         let mut rng = Rng::seed(seed);
         let mut gaps = Vec::with_capacity(overhead_archs);
         for _ in 0..overhead_archs {

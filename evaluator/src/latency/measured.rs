@@ -8,10 +8,10 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use unas_runtime::bench::{bench_on, BenchConfig, Timing};
 use unas_runtime::device::{Cpu, Device};
-use unas_runtime::UNetBlock;
+use unas_runtime::{UNet2DConditionModel, UNetBlock};
 use unas_space::{ModuleKind, PlanModule, Step, UNetArch};
 
-use super::{Dtype, LatencyModel, LatencyReport, LatencySetting};
+use super::{BlockLatency, Dtype, LatencyModel, LatencyReport, LatencySetting};
 use crate::EvalError;
 
 /// Warm-up and repeat counts.
@@ -33,13 +33,17 @@ impl Default for Repeats {
     }
 }
 
-/// The measured latency model.
+/// The measured latency model. The total is the median end-to-end forward time; with
+/// `breakdown`, a second series of passes synchronises after every module to attribute time to
+/// blocks (those passes are slower and are not part of the total).
 #[derive(Clone, Debug)]
 pub struct MeasuredModel {
     /// Where to run.
     pub device: Device,
     /// Warm-up and repeats.
     pub repeats: Repeats,
+    /// Also time every module inside the network (CPU only).
+    pub breakdown: bool,
 }
 
 fn check_dtype(device: Device, dtype: Dtype) -> Result<(), EvalError> {
@@ -73,14 +77,64 @@ impl LatencyModel for MeasuredModel {
         };
         let report = bench_on(self.device, arch, &cfg, &mut |_| {})
             .map_err(|e| EvalError::Measure(e.to_string()))?;
+        let blocks = if self.breakdown && self.device == Device::Cpu {
+            in_network_blocks::<Cpu>(arch, setting, self.repeats, &Default::default())?
+        } else {
+            Vec::new()
+        };
         Ok(LatencyReport {
             total_ms: report.forward.median_ms,
-            blocks: Vec::new(),
+            blocks,
             overhead_ms: 0.0,
             iqr_ms: Some(report.forward.iqr_ms()),
             source: format!("measured:{}", self.device),
         })
     }
+}
+
+/// Median time of every module inside the network (synchronising after each step).
+fn in_network_blocks<B: Backend>(
+    arch: &UNetArch,
+    s: &LatencySetting,
+    repeats: Repeats,
+    device: &B::Device,
+) -> Result<Vec<BlockLatency>, EvalError> {
+    let plan = arch.plan()?;
+    let model = UNet2DConditionModel::<B>::from_plan(arch, &plan, device);
+    let n = Distribution::Normal(0.0, 1.0);
+    let st = &arch.stem;
+    let sample = Tensor::<B, 4>::random([s.batch, st.in_channels, s.latent, s.latent], n, device);
+    let timesteps = Tensor::<B, 1>::from_floats(vec![500.0f32; s.batch].as_slice(), device);
+    let context = Tensor::<B, 3>::random([s.batch, s.text_len, st.cross_attention_dim], n, device);
+    let sync = || B::sync(device).map_err(|e| EvalError::Measure(format!("{e:?}")));
+    let mut per_module: Vec<Vec<f64>> = vec![Vec::new(); plan.modules.len()];
+    for run in 0..repeats.warmup + repeats.repeats {
+        let mut state = model.start(sample.clone(), timesteps.clone(), context.clone());
+        let mut pass = vec![0.0; plan.modules.len()];
+        for (i, step) in plan.steps.iter().enumerate() {
+            sync()?;
+            let t = Instant::now();
+            model.step(i, &mut state);
+            sync()?;
+            pass[step.module] += t.elapsed().as_secs_f64() * 1e3;
+        }
+        if run >= repeats.warmup {
+            for (m, ms) in pass.into_iter().enumerate() {
+                per_module[m].push(ms);
+            }
+        }
+    }
+    Ok(plan
+        .modules
+        .iter()
+        .zip(per_module)
+        .map(|(m, ms)| BlockLatency {
+            key: m.key.clone(),
+            section: m.section,
+            kind: m.kind.type_name(),
+            ms: Timing::from_samples(ms).median_ms,
+        })
+        .collect())
 }
 
 /// Times one plan step's module in isolation (random weights and inputs of the step's shapes;
