@@ -463,7 +463,7 @@ pub fn run_profile(a: ProfileArgs) -> CmdResult {
             )));
         }
     }
-    let pb = bar(0, "block variants");
+    let pb = bar(0, "timing block variants");
     let table = LookupTable::build(
         &space,
         &setting,
@@ -471,11 +471,8 @@ pub fn run_profile(a: ProfileArgs) -> CmdResult {
         a.overhead_archs,
         a.seed,
         &mut |p| match p {
-            LutProgress::Variants { total } => pb.set_length(total as u64),
-            LutProgress::Measured { variant } => {
-                pb.set_message(variant);
-                pb.inc(1);
-            }
+            LutProgress::Archs { total } => pb.set_length(total as u64),
+            LutProgress::ArchDone => pb.inc(1),
             LutProgress::Overhead { total } => {
                 pb.set_prefix("overhead fit");
                 pb.set_position(0);

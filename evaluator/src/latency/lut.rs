@@ -1,6 +1,7 @@
 //! Per-block lookup tables (Once-for-All / SnapFusion style): every distinct block variant of a
-//! search space measured once on the device at hand, plus a fitted overhead; a network's
-//! predicted latency is the sum of its blocks' entries plus the overhead.
+//! search space timed on the device at hand (inside covering networks, synchronising around each
+//! block), plus a fitted overhead; a network's predicted latency is the sum of its blocks'
+//! entries plus the overhead.
 //!
 //! A variant is a module's type and shapes at its resolution (plus the skip concatenation of
 //! up-stage ResNets); the batch, text length and dtype are the table's settings. The variants of
@@ -18,9 +19,10 @@ use unas_space::{
     DownStage, Layout, MidBlock, ModuleKind, Plan, SearchSpace, Source, Step, UNetArch, UpStage,
 };
 
-use super::measured::{time_module, MeasuredModel, Repeats};
+use super::measured::{step_medians, MeasuredModel, Repeats};
 use super::{BlockLatency, LatencyModel, LatencyReport, LatencySetting};
 use crate::EvalError;
+use unas_runtime::bench::Timing;
 
 /// One measured block variant.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -184,16 +186,13 @@ fn covering_arch(space: &SearchSpace, layout: Layout, widths: &[usize]) -> UNetA
 /// Progress of building a table.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LutProgress {
-    /// `total` variants will be measured.
-    Variants {
-        /// Variants to measure.
+    /// `total` covering architectures will be timed step by step.
+    Archs {
+        /// Architectures to time.
         total: usize,
     },
-    /// A variant was measured.
-    Measured {
-        /// Its key.
-        variant: String,
-    },
+    /// One covering architecture was timed.
+    ArchDone,
     /// The overhead fit starts on `total` architectures.
     Overhead {
         /// Architectures.
@@ -204,7 +203,8 @@ pub enum LutProgress {
 }
 
 impl LookupTable {
-    /// Measures every block variant of `space` at `setting` on the CPU and fits the overhead on
+    /// Measures every block variant of `space` at `setting` on the CPU (inside the covering
+    /// architectures, synchronising around each step) and fits the overhead on
     /// `overhead_archs` random architectures of the space (seeded).
     pub fn build(
         space: &SearchSpace,
@@ -215,36 +215,31 @@ impl LookupTable {
         progress: &mut dyn FnMut(LutProgress),
     ) -> Result<Self, EvalError> {
         let device = unas_runtime::device::Device::Cpu;
-        // Distinct variants, with one (arch, module, step) that has each.
-        let mut todo: BTreeMap<String, (UNetArch, usize, usize)> = BTreeMap::new();
-        for arch in covering_archs(space) {
+        // Every variant is timed inside the covering architectures (per-step medians); a
+        // variant that occurs several times gets the median of its occurrences.
+        let archs = covering_archs(space);
+        progress(LutProgress::Archs { total: archs.len() });
+        let mut times: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for arch in &archs {
             let plan = arch.plan()?;
-            for (i, step) in plan.steps.iter().enumerate() {
+            let medians = step_medians(arch, setting, repeats)?;
+            for (step, ms) in plan.steps.iter().zip(medians) {
                 let key = variant_key(&plan.modules[step.module].kind, step, setting);
-                todo.entry(key)
-                    .or_insert_with(|| (arch.clone(), step.module, i));
+                times.entry(key).or_default().push(ms);
             }
+            progress(LutProgress::ArchDone);
         }
-        progress(LutProgress::Variants { total: todo.len() });
-        let mut entry = Vec::with_capacity(todo.len());
-        for (variant, (arch, module, i)) in todo {
-            let plan = arch.plan()?;
-            let t = time_module(
-                &arch,
-                &plan.modules[module],
-                &plan.steps[i],
-                setting,
-                repeats,
-            )?;
-            progress(LutProgress::Measured {
-                variant: variant.clone(),
-            });
-            entry.push(LutEntry {
-                variant,
-                ms: t.median_ms,
-                iqr_ms: t.iqr_ms(),
-            });
-        }
+        let entry: Vec<LutEntry> = times
+            .into_iter()
+            .map(|(variant, ms)| {
+                let t = Timing::from_samples(ms);
+                LutEntry {
+                    variant,
+                    ms: t.median_ms,
+                    iqr_ms: t.iqr_ms(),
+                }
+            })
+            .collect();
         let mut table = LookupTable {
             measured: LutProvenance {
                 device: device.describe(),

@@ -1,6 +1,7 @@
 //! Measured latency on the device at hand: the candidate U-Net with random weights, one
 //! denoising step timed after warm-up runs, each run ending with a device synchronisation;
-//! median and IQR of the repeats. Also times single modules for lookup tables.
+//! median and IQR of the repeats. Also times every step inside the network, for per-block
+//! breakdowns and lookup tables.
 
 use std::time::Instant;
 
@@ -8,8 +9,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use unas_runtime::bench::{bench_on, BenchConfig, Timing};
 use unas_runtime::device::{Cpu, Device};
-use unas_runtime::{UNet2DConditionModel, UNetBlock};
-use unas_space::{ModuleKind, PlanModule, Step, UNetArch};
+use unas_runtime::UNet2DConditionModel;
+use unas_space::UNetArch;
 
 use super::{BlockLatency, Dtype, LatencyModel, LatencyReport, LatencySetting};
 use crate::EvalError;
@@ -78,7 +79,7 @@ impl LatencyModel for MeasuredModel {
         let report = bench_on(self.device, arch, &cfg, &mut |_| {})
             .map_err(|e| EvalError::Measure(e.to_string()))?;
         let blocks = if self.breakdown && self.device == Device::Cpu {
-            in_network_blocks::<Cpu>(arch, setting, self.repeats, &Default::default())?
+            in_network_blocks(arch, setting, self.repeats)?
         } else {
             Vec::new()
         };
@@ -92,110 +93,77 @@ impl LatencyModel for MeasuredModel {
     }
 }
 
-/// Median time of every module inside the network (synchronising after each step).
-fn in_network_blocks<B: Backend>(
+/// Median time of every plan step of `arch` inside the network (CPU backend): passes that
+/// synchronise before and after each step, so each step's time is its own; warm-up passes first.
+pub fn step_medians(
+    arch: &UNetArch,
+    s: &LatencySetting,
+    repeats: Repeats,
+) -> Result<Vec<f64>, EvalError> {
+    check_dtype(Device::Cpu, s.dtype)?;
+    step_medians_on::<Cpu>(arch, s, repeats, &Default::default())
+}
+
+fn step_medians_on<B: Backend>(
     arch: &UNetArch,
     s: &LatencySetting,
     repeats: Repeats,
     device: &B::Device,
-) -> Result<Vec<BlockLatency>, EvalError> {
+) -> Result<Vec<f64>, EvalError> {
     let plan = arch.plan()?;
     let model = UNet2DConditionModel::<B>::from_plan(arch, &plan, device);
+    model
+        .check_inputs(
+            [s.batch, arch.stem.in_channels, s.latent, s.latent],
+            [s.batch],
+            [s.batch, s.text_len, arch.stem.cross_attention_dim],
+        )
+        .map_err(|e| EvalError::Unsupported(e.to_string()))?;
     let n = Distribution::Normal(0.0, 1.0);
     let st = &arch.stem;
     let sample = Tensor::<B, 4>::random([s.batch, st.in_channels, s.latent, s.latent], n, device);
     let timesteps = Tensor::<B, 1>::from_floats(vec![500.0f32; s.batch].as_slice(), device);
     let context = Tensor::<B, 3>::random([s.batch, s.text_len, st.cross_attention_dim], n, device);
     let sync = || B::sync(device).map_err(|e| EvalError::Measure(format!("{e:?}")));
-    let mut per_module: Vec<Vec<f64>> = vec![Vec::new(); plan.modules.len()];
+    let mut per_step: Vec<Vec<f64>> = vec![Vec::new(); plan.steps.len()];
     for run in 0..repeats.warmup + repeats.repeats {
         let mut state = model.start(sample.clone(), timesteps.clone(), context.clone());
-        let mut pass = vec![0.0; plan.modules.len()];
-        for (i, step) in plan.steps.iter().enumerate() {
+        for (i, times) in per_step.iter_mut().enumerate() {
             sync()?;
             let t = Instant::now();
             model.step(i, &mut state);
             sync()?;
-            pass[step.module] += t.elapsed().as_secs_f64() * 1e3;
-        }
-        if run >= repeats.warmup {
-            for (m, ms) in pass.into_iter().enumerate() {
-                per_module[m].push(ms);
+            if run >= repeats.warmup {
+                times.push(t.elapsed().as_secs_f64() * 1e3);
             }
         }
     }
-    Ok(plan
-        .modules
-        .iter()
-        .zip(per_module)
-        .map(|(m, ms)| BlockLatency {
-            key: m.key.clone(),
-            section: m.section,
-            kind: m.kind.type_name(),
-            ms: Timing::from_samples(ms).median_ms,
-        })
+    Ok(per_step
+        .into_iter()
+        .map(|t| Timing::from_samples(t).median_ms)
         .collect())
 }
 
-/// Times one plan step's module in isolation (random weights and inputs of the step's shapes;
-/// an up-stage ResNet's skip concatenation is included) on the CPU backend.
-pub fn time_module(
+/// Median time of every module inside the network (a module that runs twice counts twice).
+fn in_network_blocks(
     arch: &UNetArch,
-    module: &PlanModule,
-    step: &Step,
-    setting: &LatencySetting,
-    repeats: Repeats,
-) -> Result<Timing, EvalError> {
-    check_dtype(Device::Cpu, setting.dtype)?;
-    time_module_on::<Cpu>(arch, module, step, setting, repeats, &Default::default())
-}
-
-fn time_module_on<B: Backend>(
-    arch: &UNetArch,
-    module: &PlanModule,
-    step: &Step,
     s: &LatencySetting,
     repeats: Repeats,
-    device: &B::Device,
-) -> Result<Timing, EvalError> {
-    let block = UNetBlock::<B>::init(arch, module, device);
-    let n = Distribution::Normal(0.0, 1.0);
-    let b = s.batch;
-    let h = s.latent / step.input_div;
-    let (cin, _) = module.kind.channels();
-    let skip_ch = step.pop_skip.unwrap_or(0);
-    let hidden = Tensor::<B, 4>::random([b, cin - skip_ch, h, h], n, device);
-    let skip = (skip_ch > 0).then(|| Tensor::<B, 4>::random([b, skip_ch, h, h], n, device));
-    let temb = Tensor::<B, 2>::random([b, arch.stem.time_embed_dim], n, device);
-    let context = Tensor::<B, 3>::random([b, s.text_len, arch.stem.cross_attention_dim], n, device);
-    let timesteps = Tensor::<B, 1>::from_floats(vec![500.0f32; b].as_slice(), device);
-    let sync = || B::sync(device).map_err(|e| EvalError::Measure(format!("{e:?}")));
-    sync()?;
-    let mut samples = Vec::with_capacity(repeats.repeats);
-    for run in 0..repeats.warmup + repeats.repeats {
-        let t = Instant::now();
-        match (&block, &module.kind) {
-            (UNetBlock::TimeEmbedding(m), ModuleKind::TimeEmbedding { .. }) => {
-                drop(m.forward(timesteps.clone()))
-            }
-            (UNetBlock::ConvIn(m), _) => drop(m.forward(hidden.clone())),
-            (UNetBlock::Resnet(m), _) => {
-                let x = match &skip {
-                    Some(sk) => Tensor::cat(vec![hidden.clone(), sk.clone()], 1),
-                    None => hidden.clone(),
-                };
-                drop(m.forward(x, temb.clone()))
-            }
-            (UNetBlock::Attention(m), _) => drop(m.forward(hidden.clone(), context.clone())),
-            (UNetBlock::Downsample(m), _) => drop(m.forward(hidden.clone())),
-            (UNetBlock::Upsample(m), _) => drop(m.forward(hidden.clone())),
-            (UNetBlock::ConvOut(m), _) => drop(m.forward(hidden.clone())),
-            (UNetBlock::TimeEmbedding(_), _) => unreachable!("block built from this module"),
-        }
-        sync()?;
-        if run >= repeats.warmup {
-            samples.push(t.elapsed().as_secs_f64() * 1e3);
-        }
+) -> Result<Vec<BlockLatency>, EvalError> {
+    let plan = arch.plan()?;
+    let steps = step_medians(arch, s, repeats)?;
+    let mut blocks: Vec<BlockLatency> = plan
+        .modules
+        .iter()
+        .map(|m| BlockLatency {
+            key: m.key.clone(),
+            section: m.section,
+            kind: m.kind.type_name(),
+            ms: 0.0,
+        })
+        .collect();
+    for (step, ms) in plan.steps.iter().zip(steps) {
+        blocks[step.module].ms += ms;
     }
-    Ok(Timing::from_samples(samples))
+    Ok(blocks)
 }
