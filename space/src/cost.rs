@@ -179,7 +179,7 @@ pub fn module_macs(kind: &ModuleKind, h: u64, w: u64, q: &CostQuery) -> u64 {
 impl Plan {
     /// Parameters and MACs of every module for the query.
     pub fn cost(&self, q: &CostQuery) -> Result<Cost, SpaceError> {
-        if q.height % self.max_div != 0 || q.width % self.max_div != 0 {
+        if !q.height.is_multiple_of(self.max_div) || !q.width.is_multiple_of(self.max_div) {
             return Err(SpaceError::Query(format!(
                 "a {}x{} latent is not divisible by this U-Net's downsampling factor {}",
                 q.height, q.width, self.max_div

@@ -572,7 +572,7 @@ impl UNetArch {
             (_, Some(0)) => return Err(ArchError::new("stem.head_dim", "must be at least 1")),
             _ => {}
         }
-        if st.base_channels % st.norm_groups != 0 {
+        if !st.base_channels.is_multiple_of(st.norm_groups) {
             return Err(ArchError::new(
                 "stem.base_channels",
                 format!(
@@ -696,7 +696,7 @@ impl UNetArch {
 
     fn check_width(&self, field: &str, channels: usize, attention: bool) -> Result<(), ArchError> {
         let st = &self.stem;
-        if channels % st.norm_groups != 0 {
+        if !channels.is_multiple_of(st.norm_groups) {
             return Err(ArchError::new(
                 field,
                 format!(
@@ -707,7 +707,7 @@ impl UNetArch {
         }
         if attention {
             if let Some(h) = st.heads {
-                if channels % h != 0 {
+                if !channels.is_multiple_of(h) {
                     return Err(ArchError::new(
                         field,
                         format!("{channels} channels are not divisible by heads = {h}"),
@@ -715,7 +715,7 @@ impl UNetArch {
                 }
             }
             if let Some(d) = st.head_dim {
-                if channels % d != 0 {
+                if !channels.is_multiple_of(d) {
                     return Err(ArchError::new(
                         field,
                         format!("{channels} channels are not divisible by head_dim = {d}"),

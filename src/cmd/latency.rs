@@ -391,7 +391,7 @@ fn calibrate(a: CalibrateArgs) -> CmdResult {
     let mut profile = DeviceProfile::load(&a.profile).map_err(eval_err)?;
     let setting = a.setting.resolve(LatencySetting::default());
     let arch = load_arch(&a.arch)?;
-    if !(a.seconds > 0.0) || a.steps == 0 {
+    if a.seconds.is_nan() || a.seconds <= 0.0 || a.steps == 0 {
         return Err(CliError::input("--seconds and --steps must be positive"));
     }
     let before = profile.efficiency.matmul;

@@ -96,14 +96,14 @@ impl DeviceProfile {
     pub fn from_source(src: &Source) -> Result<Self, EvalError> {
         let p: DeviceProfile = src.parse()?;
         let bad = |field: &str, msg: &str| Err(EvalError::Config(src.invalid_at(field, msg)));
-        if !(p.rates.memory_gbps > 0.0) {
+        if p.rates.memory_gbps.is_nan() || p.rates.memory_gbps <= 0.0 {
             return bad("rates.memory_gbps", "must be positive");
         }
         for (k, v) in &p.rates.matmul_tflops {
             if k.parse::<Dtype>().is_err() {
                 return bad("rates.matmul_tflops", "keys are f16, bf16 or f32");
             }
-            if !(*v > 0.0) {
+            if v.is_nan() || *v <= 0.0 {
                 return bad("rates.matmul_tflops", "rates must be positive");
             }
         }
@@ -114,7 +114,7 @@ impl DeviceProfile {
         if !(e.memory > 0.0 && e.memory <= 1.0) {
             return bad("efficiency.memory", "must be in (0, 1]");
         }
-        if !(e.launch_overhead_us >= 0.0) {
+        if e.launch_overhead_us.is_nan() || e.launch_overhead_us < 0.0 {
             return bad("efficiency.launch_overhead_us", "must be >= 0");
         }
         Ok(p)

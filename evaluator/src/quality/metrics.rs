@@ -35,7 +35,7 @@ pub struct Features {
 impl Features {
     /// Wraps row-major data.
     pub fn new(data: Vec<f32>, dim: usize) -> Result<Self, EvalError> {
-        if dim == 0 || data.len() % dim != 0 {
+        if dim == 0 || !data.len().is_multiple_of(dim) {
             return Err(EvalError::Unsupported(format!(
                 "feature data of length {} is not a whole number of {dim}-d vectors",
                 data.len()

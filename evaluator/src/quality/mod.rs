@@ -1,4 +1,5 @@
 //! Proxy image quality: datasets, feature statistics and distribution distances.
 
 pub mod data;
+pub mod features;
 pub mod metrics;

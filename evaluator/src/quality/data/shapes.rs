@@ -16,7 +16,7 @@ const COLOURS: [(&str, [f32; 3]); 6] = [
     ("purple", [0.6, 0.15, 0.75]),
     ("orange", [1.0, 0.55, 0.05]),
 ];
-const SIZES: [(&str, f32); 2] = [("small", 0.16), ("large", 0.3)];
+const SIZES: [(&str, f32); 2] = [("small", 0.26), ("large", 0.44)];
 const POSITIONS: [(&str, f32, f32); 5] = [
     ("top left", 0.3, 0.3),
     ("top right", 0.7, 0.3),
