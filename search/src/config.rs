@@ -1,0 +1,364 @@
+//! Study configuration (TOML, `deny_unknown_fields`; every default documented on its field).
+//!
+//! ```toml
+//! name = "quick"
+//! space = "tiny"            # preset name or a space file
+//! trials = 48
+//! seed = 0
+//! jobs = 2
+//!
+//! [controller]
+//! kind = "aging"            # aging | nsga2 | random
+//! population = 16
+//! sample = 4
+//!
+//! [latency]
+//! model = "profile:a10g"    # a device profile (name or file)
+//! budget_ms = 40.0
+//! latent = 64
+//!
+//! [constraints]
+//! max_params = 900_000_000
+//! ```
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use unas_evaluator::latency::profile::DeviceProfile;
+use unas_evaluator::latency::{Dtype, LatencyModel, LatencySetting};
+use unas_space::{SearchSpace, Source};
+
+use crate::error::SearchError;
+
+/// Which search strategy proposes the candidates, with its settings.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ControllerConfig {
+    /// Regularized (aging) evolution (Real et al. 2019).
+    Aging {
+        /// Population size P: the first P trials are random; later the population is the P most
+        /// recent usable trials (default 20).
+        #[serde(default = "default_population")]
+        population: usize,
+        /// Tournament size S drawn from the population without replacement (default 5).
+        #[serde(default = "default_sample")]
+        sample: usize,
+    },
+    /// NSGA-II with constrained domination (Deb 2002), generation-synchronous.
+    Nsga2 {
+        /// Population size N = generation size (default 20).
+        #[serde(default = "default_population")]
+        population: usize,
+    },
+    /// Uniform random sampling (avoiding archs already proposed): the baseline.
+    Random,
+}
+
+fn default_population() -> usize {
+    20
+}
+fn default_sample() -> usize {
+    5
+}
+
+impl ControllerConfig {
+    /// Short name (`aging`, `nsga2`, `random`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ControllerConfig::Aging { .. } => "aging",
+            ControllerConfig::Nsga2 { .. } => "nsga2",
+            ControllerConfig::Random => "random",
+        }
+    }
+}
+
+/// The latency model, the setting it is asked about, and the budget.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyConfig {
+    /// Latency model: `profile:NAME` or `profile:FILE` (a roofline device profile), or a bare
+    /// profile name/file. Default `profile:a10g`. Callers may also pass any other
+    /// [`LatencyModel`] to [`crate::Study::run`]; this field then only documents it.
+    #[serde(default = "default_model")]
+    pub model: String,
+    /// Latency budget per denoising step in milliseconds (required): a candidate predicted
+    /// above it is infeasible and never evaluated for quality.
+    pub budget_ms: f64,
+    /// Latent side (default 64, i.e. 512 px).
+    #[serde(default = "default_latent")]
+    pub latent: usize,
+    /// U-Net batch (default 2: one image with classifier-free guidance).
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// Text tokens (default 77).
+    #[serde(default = "default_text_len")]
+    pub text_len: usize,
+    /// Element type (default `f16`).
+    #[serde(default = "default_dtype")]
+    pub dtype: Dtype,
+}
+
+fn default_model() -> String {
+    "profile:a10g".into()
+}
+fn default_latent() -> usize {
+    64
+}
+fn default_batch() -> usize {
+    2
+}
+fn default_text_len() -> usize {
+    77
+}
+fn default_dtype() -> Dtype {
+    Dtype::F16
+}
+
+impl LatencyConfig {
+    /// The setting latencies (and MACs) are computed for.
+    pub fn setting(&self) -> LatencySetting {
+        LatencySetting {
+            latent: self.latent,
+            batch: self.batch,
+            text_len: self.text_len,
+            dtype: self.dtype,
+        }
+    }
+
+    /// Builds the configured model (roofline device profiles; other model kinds are built by
+    /// the caller and passed to [`crate::Study::run`]).
+    pub fn build(&self) -> Result<Box<dyn LatencyModel + Send + Sync>, SearchError> {
+        let spec = self.model.strip_prefix("profile:").unwrap_or(&self.model);
+        Ok(Box::new(DeviceProfile::load(spec)?))
+    }
+}
+
+/// Optional caps besides the latency budget (checked before any quality evaluation).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConstraintsConfig {
+    /// Maximum U-Net parameters (default: none).
+    #[serde(default)]
+    pub max_params: Option<u64>,
+    /// Maximum MACs of one forward at the latency setting (default: none).
+    #[serde(default)]
+    pub max_macs: Option<u64>,
+}
+
+/// A whole study.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StudyConfig {
+    /// Study name (required; the run directory defaults to `runs/<name>/` in the CLI).
+    pub name: String,
+    /// Search space: preset name (`tiny`, `default`) or file (default `tiny`). The resolved
+    /// space is stored with the study, so a resumed study does not re-read the file.
+    #[serde(default = "default_space")]
+    pub space: String,
+    /// Search strategy (required).
+    pub controller: ControllerConfig,
+    /// Trial budget: number of trials proposed in all, duplicates, infeasible and failed ones
+    /// included (required).
+    pub trials: usize,
+    /// Latency model and budget (required).
+    pub latency: LatencyConfig,
+    /// Parameter / MAC caps (default: none).
+    #[serde(default)]
+    pub constraints: ConstraintsConfig,
+    /// Study seed (default 0). Trial `n`'s proposal uses an RNG seeded from (seed, n).
+    #[serde(default)]
+    pub seed: u64,
+    /// Worker threads evaluating candidates in parallel (default 1).
+    #[serde(default = "default_jobs")]
+    pub jobs: usize,
+    /// Proposal window W: trial `n` is proposed from the results of trials `0..n+1-W` only, so
+    /// at most W trials are open at once. The sequence of archs depends on W but not on `jobs`
+    /// or timing. Default: `jobs`. (NSGA-II is generation-synchronous and ignores it.)
+    #[serde(default)]
+    pub window: Option<usize>,
+    /// Quality value of the hypervolume reference point (latency: `budget_ms`). Default: the
+    /// worst feasible quality seen so far (hypervolumes then compare only within one state).
+    #[serde(default)]
+    pub quality_reference: Option<f64>,
+}
+
+fn default_space() -> String {
+    "tiny".into()
+}
+fn default_jobs() -> usize {
+    1
+}
+
+impl StudyConfig {
+    /// Reads and validates a study file.
+    pub fn load(path: &Path) -> Result<Self, SearchError> {
+        let src = Source::read(path)?;
+        Self::from_source(&src)
+    }
+
+    /// Parses and validates a study document.
+    pub fn from_source(src: &Source) -> Result<Self, SearchError> {
+        let cfg: StudyConfig = src.parse()?;
+        cfg.check().map_err(|(f, m)| src.invalid_at(&f, m))?;
+        Ok(cfg)
+    }
+
+    /// Checks value ranges; `Err((field, message))`.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let bad = |f: &str, m: &str| Err((f.to_string(), m.to_string()));
+        if self.name.trim().is_empty() {
+            return bad("name", "must not be empty");
+        }
+        if self.trials == 0 {
+            return bad("trials", "must be at least 1");
+        }
+        if self.jobs == 0 {
+            return bad("jobs", "must be at least 1");
+        }
+        if self.window == Some(0) {
+            return bad("window", "must be at least 1");
+        }
+        if !(self.latency.budget_ms > 0.0 && self.latency.budget_ms.is_finite()) {
+            return bad(
+                "latency.budget_ms",
+                "must be a positive number of milliseconds",
+            );
+        }
+        if self.latency.latent == 0 || self.latency.batch == 0 {
+            return bad("latency.latent", "latent and batch must be at least 1");
+        }
+        if self.constraints.max_params == Some(0) {
+            return bad("constraints.max_params", "must be at least 1");
+        }
+        if self.constraints.max_macs == Some(0) {
+            return bad("constraints.max_macs", "must be at least 1");
+        }
+        match self.controller {
+            ControllerConfig::Aging { population, sample } => {
+                if population < 2 {
+                    return bad("controller.population", "must be at least 2");
+                }
+                if sample == 0 || sample > population {
+                    return bad("controller.sample", "must be in 1..=population");
+                }
+            }
+            ControllerConfig::Nsga2 { population } => {
+                if population < 2 {
+                    return bad("controller.population", "must be at least 2");
+                }
+            }
+            ControllerConfig::Random => {}
+        }
+        if let Some(q) = self.quality_reference {
+            if !q.is_finite() {
+                return bad("quality_reference", "must be finite");
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective proposal window (see [`StudyConfig::window`]).
+    pub fn window(&self) -> usize {
+        self.window.unwrap_or(self.jobs).max(1)
+    }
+
+    /// Loads the configured space (preset or file).
+    pub fn load_space(&self) -> Result<SearchSpace, SearchError> {
+        Ok(SearchSpace::load(&self.space)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(text: &str) -> Source {
+        Source {
+            file: "study.toml".into(),
+            text: text.into(),
+        }
+    }
+
+    const OK: &str = r#"
+name = "t"
+trials = 10
+[controller]
+kind = "aging"
+population = 4
+sample = 2
+[latency]
+budget_ms = 10.0
+"#;
+
+    #[test]
+    fn parses_with_defaults() {
+        let c = StudyConfig::from_source(&src(OK)).unwrap();
+        assert_eq!(
+            c.controller,
+            ControllerConfig::Aging {
+                population: 4,
+                sample: 2
+            }
+        );
+        assert_eq!(c.space, "tiny");
+        assert_eq!(c.jobs, 1);
+        assert_eq!(c.window(), 1);
+        assert_eq!(c.latency.model, "profile:a10g");
+        assert_eq!(c.latency.setting(), LatencySetting::default());
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let e =
+            StudyConfig::from_source(&src(&OK.replace("sample = 2", "sample = 2\nsamples = 3")))
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("study.toml") && e.contains("samples"), "{e}");
+        let e = StudyConfig::from_source(&src(&format!("{OK}\nbogus = 1")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = StudyConfig::from_source(&src(&OK.replace("sample = 2", "sample = 9")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("controller.sample"), "{e}");
+        let e = StudyConfig::from_source(&src(&OK.replace("budget_ms = 10.0", "budget_ms = -1.0")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("latency.budget_ms") && e.contains("study.toml:"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn builds_profile_models() {
+        let mut c = StudyConfig::from_source(&src(OK)).unwrap();
+        assert!(c.latency.build().unwrap().describe().contains("a10g"));
+        c.latency.model = "a10".into();
+        assert!(c.latency.build().unwrap().describe().contains("a10"));
+        c.latency.model = "profile:nope".into();
+        let e = c.latency.build().err().unwrap().to_string();
+        assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn random_and_nsga2_parse() {
+        let t = OK.replace(
+            "kind = \"aging\"\npopulation = 4\nsample = 2",
+            "kind = \"random\"",
+        );
+        let c = StudyConfig::from_source(&src(&t)).unwrap();
+        assert_eq!(c.controller, ControllerConfig::Random);
+        let t = OK.replace(
+            "kind = \"aging\"\npopulation = 4\nsample = 2",
+            "kind = \"nsga2\"",
+        );
+        let c = StudyConfig::from_source(&src(&t)).unwrap();
+        assert_eq!(c.controller, ControllerConfig::Nsga2 { population: 20 });
+    }
+}

@@ -1,0 +1,94 @@
+//! **TEST FIXTURE — not a quality metric.** [`SyntheticQuality`] returns a deterministic
+//! made-up "score" from an architecture's MACs and a hash-seeded term, optionally after a
+//! sleep, so that tests and the strategy benchmark's plumbing can run without training. Never
+//! report its numbers as quality.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use unas_space::{CostQuery, UNetArch};
+
+use crate::controller::splitmix;
+use crate::objective::{QualityError, QualityEvaluator, QualityResult};
+use crate::store::now_ms;
+
+/// TEST FIXTURE (not a quality metric): score = `100 / sqrt(1 + MACs / 1e6) * (1 + 0.1 u)`
+/// with `u` in [0, 1) drawn from the arch hash and the seed: bigger networks score better,
+/// which trades off against latency like a real quality metric would.
+#[derive(Clone, Debug, Default)]
+pub struct SyntheticQuality {
+    /// MACs are counted for this query (default: 16x16 latent, batch 2, 16 tokens).
+    pub query: Option<CostQuery>,
+    /// Sleep this long per evaluation (so kills land mid-evaluation).
+    pub delay_ms: u64,
+    /// Fail (error) on archs whose hash value is divisible by this (0 = never).
+    pub fail_one_in: u64,
+    /// Panic on archs whose hash value (shifted) is divisible by this (0 = never).
+    pub panic_one_in: u64,
+    /// Return NaN on archs whose hash value (shifted) is divisible by this (0 = never).
+    pub nan_one_in: u64,
+    /// Append `<hash> <unix ms>` to this file at the start of every evaluation.
+    pub log: Option<PathBuf>,
+}
+
+fn hash_value(arch: &UNetArch) -> u64 {
+    u64::from_str_radix(&arch.hash_id(), 16).unwrap_or(0)
+}
+
+impl QualityEvaluator for SyntheticQuality {
+    fn describe(&self) -> String {
+        "synthetic TEST FIXTURE (not a quality metric)".into()
+    }
+
+    fn evaluate(&self, arch: &UNetArch, seed: u64) -> Result<QualityResult, QualityError> {
+        if let Some(path) = &self.log {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| QualityError::Failed(format!("{}: {e}", path.display())))?;
+            // One write of one short line: atomic with O_APPEND.
+            f.write_all(format!("{} {}\n", arch.hash_id(), now_ms()).as_bytes())
+                .map_err(|e| QualityError::Failed(e.to_string()))?;
+        }
+        if self.delay_ms > 0 {
+            std::thread::sleep(Duration::from_millis(self.delay_ms));
+        }
+        let h = hash_value(arch);
+        if self.fail_one_in > 0 && h.is_multiple_of(self.fail_one_in) {
+            return Err(QualityError::Failed(
+                "synthetic failure (test fixture)".into(),
+            ));
+        }
+        if self.panic_one_in > 0 && (h >> 8).is_multiple_of(self.panic_one_in) {
+            panic!("synthetic panic (test fixture)");
+        }
+        if self.nan_one_in > 0 && (h >> 16).is_multiple_of(self.nan_one_in) {
+            return Ok(QualityResult {
+                score: f64::NAN,
+                metric: "synthetic-test-fixture".into(),
+                details: Default::default(),
+            });
+        }
+        let q = self.query.unwrap_or(CostQuery {
+            height: 16,
+            width: 16,
+            batch: 2,
+            text_len: 16,
+        });
+        let plan = arch
+            .plan()
+            .map_err(|e| QualityError::Failed(e.to_string()))?;
+        let cost = plan
+            .cost(&q)
+            .map_err(|e| QualityError::Failed(e.to_string()))?;
+        let u = (splitmix(h ^ seed) >> 11) as f64 / (1u64 << 53) as f64;
+        let score = 100.0 / (1.0 + cost.macs as f64 / 1e6).sqrt() * (1.0 + 0.1 * u);
+        Ok(QualityResult {
+            score,
+            metric: "synthetic-test-fixture".into(),
+            details: Default::default(),
+        })
+    }
+}

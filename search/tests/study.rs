@@ -1,0 +1,407 @@
+//! Study-level behaviour with the synthetic TEST FIXTURE evaluator (not a quality metric) and
+//! the A10G roofline latency model.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use unas_evaluator::latency::profile::DeviceProfile;
+use unas_evaluator::latency::Dtype;
+use unas_search::controller::{Controller, Origin};
+use unas_search::fixture::SyntheticQuality;
+use unas_search::{
+    strategy_benchmark, ConstraintsConfig, ControllerConfig, Evaluators, LatencyConfig,
+    QualityError, QualityEvaluator, QualityResult, SearchError, SqliteStore, Study, StudyConfig,
+    TrialRecord, TrialStatus,
+};
+use unas_space::rng::Rng;
+use unas_space::{SearchSpace, UNetArch};
+
+fn config(name: &str, controller: ControllerConfig, trials: usize) -> StudyConfig {
+    StudyConfig {
+        name: name.into(),
+        space: "tiny".into(),
+        controller,
+        trials,
+        latency: LatencyConfig {
+            model: "profile:a10g".into(),
+            budget_ms: 1.75,
+            latent: 16,
+            batch: 2,
+            text_len: 16,
+            dtype: Dtype::F16,
+        },
+        constraints: ConstraintsConfig::default(),
+        seed: 7,
+        jobs: 1,
+        window: None,
+        quality_reference: None,
+    }
+}
+
+const AGING: ControllerConfig = ControllerConfig::Aging {
+    population: 8,
+    sample: 3,
+};
+
+/// Counts evaluations per arch hash around the fixture.
+#[derive(Default)]
+struct Counting {
+    inner: SyntheticQuality,
+    seen: Mutex<HashMap<String, usize>>,
+}
+
+impl QualityEvaluator for Counting {
+    fn describe(&self) -> String {
+        "counting TEST FIXTURE".into()
+    }
+    fn evaluate(&self, arch: &UNetArch, seed: u64) -> Result<QualityResult, QualityError> {
+        *self.seen.lock().unwrap().entry(arch.hash_id()).or_insert(0) += 1;
+        self.inner.evaluate(arch, seed)
+    }
+}
+
+fn run(study: &mut Study, q: &(dyn QualityEvaluator + Sync)) -> Vec<TrialRecord> {
+    let profile = DeviceProfile::load("a10g").unwrap();
+    let ev = Evaluators {
+        latency: &profile,
+        quality: q,
+    };
+    let mut calls = 0;
+    let summary = study.run(ev, &mut |_| calls += 1).unwrap();
+    assert_eq!(
+        calls, summary.finished,
+        "one progress call per finished trial"
+    );
+    study.trials().unwrap()
+}
+
+fn memory_study(cfg: StudyConfig) -> Study {
+    Study::create_in(Box::new(SqliteStore::in_memory().unwrap()), cfg).unwrap()
+}
+
+fn key(
+    t: &TrialRecord,
+) -> (
+    u64,
+    String,
+    TrialStatus,
+    Option<u64>,
+    Option<u64>,
+    Option<u64>,
+) {
+    (
+        t.number,
+        t.hash.clone(),
+        t.status,
+        t.quality.map(f64::to_bits),
+        t.latency_ms.map(f64::to_bits),
+        t.duplicate_of,
+    )
+}
+
+/// A four-architecture space, so that evolution proposes duplicates.
+fn small_space(dir: &Path) -> String {
+    let text = r#"
+name = "four"
+[stem]
+base_channels = 32
+time_embed_dim = 128
+cross_attention_dim = 64
+heads = 2
+norm_groups = 8
+[knobs]
+stages = [3]
+layouts = ["diffusers"]
+mid_resnets = [1]
+mid_attentions = [0]
+[[stage]]
+out_channels = [32]
+down_resnets = [1, 2]
+down_attentions = [0]
+up_attentions = [0]
+[[stage]]
+out_channels = [32, 64]
+down_resnets = [1]
+down_attentions = [0]
+up_attentions = [0]
+[[stage]]
+out_channels = [64]
+down_resnets = [1]
+down_attentions = [0]
+up_attentions = [0]
+[constraints]
+latent = 16
+text_len = 16
+"#;
+    let path = dir.join("four.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn every_trial_is_final_and_infeasible_ones_are_never_trained() {
+    let q = Counting::default();
+    let mut cfg = config("t", AGING, 40);
+    cfg.constraints.max_params = Some(3_000_000);
+    let trials = run(&mut memory_study(cfg), &q);
+    assert_eq!(trials.len(), 40);
+    assert!(trials.iter().all(|t| t.status.is_final()));
+    let seen = q.seen.lock().unwrap();
+    let infeasible: Vec<&TrialRecord> = trials
+        .iter()
+        .filter(|t| t.status == TrialStatus::Infeasible)
+        .collect();
+    assert!(!infeasible.is_empty(), "the budget makes some infeasible");
+    for t in &infeasible {
+        assert!(
+            !seen.contains_key(&t.hash),
+            "trial {} was trained",
+            t.number
+        );
+        assert!(t.quality.is_none());
+        assert!(t.violation.unwrap() > 0.0);
+        assert!(t
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("infeasible by prediction"));
+    }
+    for t in trials.iter().filter(|t| t.status == TrialStatus::Done) {
+        assert!(t.latency_ms.unwrap() <= 1.75);
+        assert!(t.params.unwrap() <= 3_000_000);
+        assert!(t.block_latency.as_deref().unwrap().contains("\"ms\""));
+    }
+}
+
+#[test]
+fn duplicates_are_never_evaluated_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Counting::default();
+    let mut cfg = config("dup", AGING, 30);
+    cfg.space = small_space(dir.path());
+    cfg.latency.budget_ms = 100.0;
+    let trials = run(&mut memory_study(cfg), &q);
+    let dups: Vec<&TrialRecord> = trials.iter().filter(|t| t.duplicate_of.is_some()).collect();
+    assert!(dups.len() >= 20, "four archs, thirty trials");
+    for (h, n) in q.seen.lock().unwrap().iter() {
+        assert_eq!(*n, 1, "{h} evaluated {n} times");
+    }
+    for d in dups {
+        let m = &trials[d.duplicate_of.unwrap() as usize];
+        assert_eq!(m.hash, d.hash);
+        assert!(m.duplicate_of.is_none() && m.number < d.number);
+        assert_eq!((d.status, d.quality), (m.status, m.quality));
+    }
+}
+
+#[test]
+fn same_settings_reproduce_whatever_the_jobs() {
+    for c in [
+        AGING,
+        ControllerConfig::Nsga2 { population: 8 },
+        ControllerConfig::Random,
+    ] {
+        let mut a = config("r", c.clone(), 32);
+        a.window = Some(3);
+        let mut b = a.clone();
+        b.jobs = 3;
+        let ta = run(&mut memory_study(a.clone()), &SyntheticQuality::default());
+        let tb = run(&mut memory_study(b), &SyntheticQuality::default());
+        let ka: Vec<_> = ta.iter().map(key).collect();
+        let kb: Vec<_> = tb.iter().map(key).collect();
+        assert_eq!(ka, kb, "{c:?}");
+        let mut other = a.clone();
+        other.seed = 8;
+        let tc = run(&mut memory_study(other), &SyntheticQuality::default());
+        assert_ne!(ka, tc.iter().map(key).collect::<Vec<_>>(), "{c:?}");
+    }
+}
+
+#[test]
+fn failures_are_recorded_and_the_search_goes_on() {
+    let q = SyntheticQuality {
+        fail_one_in: 4,
+        panic_one_in: 5,
+        nan_one_in: 6,
+        ..Default::default()
+    };
+    let mut cfg = config("f", ControllerConfig::Nsga2 { population: 8 }, 32);
+    cfg.latency.budget_ms = 100.0;
+    cfg.jobs = 2;
+    let trials = run(&mut memory_study(cfg), &q);
+    assert_eq!(trials.len(), 32);
+    let errors: Vec<&str> = trials
+        .iter()
+        .filter(|t| t.status == TrialStatus::Failed)
+        .map(|t| t.error.as_deref().unwrap())
+        .collect();
+    assert!(
+        errors.iter().any(|e| e.contains("synthetic failure")),
+        "{errors:?}"
+    );
+    assert!(errors.iter().any(|e| e.contains("panicked")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("not finite")),
+        "{errors:?}"
+    );
+    assert!(trials.iter().any(|t| t.status == TrialStatus::Done));
+}
+
+#[test]
+fn a_study_with_no_feasible_trial_reports_the_least_violating() {
+    let q = Counting::default();
+    let mut cfg = config("none", ControllerConfig::Nsga2 { population: 6 }, 18);
+    cfg.latency.budget_ms = 0.01;
+    let mut study = memory_study(cfg);
+    let trials = run(&mut study, &q);
+    assert!(trials.iter().all(|t| t.status == TrialStatus::Infeasible));
+    assert!(q.seen.lock().unwrap().is_empty());
+    let r = study.results().unwrap();
+    assert!(!r.feasible);
+    assert_eq!(r.front.len(), 5);
+    assert_eq!(r.hypervolume, 0.0);
+    let v: Vec<f64> = r.front.iter().map(|t| t.violation.unwrap()).collect();
+    assert!(v.windows(2).all(|w| w[0] <= w[1]), "{v:?}");
+    let min = trials
+        .iter()
+        .map(|t| t.violation.unwrap())
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(v[0], min);
+}
+
+#[test]
+fn results_give_the_front_and_its_knee() {
+    let mut study = memory_study(config("res", AGING, 40));
+    let trials = run(&mut study, &SyntheticQuality::default());
+    let r = study.results().unwrap();
+    assert!(r.feasible && !r.front.is_empty() && r.hypervolume > 0.0);
+    let knee = r.knee.unwrap();
+    assert!(r.front.iter().any(|t| t.number == knee));
+    // Front members are not dominated by any done trial.
+    for f in &r.front {
+        let (l, q) = (f.latency_ms.unwrap(), f.quality.unwrap());
+        assert!(!trials.iter().any(|t| t.status == TrialStatus::Done
+            && t.latency_ms.unwrap() <= l
+            && t.quality.unwrap() <= q
+            && (t.latency_ms.unwrap() < l || t.quality.unwrap() < q)));
+    }
+}
+
+#[test]
+fn reopening_checks_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config("s", AGING, 12);
+    let first = {
+        let mut s = Study::create(dir.path(), cfg.clone()).unwrap();
+        run(&mut s, &SyntheticQuality::default())
+    };
+    // Same settings (other jobs): reopens; nothing left to do.
+    let mut again = cfg.clone();
+    again.jobs = 4;
+    again.window = Some(1);
+    let mut s = Study::create(dir.path(), again).unwrap();
+    let q = Counting::default();
+    let trials = run(&mut s, &q);
+    assert_eq!(trials, first);
+    assert!(q.seen.lock().unwrap().is_empty());
+    // Different seed: refused, naming the field.
+    let mut other = cfg.clone();
+    other.seed = 1;
+    let e = Study::create(dir.path(), other).err().unwrap();
+    assert!(matches!(e, SearchError::SettingsMismatch { .. }));
+    assert!(e.to_string().contains("config.seed"), "{e}");
+    // `open` uses the stored settings.
+    let s = Study::open(dir.path()).unwrap();
+    assert_eq!(s.config().seed, 7);
+    let e = Study::open(&dir.path().join("nowhere"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("no study found") && e.contains("study.sqlite"),
+        "{e}"
+    );
+}
+
+#[test]
+fn aging_evolution_removes_the_oldest_not_the_worst() {
+    let space = SearchSpace::load("tiny").unwrap();
+    let mut rng = Rng::seed(3);
+    let trials: Vec<TrialRecord> = (0..5u64)
+        .map(|n| {
+            let arch = space.decode(&space.sample(&mut rng).unwrap());
+            // Trial 0 dominates everything; later trials are worse and worse.
+            let v = if n == 0 { 0.1 } else { 1.0 + n as f64 };
+            TrialRecord {
+                study: "a".into(),
+                number: n,
+                hash: arch.hash_id(),
+                arch,
+                origin: "{}".into(),
+                status: TrialStatus::Done,
+                duplicate_of: None,
+                latency_ms: Some(v),
+                quality: Some(v),
+                params: None,
+                macs: None,
+                violation: Some(0.0),
+                objectives: None,
+                block_latency: None,
+                eval_seed: 0,
+                latency_s: None,
+                quality_s: None,
+                attempts: 1,
+                error: None,
+                created_ms: 0,
+                started_ms: None,
+                finished_ms: None,
+            }
+        })
+        .collect();
+    let known: HashMap<String, u64> = trials.iter().map(|t| (t.hash.clone(), t.number)).collect();
+    let aging = ControllerConfig::Aging {
+        population: 3,
+        sample: 3,
+    };
+    let mut c = Controller::new(aging, space.clone(), 0, 1);
+    let parent = |p: unas_search::controller::Proposal| match p.origin {
+        Origin::Mutation { parent, .. } => parent,
+        o => panic!("{o:?}"),
+    };
+    // Population {0, 1, 2}: the best, trial 0, is the parent.
+    assert_eq!(parent(c.propose(3, &trials[..3], &known).unwrap()), 0);
+    // Population {1, 2, 3}: trial 0 aged out although it is the best; trial 1 is now best.
+    assert_eq!(parent(c.propose(4, &trials[..4], &known).unwrap()), 1);
+    // Population {2, 3, 4}.
+    assert_eq!(parent(c.propose(5, &trials[..5], &known).unwrap()), 2);
+}
+
+#[test]
+fn strategy_benchmark_compares_with_random() {
+    let profile = DeviceProfile::load("a10g").unwrap();
+    let q = SyntheticQuality::default();
+    let base = config("bench", AGING, 40);
+    let strategies = [
+        ControllerConfig::Aging {
+            population: 10,
+            sample: 3,
+        },
+        ControllerConfig::Nsga2 { population: 10 },
+        ControllerConfig::Random,
+    ];
+    let seeds = [1, 2, 3, 4, 5];
+    let r = strategy_benchmark(&base, &strategies, &seeds, &profile, &q).unwrap();
+    eprintln!("{}", r.markdown());
+    assert_eq!(r.strategies.len(), 3);
+    assert_eq!(r.strategies[2].ratio_to_random, 1.0);
+    for s in &r.strategies {
+        assert_eq!(s.hypervolumes.len(), 5);
+        assert!(s.mean > 0.0 && s.ratio_to_random.is_finite(), "{s:?}");
+    }
+    assert!(r.quality_evaluations > 0);
+    let e = strategy_benchmark(&base, &strategies[..2], &seeds, &profile, &q)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("random"), "{e}");
+}
