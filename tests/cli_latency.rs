@@ -1,0 +1,165 @@
+//! CLI-level tests of `unas latency` and `unas profile`.
+
+use std::process::{Command, Output};
+
+fn unas(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_unas"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run unas")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn a10_profile_prints_blocks_total_and_pipeline() {
+    let o = unas(&[
+        "latency",
+        "--arch",
+        "decidiffusion",
+        "--model",
+        "profile:a10",
+        "--pipeline-steps",
+        "50",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let s = text(&o.stdout);
+    assert!(s.contains("mid_block.modules_list.0"), "{s}");
+    assert!(s.contains("total:") && s.contains("ms per step"), "{s}");
+    assert!(s.contains("pipeline:") && s.contains("at 50 steps"), "{s}");
+}
+
+#[test]
+fn bad_models_and_settings_exit_2() {
+    for args in [
+        vec!["latency", "--arch", "sd15", "--model", "nonsense"],
+        vec![
+            "latency",
+            "--arch",
+            "sd15",
+            "--model",
+            "lut:/nonexistent.lut.toml",
+        ],
+        vec![
+            "latency",
+            "--arch",
+            "sd15",
+            "--model",
+            "profile:nonexistent",
+        ],
+        vec!["latency", "--arch", "sd15", "--dtype", "f16"],
+        vec![
+            "latency",
+            "--arch",
+            "sd15",
+            "--model",
+            "profile:a10",
+            "--latent",
+            "60",
+        ],
+        vec!["latency"],
+    ] {
+        let o = unas(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o.stderr));
+        assert!(!text(&o.stderr).contains("panicked"), "{args:?}");
+    }
+}
+
+const ONE_FAMILY: &str = r#"
+name = "one-family"
+[stem]
+base_channels = 32
+time_embed_dim = 64
+cross_attention_dim = 32
+heads = 2
+norm_groups = 8
+[knobs]
+stages = [2]
+layouts = ["flexible"]
+mid_resnets = [1, 2]
+mid_attentions = [0, 1]
+[[stage]]
+out_channels = [32]
+down_resnets = [1, 2]
+down_attentions = [0, 1]
+up_attentions = [0, 1]
+[[stage]]
+out_channels = [32]
+down_resnets = [1]
+down_attentions = [0, 1]
+up_attentions = [0, 2]
+[constraints]
+latent = 8
+batch = 1
+text_len = 4
+"#;
+
+/// A table covers its space; an architecture from outside it is an error naming the missing
+/// variant, never a silent zero.
+#[test]
+fn lookup_tables_cover_their_space_and_name_missing_variants() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = dir.path().join("space.toml");
+    std::fs::write(&space, ONE_FAMILY).unwrap();
+    let lut = dir.path().join("t.lut.toml");
+    let o = unas(&[
+        "profile",
+        "--space",
+        space.to_str().unwrap(),
+        "--out",
+        lut.to_str().unwrap(),
+        "--warmup",
+        "0",
+        "--repeats",
+        "1",
+        "--overhead-archs",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let table = std::fs::read_to_string(&lut).unwrap();
+    for field in [
+        "device =",
+        "backend =",
+        "burn_version = \"0.21.0\"",
+        "date =",
+        "latent = 8",
+    ] {
+        assert!(table.contains(field), "table lacks {field}");
+    }
+    // An architecture of the space: predicted.
+    let arch = dir.path().join("a.toml");
+    let o = unas(&[
+        "space",
+        "sample",
+        "--space",
+        space.to_str().unwrap(),
+        "--seed",
+        "3",
+    ]);
+    std::fs::write(&arch, &o.stdout).unwrap();
+    let o = unas(&[
+        "latency",
+        "--arch",
+        arch.to_str().unwrap(),
+        "--model",
+        &format!("lut:{}", lut.display()),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("total:"));
+    // The tiny preset has other widths: the missing variant is named.
+    let o = unas(&[
+        "latency",
+        "--arch",
+        "tiny",
+        "--model",
+        &format!("lut:{}", lut.display()),
+        "--latent",
+        "8",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(err.contains("no entry for block variant"), "{err}");
+}
