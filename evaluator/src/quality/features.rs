@@ -163,8 +163,9 @@ impl FeatureExtractor {
             )));
         }
         let device = Default::default();
-        <Train as Backend>::seed(&device, cfg.seed);
-        let mut net = FeatureNet::<Train>::new(&classes, &device);
+        let mut net = super::train::init_seeded::<Train, _>(&device, cfg.seed, || {
+            FeatureNet::<Train>::new(&classes, &device)
+        });
         let mut opt = AdamWConfig::new().init::<Train, FeatureNet<Train>>();
         let loss_fn = CrossEntropyLossConfig::new().init(&device);
         let n = cfg.images.min(ds.len());

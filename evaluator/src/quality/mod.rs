@@ -3,3 +3,4 @@
 pub mod data;
 pub mod features;
 pub mod metrics;
+pub mod train;

@@ -1,0 +1,242 @@
+//! The denoising training objective of candidate U-Nets with the seed's recipe knobs (REFERENCE
+//! §2 and §4): beta schedule (scaled-linear or cosine), prediction (epsilon or v), zero
+//! terminal SNR, Min-SNR-γ loss weighting, and an AdamW loop that stops a candidate whose loss
+//! turns NaN or infinite. Noise and timesteps come from the seeded platform-independent
+//! [`Rng`], so the same seed gives the same run on the same backend.
+
+use std::sync::Mutex;
+
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Tensor, TensorData};
+use unas_runtime::scheduler::schedule::{
+    cosine_betas, cumprod_alphas, linspace, rescale_zero_terminal_snr,
+};
+use unas_runtime::UNet2DConditionModel;
+use unas_space::rng::Rng;
+
+use crate::EvalError;
+
+/// Beta schedule of the forward (noising) process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Betas {
+    /// SD1.5's `scaled_linear`: linspace(√0.00085, √0.012, T)².
+    ScaledLinear,
+    /// `squaredcos_cap_v2` (cosine).
+    Cosine,
+}
+
+/// What the U-Net predicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Prediction {
+    /// The added noise ε.
+    Epsilon,
+    /// v = √ᾱ·ε − √(1−ᾱ)·x0.
+    V,
+}
+
+/// Training recipe.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Beta schedule (default cosine, as DeciDiffusion).
+    pub betas: Betas,
+    /// Prediction target (default v).
+    pub prediction: Prediction,
+    /// Rescale the schedule to zero terminal SNR (default true).
+    pub zero_terminal_snr: bool,
+    /// Min-SNR-γ weighting; `None` = plain MSE (default Some(5)).
+    pub min_snr_gamma: Option<f64>,
+    /// Training timesteps T (default 1000).
+    pub timesteps: usize,
+    /// AdamW learning rate (default 1e-3).
+    pub lr: f64,
+}
+
+impl Default for Recipe {
+    /// DeciDiffusion's recipe: cosine, v-prediction, zero terminal SNR, Min-SNR-5.
+    fn default() -> Self {
+        Self::decidiffusion()
+    }
+}
+
+impl Recipe {
+    /// Recipe B: cosine betas, v-prediction, zero terminal SNR, Min-SNR-γ 5.
+    pub fn decidiffusion() -> Self {
+        Self {
+            betas: Betas::Cosine,
+            prediction: Prediction::V,
+            zero_terminal_snr: true,
+            min_snr_gamma: Some(5.0),
+            timesteps: 1000,
+            lr: 1e-3,
+        }
+    }
+
+    /// Recipe A: SD1.5's scaled-linear betas and epsilon prediction, plain MSE.
+    pub fn sd15() -> Self {
+        Self {
+            betas: Betas::ScaledLinear,
+            prediction: Prediction::Epsilon,
+            zero_terminal_snr: false,
+            min_snr_gamma: None,
+            timesteps: 1000,
+            lr: 1e-3,
+        }
+    }
+
+    /// ᾱ_t for t = 0..T.
+    pub fn alphas_cumprod(&self) -> Vec<f64> {
+        let t = self.timesteps;
+        let betas = match self.betas {
+            Betas::ScaledLinear => linspace(0.00085f64.sqrt(), 0.012f64.sqrt(), t)
+                .into_iter()
+                .map(|b| b * b)
+                .collect(),
+            Betas::Cosine => cosine_betas(t, 0.999),
+        };
+        let betas = if self.zero_terminal_snr {
+            rescale_zero_terminal_snr(&betas)
+        } else {
+            betas
+        };
+        cumprod_alphas(&betas)
+    }
+
+    /// Loss weight of timestep `t` (1 without Min-SNR; 1 where the SNR is zero).
+    pub fn loss_weight(&self, alpha_cumprod: f64) -> f64 {
+        let Some(gamma) = self.min_snr_gamma else {
+            return 1.0;
+        };
+        let snr = alpha_cumprod / (1.0 - alpha_cumprod);
+        if snr == 0.0 || !snr.is_finite() {
+            return 1.0;
+        }
+        let clipped = snr.min(gamma);
+        match self.prediction {
+            Prediction::Epsilon => clipped / snr,
+            Prediction::V => clipped / (snr + 1.0),
+        }
+    }
+}
+
+/// Builds a module with its random initial weights drawn from the backend generator seeded with
+/// `seed`, reproducibly: burn initialises parameters lazily from one process-wide generator, so
+/// the seeding and the materialisation of every parameter happen under one lock here.
+pub fn init_seeded<B: Backend, M: Module<B>>(
+    device: &B::Device,
+    seed: u64,
+    build: impl FnOnce() -> M,
+) -> M {
+    struct Materialise;
+    impl<B: Backend> ModuleVisitor<B> for Materialise {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let _ = param.val();
+        }
+    }
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    B::seed(device, seed);
+    let module = build();
+    module.visit(&mut Materialise);
+    module
+}
+
+/// Standard normal values from the seeded generator (Box-Muller).
+pub fn normal(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            let (u, v) = (rng.uniform().max(1e-300), rng.uniform());
+            ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32
+        })
+        .collect()
+}
+
+/// The weighted denoising loss of one batch.
+///
+/// - `x0`: clean latents `[b, c, h, w]`
+/// - `context`: text embeddings `[b, len, cross_attention_dim]`
+/// - `timesteps`, `noise`: per-sample timesteps and `b*c*h*w` standard normal values
+/// - returns the scalar loss `[1]`
+pub fn diffusion_loss<B: Backend>(
+    unet: &UNet2DConditionModel<B>,
+    x0: Tensor<B, 4>,
+    context: Tensor<B, 3>,
+    timesteps: &[usize],
+    noise: Vec<f32>,
+    recipe: &Recipe,
+    alphas_cumprod: &[f64],
+) -> Tensor<B, 1> {
+    let device = x0.device();
+    let dims = x0.dims();
+    let b = dims[0];
+    let col = |f: &dyn Fn(f64) -> f64| -> Tensor<B, 4> {
+        let v: Vec<f32> = timesteps
+            .iter()
+            .map(|&t| f(alphas_cumprod[t]) as f32)
+            .collect();
+        Tensor::from_data(TensorData::new(v, [b, 1, 1, 1]), &device)
+    };
+    let sqrt_a = col(&|a| a.sqrt());
+    let sqrt_1ma = col(&|a| (1.0 - a).sqrt());
+    let weights = col(&|a| recipe.loss_weight(a));
+    let eps = Tensor::<B, 4>::from_data(TensorData::new(noise, dims), &device);
+    let xt = x0.clone() * sqrt_a.clone() + eps.clone() * sqrt_1ma.clone();
+    let target = match recipe.prediction {
+        Prediction::Epsilon => eps,
+        Prediction::V => eps * sqrt_a - x0 * sqrt_1ma,
+    };
+    let t: Vec<f32> = timesteps.iter().map(|&t| t as f32).collect();
+    let t = Tensor::<B, 1>::from_data(TensorData::new(t, [b]), &device);
+    let pred = unet.forward(xt, t, context);
+    let per_sample = (pred - target)
+        .powi_scalar(2)
+        .mean_dim(3)
+        .mean_dim(2)
+        .mean_dim(1);
+    (per_sample * weights).mean()
+}
+
+/// Outcome of a training run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainLog {
+    /// Loss of every step.
+    pub losses: Vec<f32>,
+}
+
+/// Trains `unet` for `steps` AdamW steps on batches from `next_batch` (clean latents and text
+/// embeddings); timesteps and noise are drawn from `rng`. Stops with an error naming the step
+/// when the loss is NaN or infinite.
+pub fn train<B: AutodiffBackend>(
+    mut unet: UNet2DConditionModel<B>,
+    recipe: &Recipe,
+    steps: usize,
+    rng: &mut Rng,
+    next_batch: &mut dyn FnMut(&mut Rng) -> (Tensor<B, 4>, Tensor<B, 3>),
+    progress: &mut dyn FnMut(usize, f32),
+) -> Result<(UNet2DConditionModel<B::InnerBackend>, TrainLog), EvalError> {
+    let acp = recipe.alphas_cumprod();
+    let mut opt = AdamWConfig::new().init::<B, UNet2DConditionModel<B>>();
+    let mut losses = Vec::with_capacity(steps);
+    for step in 0..steps {
+        let (x0, context) = next_batch(rng);
+        let dims = x0.dims();
+        let timesteps: Vec<usize> = (0..dims[0]).map(|_| rng.below(recipe.timesteps)).collect();
+        let noise = normal(rng, dims.iter().product());
+        let loss = diffusion_loss(&unet, x0, context, &timesteps, noise, recipe, &acp);
+        let value: f32 = loss.clone().into_scalar().elem::<f32>();
+        if !value.is_finite() {
+            return Err(EvalError::Measure(format!(
+                "training diverged: loss {value} at step {step}"
+            )));
+        }
+        losses.push(value);
+        let grads = GradientsParams::from_grads(loss.backward(), &unet);
+        unet = opt.step(recipe.lr, unet, grads);
+        progress(step + 1, value);
+    }
+    Ok((unet.valid(), TrainLog { losses }))
+}
