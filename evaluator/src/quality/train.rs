@@ -200,6 +200,9 @@ pub fn diffusion_loss<B: Backend>(
     (per_sample * weights).mean()
 }
 
+/// Clean latents `[b, c, h, w]` and text embeddings `[b, len, dim]`.
+pub type Batch<B> = (Tensor<B, 4>, Tensor<B, 3>);
+
 /// Outcome of a training run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainLog {
@@ -215,7 +218,7 @@ pub fn train<B: AutodiffBackend>(
     recipe: &Recipe,
     steps: usize,
     rng: &mut Rng,
-    next_batch: &mut dyn FnMut(&mut Rng) -> (Tensor<B, 4>, Tensor<B, 3>),
+    next_batch: &mut dyn FnMut(&mut Rng) -> Batch<B>,
     progress: &mut dyn FnMut(usize, f32),
 ) -> Result<(UNet2DConditionModel<B::InnerBackend>, TrainLog), EvalError> {
     let acp = recipe.alphas_cumprod();
