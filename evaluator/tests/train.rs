@@ -115,6 +115,33 @@ fn training_lowers_the_loss_and_is_reproducible() {
 }
 
 #[test]
+fn ema_averages_parameters() {
+    use burn::module::Module;
+    use unas_evaluator::quality::train::Ema;
+    let device = Default::default();
+    let lin = |v: f32| {
+        let l = burn::nn::LinearConfig::new(2, 1).init::<Cpu>(&device);
+        l.map(&mut Fill(v))
+    };
+    struct Fill(f32);
+    impl burn::module::ModuleMapper<Cpu> for Fill {
+        fn map_float<const D: usize>(
+            &mut self,
+            p: burn::module::Param<Tensor<Cpu, D>>,
+        ) -> burn::module::Param<Tensor<Cpu, D>> {
+            let v = self.0;
+            p.map(|t| t.zeros_like() + v)
+        }
+    }
+    let mut ema = Ema::new(lin(0.0), 0.5);
+    ema.update(&lin(1.0));
+    ema.update(&lin(1.0));
+    // 0 -> 0.5 -> 0.75
+    let w: Vec<f32> = ema.into_inner().weight.val().into_data().to_vec().unwrap();
+    assert!(w.iter().all(|&x| (x - 0.75).abs() < 1e-6), "{w:?}");
+}
+
+#[test]
 fn a_nan_loss_stops_the_run_with_an_error() {
     let arch = preset("tiny-nas");
     let device = Default::default();
