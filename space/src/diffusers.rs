@@ -306,14 +306,26 @@ fn import_unet2d(v: &Value) -> Result<UNetArch, ArchError> {
                 .filter_map(Value::as_u64)
                 .map(|h| h as usize)
                 .collect();
-            let dims: Vec<usize> = hs.iter().zip(&widths).map(|(h, w)| w / h.max(&1)).collect();
-            if hs.len() != n || dims.iter().any(|&d| d != dims[0]) {
+            if hs.len() != n || hs.contains(&0) {
                 return Err(ArchError::new(
                     "attention_head_dim",
-                    "per-block heads are supported only with one head size for all blocks",
+                    format!("needs {n} positive head counts, one per block"),
                 ));
             }
-            (None, Some(dims[0]))
+            let dims: Vec<usize> = hs.iter().zip(&widths).map(|(h, w)| w / h).collect();
+            if hs.iter().all(|&h| h == hs[0]) {
+                // The same number of heads everywhere (what save_pretrained writes for a
+                // U-Net built with a per-block list of equal counts).
+                (Some(hs[0]), None)
+            } else if dims.iter().all(|&d| d == dims[0]) {
+                (None, Some(dims[0]))
+            } else {
+                return Err(ArchError::new(
+                    "attention_head_dim",
+                    "per-block heads are supported only with one head count or one head size \
+                     for all blocks",
+                ));
+            }
         }
         _ => return Err(ArchError::new("attention_head_dim", "expected a number")),
     };

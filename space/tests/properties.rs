@@ -239,3 +239,21 @@ fn sd15_export_matches_the_official_config() {
     });
     assert_eq!(diffusers::export_config(&preset("sd15"), 64), official);
 }
+
+/// diffusers writes per-block `attention_head_dim` lists; equal entries mean constant heads,
+/// and entries proportional to the widths mean one head size.
+#[test]
+fn per_block_head_lists_import() {
+    let mut v = diffusers::export_config(&preset("tiny"), 16);
+    v["attention_head_dim"] = serde_json::json!([2, 2, 2, 2]);
+    let a = diffusers::import_config(&v).unwrap();
+    assert_eq!((a.stem.heads, a.stem.head_dim), (Some(2), None));
+    v["attention_head_dim"] = serde_json::json!([1, 2, 2, 2]); // widths 32, 64, 64, 64
+    let a = diffusers::import_config(&v).unwrap();
+    assert_eq!((a.stem.heads, a.stem.head_dim), (None, Some(32)));
+    v["attention_head_dim"] = serde_json::json!([1, 2, 4, 2]);
+    assert_eq!(
+        diffusers::import_config(&v).unwrap_err().field,
+        "attention_head_dim"
+    );
+}

@@ -1,0 +1,683 @@
+//! Fused CPU kernels on contiguous f32 slices, parallel with rayon, each compiled for AVX-512,
+//! AVX2+FMA and baseline x86-64 and picked at run time.
+//!
+//! burn's Flex backend runs GroupNorm as ~8 separate passes, SiLU/GELU/exp as scalar libm
+//! calls on one thread, GEGLU's halves through a strided iterator, and attention one head at a
+//! time with scalar `expf`. These kernels replace those hot spots in the U-Net; matmuls and
+//! convolutions stay with burn (the `gemm` crate, as fast as PyTorch's).
+
+use rayon::prelude::*;
+
+use super::math;
+
+/// Defines `fn $name` that runs `$body` compiled for the best instruction set available.
+macro_rules! multiversion {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$m])* $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn generic($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                unsafe fn v4($($arg: $ty),*) { generic($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn v3($($arg: $ty),*) { generic($($arg),*) }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                {
+                    // SAFETY: the CPU supports every feature `v4` is compiled with.
+                    return unsafe { v4($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: as above, for `v3`.
+                    return unsafe { v3($($arg),*) };
+                }
+            }
+            generic($($arg),*)
+        }
+    };
+}
+
+/// Sum with 16 independent accumulators (vectorisable, and more accurate than a running sum).
+#[inline(always)]
+fn sum16(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; 16];
+    let chunks = x.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for c in chunks {
+        for i in 0..16 {
+            acc[i] += f(c[i]);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+multiversion! {
+    /// Normalises one group (`gamma.len()` channels of `x.len() / gamma.len()` elements each).
+    fn norm_group(x: &[f32], out: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32, silu: bool) {
+        let n = x.len() as f32;
+        let mean = sum16(x, |v| v) / n;
+        let var = sum16(x, |v| (v - mean) * (v - mean)) / n;
+        let inv = 1.0 / (var + eps).sqrt();
+        let spatial = x.len() / gamma.len();
+        for (c, (xc, oc)) in x.chunks_exact(spatial).zip(out.chunks_exact_mut(spatial)).enumerate() {
+            let scale = inv * gamma[c];
+            let shift = beta[c] - mean * scale;
+            if silu {
+                for (o, &v) in oc.iter_mut().zip(xc) {
+                    *o = math::silu(v * scale + shift);
+                }
+            } else {
+                for (o, &v) in oc.iter_mut().zip(xc) {
+                    *o = v * scale + shift;
+                }
+            }
+        }
+    }
+}
+
+/// GroupNorm (then SiLU when `silu`) of `x` = `[batch, channels, spatial]`, row-major, into
+/// `out` (same shape). `gamma`, `beta`: `[channels]`; `channels` divisible by `groups`.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm(
+    x: &[f32],
+    out: &mut [f32],
+    batch: usize,
+    channels: usize,
+    groups: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    silu: bool,
+) {
+    assert_eq!(out.len(), x.len(), "group_norm: output length");
+    assert_eq!(channels % groups, 0, "group_norm: channels % groups");
+    assert_eq!(x.len() % (batch * channels), 0, "group_norm: shape");
+    let cpg = channels / groups;
+    // One group: cpg consecutive channels of one sample.
+    let group_len = x.len() / (batch * groups);
+    if group_len == 0 {
+        return;
+    }
+    out.par_chunks_mut(group_len)
+        .zip(x.par_chunks(group_len))
+        .enumerate()
+        .for_each(|(i, (o, xs))| {
+            let c0 = (i % groups) * cpg;
+            norm_group(xs, o, &gamma[c0..c0 + cpg], &beta[c0..c0 + cpg], eps, silu);
+        });
+}
+
+multiversion! {
+    /// `out[i] = a[i] * gelu(g[i])`.
+    fn geglu_row(a: &[f32], g: &[f32], out: &mut [f32]) {
+        for ((o, &a), &g) in out.iter_mut().zip(a).zip(g) {
+            *o = a * math::gelu(g);
+        }
+    }
+}
+
+/// GEGLU: `h` = `[rows, 2 * inner]` (hidden half, then gate half) → `out` = `[rows, inner]`,
+/// `hidden * gelu(gate)` with the exact (erf) GELU.
+pub fn geglu(h: &[f32], out: &mut [f32], inner: usize) {
+    assert_eq!(h.len(), 2 * out.len(), "geglu: shapes");
+    if inner == 0 {
+        return;
+    }
+    // Rows per task: about 64k outputs, enough to amortise rayon.
+    let rows = (65_536 / inner).max(1);
+    out.par_chunks_mut(rows * inner)
+        .zip(h.par_chunks(2 * rows * inner))
+        .for_each(|(o, hs)| {
+            for (orow, hrow) in o.chunks_exact_mut(inner).zip(hs.chunks_exact(2 * inner)) {
+                let (a, g) = hrow.split_at(inner);
+                geglu_row(a, g, orow);
+            }
+        });
+}
+
+/// Maximum with 16 independent lanes (vectorisable; NaN-free inputs assumed).
+#[inline(always)]
+fn max16(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 16];
+    let chunks = x.chunks_exact(16);
+    let mut m = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    for c in chunks {
+        for i in 0..16 {
+            acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+        }
+    }
+    for a in acc {
+        m = if a > m { a } else { m };
+    }
+    m
+}
+
+multiversion! {
+    /// In-place softmax of each row of `scores` (`[rows, len]`).
+    fn softmax_rows(scores: &mut [f32], len: usize) {
+        for row in scores.chunks_exact_mut(len) {
+            let max = max16(row);
+            for v in row.iter_mut() {
+                *v = math::exp(*v - max);
+            }
+            let inv = 1.0 / sum16(row, |v| v);
+            for v in row.iter_mut() {
+                *v *= inv;
+            }
+        }
+    }
+}
+
+/// A raw pointer that rayon tasks may share: each task writes a disjoint region.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: only used to write disjoint output regions from parallel tasks (see `attention`).
+unsafe impl Send for SharedMut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// The pointer (a method, so closures capture the `Send` wrapper, not its field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Shapes of a multi-head attention call.
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionDims {
+    /// Batch.
+    pub batch: usize,
+    /// Query length.
+    pub n: usize,
+    /// Key/value length.
+    pub m: usize,
+    /// Channels (heads × head dim).
+    pub channels: usize,
+    /// Heads.
+    pub heads: usize,
+}
+
+/// Multi-head attention without splitting heads into separate tensors: `q` = `[batch, n, c]`,
+/// `k`, `v` = `[batch, m, c]`, head `h` owns channels `h·d .. (h+1)·d`; writes
+/// softmax(q_h k_hᵀ / √d) v_h into the same channels of `out` = `[batch, n, c]`.
+///
+/// Parallel over (batch, head, block of query rows); each task keeps a `[rows, m]` score block.
+pub fn attention(q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], dims: AttentionDims) {
+    let AttentionDims {
+        batch,
+        n,
+        m,
+        channels: c,
+        heads,
+    } = dims;
+    assert_eq!(c % heads, 0, "attention: channels % heads");
+    assert_eq!(q.len(), batch * n * c, "attention: q shape");
+    assert_eq!(k.len(), batch * m * c, "attention: k shape");
+    assert_eq!(v.len(), batch * m * c, "attention: v shape");
+    assert_eq!(out.len(), batch * n * c, "attention: out shape");
+    if batch * n * c == 0 || m == 0 {
+        return;
+    }
+    let d = c / heads;
+    let scale = 1.0 / (d as f32).sqrt();
+    // Score block of ~256 KiB (fits L2), at least 8 rows.
+    let rows = (65_536 / m).clamp(8, n.max(8));
+    let blocks = n.div_ceil(rows);
+    let dst = SharedMut(out.as_mut_ptr());
+    (0..batch * heads * blocks).into_par_iter().for_each_init(
+        || vec![0f32; rows * m],
+        |scores, task| {
+            let b = task / (heads * blocks);
+            let h = (task / blocks) % heads;
+            let r0 = (task % blocks) * rows;
+            let r = rows.min(n - r0);
+            let scores = &mut scores[..r * m];
+            let q0 = (b * n + r0) * c + h * d;
+            let kv0 = b * m * c + h * d;
+            // SAFETY: all pointers address in-bounds elements for the given sizes and
+            // strides (checked shapes above); the destination block (rows r0..r0+r of
+            // batch b, channels of head h) is written by this task only.
+            unsafe {
+                // scores[r, m] = scale * Q[r, d] · K[m, d]ᵀ
+                gemm::gemm(
+                    r,
+                    m,
+                    d,
+                    scores.as_mut_ptr(),
+                    1,
+                    m as isize,
+                    false,
+                    q.as_ptr().add(q0),
+                    1,
+                    c as isize,
+                    k.as_ptr().add(kv0),
+                    c as isize,
+                    1,
+                    0.0,
+                    scale,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            softmax_rows(scores, m);
+            // SAFETY: as above.
+            unsafe {
+                // out[r, d] = P[r, m] · V[m, d]
+                gemm::gemm(
+                    r,
+                    d,
+                    m,
+                    dst.get().add(q0),
+                    1,
+                    c as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    m as isize,
+                    v.as_ptr().add(kv0),
+                    1,
+                    c as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        },
+    );
+}
+
+/// Shapes of a 2-D convolution (groups 1, dilation 1).
+#[derive(Clone, Copy, Debug)]
+pub struct ConvDims {
+    /// Batch.
+    pub batch: usize,
+    /// Input channels.
+    pub c_in: usize,
+    /// Input height (before the optional upsampling).
+    pub h: usize,
+    /// Input width (before the optional upsampling).
+    pub w: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Stride (both directions).
+    pub stride: usize,
+    /// Zero rows above the (upsampled) input.
+    pub pad_top: usize,
+    /// Zero columns left of the (upsampled) input.
+    pub pad_left: usize,
+    /// Output height.
+    pub out_h: usize,
+    /// Output width.
+    pub out_w: usize,
+    /// The input is first upsampled 2x with nearest-neighbour (folded into the im2col).
+    pub upsample: bool,
+}
+
+/// Copies the receptive fields of output pixels `p0 .. p0 + len` of one sample `x` into
+/// columns `j0 .. j0 + len` of `col` = `[c_in·kh·kw, width]` (im2col), zero outside the input.
+fn im2col(
+    x: &[f32],
+    col: &mut [f32],
+    width: usize,
+    j0: usize,
+    d: &ConvDims,
+    p0: usize,
+    len: usize,
+) {
+    let (ih, iw) = if d.upsample {
+        (2 * d.h, 2 * d.w)
+    } else {
+        (d.h, d.w)
+    };
+    let shift = usize::from(d.upsample);
+    for ci in 0..d.c_in {
+        let plane = &x[ci * d.h * d.w..(ci + 1) * d.h * d.w];
+        for ky in 0..d.kh {
+            for kx in 0..d.kw {
+                let k = (ci * d.kh + ky) * d.kw + kx;
+                let row = &mut col[k * width + j0..k * width + j0 + len];
+                let mut j = 0;
+                while j < len {
+                    let p = p0 + j;
+                    let (oy, ox0) = (p / d.out_w, p % d.out_w);
+                    let seg = (d.out_w - ox0).min(len - j);
+                    let out = &mut row[j..j + seg];
+                    let iy = (oy * d.stride + ky) as isize - d.pad_top as isize;
+                    if iy < 0 || iy >= ih as isize {
+                        out.fill(0.0);
+                    } else {
+                        let src = &plane[(iy as usize >> shift) * d.w..][..d.w];
+                        for (t, o) in out.iter_mut().enumerate() {
+                            let ix = ((ox0 + t) * d.stride + kx) as isize - d.pad_left as isize;
+                            *o = if ix < 0 || ix >= iw as isize {
+                                0.0
+                            } else {
+                                src[ix as usize >> shift]
+                            };
+                        }
+                    }
+                    j += seg;
+                }
+            }
+        }
+    }
+}
+
+/// The (sample, first pixel, column, length) runs of columns `c0 .. c0 + n` when columns
+/// enumerate (sample, pixel) pairs of `p` pixels per sample.
+fn column_runs(
+    c0: usize,
+    n: usize,
+    p: usize,
+) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    let mut c = c0;
+    std::iter::from_fn(move || {
+        (c < c0 + n).then(|| {
+            let (b, px) = (c / p, c % p);
+            let len = (p - px).min(c0 + n - c);
+            let run = (b, px, c - c0, len);
+            c += len;
+            run
+        })
+    })
+}
+
+/// 2-D convolution of `x` = `[batch, c_in, h, w]` with `weight` = `[c_out, c_in, kh, kw]`
+/// (torch layout, used as is: no repacking) into `out` = `[batch, c_out, out_h, out_w]`.
+///
+/// The columns of the im2col matrix enumerate (sample, output pixel) pairs of the whole
+/// batch, so the weights are streamed once per tile of columns, not once per sample (at low
+/// resolutions the convolutions are bound by reading the weights). Tiles run in parallel; when
+/// there are fewer tiles than threads, the matmul itself is parallel.
+pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut [f32], d: ConvDims) {
+    // Columns per tile: an im2col buffer of at most ~8 MiB.
+    let tile = (2_097_152 / (d.c_in * d.kh * d.kw).max(1)).max(64);
+    conv2d_tiled(x, weight, bias, out, d, tile);
+}
+
+/// [`conv2d`] with at most `tile` columns per tile.
+fn conv2d_tiled(
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    d: ConvDims,
+    tile: usize,
+) {
+    let k = d.c_in * d.kh * d.kw;
+    let p = d.out_h * d.out_w;
+    assert_eq!(x.len(), d.batch * d.c_in * d.h * d.w, "conv2d: input shape");
+    assert_eq!(weight.len(), d.c_out * k, "conv2d: weight shape");
+    assert_eq!(out.len(), d.batch * d.c_out * p, "conv2d: output shape");
+    if out.is_empty() {
+        return;
+    }
+    let cols = d.batch * p;
+    let tp = tile.clamp(1, cols);
+    let tiles = cols.div_ceil(tp);
+    let threads = rayon::current_num_threads();
+    let par = if tiles >= threads {
+        gemm::Parallelism::None
+    } else {
+        gemm::Parallelism::Rayon(threads)
+    };
+    let in_len = d.c_in * d.h * d.w;
+    let dst = SharedMut(out.as_mut_ptr());
+    (0..tiles).into_par_iter().for_each_init(
+        || (vec![0f32; k * tp], vec![0f32; d.c_out * tp]),
+        |(col, tmp), tile| {
+            let c0 = tile * tp;
+            let n = tp.min(cols - c0);
+            for (b, px, j0, len) in column_runs(c0, n, p) {
+                im2col(&x[b * in_len..(b + 1) * in_len], col, n, j0, &d, px, len);
+            }
+            let tmp = &mut tmp[..d.c_out * n];
+            if let Some(bias) = bias {
+                for (row, &bv) in tmp.chunks_exact_mut(n).zip(bias) {
+                    row.fill(bv);
+                }
+            }
+            // SAFETY: `tmp` is [c_out, n], `weight` [c_out, k], `col` [k, n] (row-major,
+            // strides as given); all in bounds.
+            unsafe {
+                gemm::gemm(
+                    d.c_out,
+                    n,
+                    k,
+                    tmp.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    bias.is_some(),
+                    weight.as_ptr(),
+                    1,
+                    k as isize,
+                    col.as_ptr(),
+                    1,
+                    n as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    par,
+                );
+            }
+            for (b, px, j0, len) in column_runs(c0, n, p) {
+                for co in 0..d.c_out {
+                    // SAFETY: out[b, co, px .. px + len] is in bounds and belongs to this
+                    // tile's columns only.
+                    let o = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            dst.get().add((b * d.c_out + co) * p + px),
+                            len,
+                        )
+                    };
+                    o.copy_from_slice(&tmp[co * n + j0..co * n + j0 + len]);
+                }
+            }
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    #[test]
+    fn group_norm_matches_definition() {
+        let (b, c, s, g) = (2, 6, 5, 3);
+        let mut seed = 1;
+        let x: Vec<f32> = (0..b * c * s).map(|_| lcg(&mut seed) * 3.0 + 1.0).collect();
+        let gamma: Vec<f32> = (0..c).map(|_| lcg(&mut seed)).collect();
+        let beta: Vec<f32> = (0..c).map(|_| lcg(&mut seed)).collect();
+        for silu in [false, true] {
+            let mut out = vec![0.0; x.len()];
+            group_norm(&x, &mut out, b, c, g, &gamma, &beta, 1e-5, silu);
+            for bi in 0..b {
+                for gi in 0..g {
+                    let start = (bi * c + gi * 2) * s;
+                    let xs = &x[start..start + 2 * s];
+                    let mean = xs.iter().map(|&v| v as f64).sum::<f64>() / xs.len() as f64;
+                    let var = xs.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>()
+                        / xs.len() as f64;
+                    for (j, &v) in xs.iter().enumerate() {
+                        let ch = gi * 2 + j / s;
+                        let mut y = (v as f64 - mean) / (var + 1e-5).sqrt() * gamma[ch] as f64
+                            + beta[ch] as f64;
+                        if silu {
+                            y /= 1.0 + (-y).exp();
+                        }
+                        assert!((out[start + j] as f64 - y).abs() < 1e-5);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn attention_matches_naive() {
+        let dims = AttentionDims {
+            batch: 2,
+            n: 37,
+            m: 11,
+            channels: 12,
+            heads: 3,
+        };
+        let mut seed = 7;
+        let mut rnd = |len: usize| (0..len).map(|_| lcg(&mut seed)).collect::<Vec<f32>>();
+        let (b, n, m, c, h) = (dims.batch, dims.n, dims.m, dims.channels, dims.heads);
+        let q = rnd(b * n * c);
+        let k = rnd(b * m * c);
+        let v = rnd(b * m * c);
+        let mut out = vec![0.0; b * n * c];
+        attention(&q, &k, &v, &mut out, dims);
+        let d = c / h;
+        for bi in 0..b {
+            for hi in 0..h {
+                for i in 0..n {
+                    let s: Vec<f64> = (0..m)
+                        .map(|j| {
+                            (0..d)
+                                .map(|t| {
+                                    q[(bi * n + i) * c + hi * d + t] as f64
+                                        * k[(bi * m + j) * c + hi * d + t] as f64
+                                })
+                                .sum::<f64>()
+                                / (d as f64).sqrt()
+                        })
+                        .collect();
+                    let max = s.iter().cloned().fold(f64::MIN, f64::max);
+                    let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
+                    let z: f64 = e.iter().sum();
+                    for t in 0..d {
+                        let want: f64 = (0..m)
+                            .map(|j| e[j] / z * v[(bi * m + j) * c + hi * d + t] as f64)
+                            .sum();
+                        let got = out[(bi * n + i) * c + hi * d + t] as f64;
+                        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Direct convolution in f64 for comparison.
+    fn conv_naive(x: &[f32], w: &[f32], bias: &[f32], d: &ConvDims) -> Vec<f64> {
+        let (ih, iw) = if d.upsample {
+            (2 * d.h, 2 * d.w)
+        } else {
+            (d.h, d.w)
+        };
+        let s = usize::from(d.upsample);
+        let mut out = vec![0.0; d.batch * d.c_out * d.out_h * d.out_w];
+        for b in 0..d.batch {
+            for co in 0..d.c_out {
+                for oy in 0..d.out_h {
+                    for ox in 0..d.out_w {
+                        let mut acc = bias[co] as f64;
+                        for ci in 0..d.c_in {
+                            for ky in 0..d.kh {
+                                for kx in 0..d.kw {
+                                    let iy = (oy * d.stride + ky) as isize - d.pad_top as isize;
+                                    let ix = (ox * d.stride + kx) as isize - d.pad_left as isize;
+                                    if iy < 0 || ix < 0 || iy >= ih as isize || ix >= iw as isize {
+                                        continue;
+                                    }
+                                    let xv = x[((b * d.c_in + ci) * d.h + (iy as usize >> s))
+                                        * d.w
+                                        + (ix as usize >> s)];
+                                    let wv = w[((co * d.c_in + ci) * d.kh + ky) * d.kw + kx];
+                                    acc += xv as f64 * wv as f64;
+                                }
+                            }
+                        }
+                        out[((b * d.c_out + co) * d.out_h + oy) * d.out_w + ox] = acc;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn conv2d_matches_naive() {
+        let mut seed = 3;
+        // (kernel, stride, pad, upsample, h, w)
+        for &(kk, stride, pad, up, h, w) in &[
+            (3, 1, 1, false, 5, 7),
+            (3, 2, 1, false, 6, 5),
+            (3, 1, 1, true, 3, 4),
+            (1, 1, 0, false, 4, 3),
+        ] {
+            let (ih, iw) = if up { (2 * h, 2 * w) } else { (h, w) };
+            let d = ConvDims {
+                batch: 2,
+                c_in: 3,
+                h,
+                w,
+                c_out: 5,
+                kh: kk,
+                kw: kk,
+                stride,
+                pad_top: pad,
+                pad_left: pad,
+                out_h: (ih + 2 * pad - kk) / stride + 1,
+                out_w: (iw + 2 * pad - kk) / stride + 1,
+                upsample: up,
+            };
+            let x: Vec<f32> = (0..d.batch * d.c_in * h * w)
+                .map(|_| lcg(&mut seed))
+                .collect();
+            let wt: Vec<f32> = (0..d.c_out * d.c_in * kk * kk)
+                .map(|_| lcg(&mut seed))
+                .collect();
+            let bias: Vec<f32> = (0..d.c_out).map(|_| lcg(&mut seed)).collect();
+            let want = conv_naive(&x, &wt, &bias, &d);
+            // One tile for the whole batch, and tiles that end inside samples and rows.
+            for tile in [usize::MAX, 7] {
+                let mut out = vec![0.0; d.batch * d.c_out * d.out_h * d.out_w];
+                conv2d_tiled(&x, &wt, Some(&bias), &mut out, d, tile);
+                for (o, w) in out.iter().zip(&want) {
+                    assert!((*o as f64 - w).abs() < 1e-5, "{d:?}: {o} vs {w}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn geglu_halves() {
+        let h = vec![1.0, 2.0, 0.5, -1.0, 3.0, 4.0, 0.0, 2.0];
+        let mut out = vec![0.0; 4];
+        geglu(&h, &mut out, 2);
+        let want = [
+            1.0 * math::gelu(0.5),
+            2.0 * math::gelu(-1.0),
+            3.0 * math::gelu(0.0),
+            4.0 * math::gelu(2.0),
+        ];
+        assert_eq!(out, want);
+    }
+}

@@ -1,0 +1,10 @@
+//! Text conditioning: CLIP's BPE tokenizer and text transformer.
+
+pub mod clip_attention;
+pub mod clip_encoder_layer;
+pub mod clip_mlp;
+pub mod clip_text_model;
+pub mod tokenizer;
+
+pub use clip_text_model::{ClipTextConfig, ClipTextModel};
+pub use tokenizer::{ClipTokenizer, Encoding, SpecialTokens};

@@ -1,0 +1,90 @@
+//! `DownEncoderBlock2D`: ResNets, then an optional downsampler (AutoencoderKL encoder).
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+use crate::error::RuntimeError;
+use crate::vae::downsample::{VaeDownsample2D, VaeDownsample2DConfig};
+use crate::vae::resnet::{VaeResnetBlock2D, VaeResnetBlock2DConfig};
+use crate::weights::{join, LoadWeights, Weights};
+
+/// Configuration of a [`DownEncoderBlock2D`].
+#[derive(Config, Debug)]
+pub struct DownEncoderBlock2DConfig {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// ResNets (`layers_per_block`).
+    pub num_layers: usize,
+    /// Halve the resolution at the end.
+    pub add_downsample: bool,
+    /// GroupNorm groups. Default: 32.
+    #[config(default = 32)]
+    pub groups: usize,
+}
+
+impl DownEncoderBlock2DConfig {
+    /// Builds the block with random weights.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> DownEncoderBlock2D<B> {
+        DownEncoderBlock2D {
+            resnets: (0..self.num_layers)
+                .map(|i| {
+                    let cin = if i == 0 {
+                        self.in_channels
+                    } else {
+                        self.out_channels
+                    };
+                    VaeResnetBlock2DConfig::new(cin, self.out_channels)
+                        .with_groups(self.groups)
+                        .init(device)
+                })
+                .collect(),
+            downsampler: self
+                .add_downsample
+                .then(|| VaeDownsample2DConfig::new(self.out_channels).init(device)),
+        }
+    }
+}
+
+/// Keys `resnets.{i}`, `downsamplers.0`.
+#[derive(Module, Debug)]
+pub struct DownEncoderBlock2D<B: Backend> {
+    /// The ResNets.
+    pub resnets: Vec<VaeResnetBlock2D<B>>,
+    /// The downsampler, if any.
+    pub downsampler: Option<VaeDownsample2D<B>>,
+}
+
+impl<B: Backend> DownEncoderBlock2D<B> {
+    /// - x: `[batch, in, h, w]` → `[batch, out, h, w]` (or `[…, h/2, w/2]` with a downsampler)
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let mut h = x;
+        for r in &self.resnets {
+            h = r.forward(h);
+        }
+        match &self.downsampler {
+            Some(d) => d.forward(h),
+            None => h,
+        }
+    }
+}
+
+impl<B: Backend> LoadWeights<B> for DownEncoderBlock2D<B> {
+    fn load_weights(
+        &mut self,
+        weights: &mut Weights,
+        prefix: &str,
+        device: &B::Device,
+    ) -> Result<(), RuntimeError> {
+        for (i, r) in self.resnets.iter_mut().enumerate() {
+            r.load_weights(weights, &join(prefix, &format!("resnets.{i}")), device)?;
+        }
+        if let Some(d) = self.downsampler.as_mut() {
+            d.load_weights(weights, &join(prefix, "downsamplers.0"), device)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,90 @@
+//! `UpDecoderBlock2D`: ResNets, then an optional upsampler (AutoencoderKL decoder).
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+use crate::error::RuntimeError;
+use crate::unet::upsample::{Upsample2D, Upsample2DConfig};
+use crate::vae::resnet::{VaeResnetBlock2D, VaeResnetBlock2DConfig};
+use crate::weights::{join, LoadWeights, Weights};
+
+/// Configuration of an [`UpDecoderBlock2D`].
+#[derive(Config, Debug)]
+pub struct UpDecoderBlock2DConfig {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// ResNets (`layers_per_block + 1`).
+    pub num_layers: usize,
+    /// Double the resolution at the end.
+    pub add_upsample: bool,
+    /// GroupNorm groups. Default: 32.
+    #[config(default = 32)]
+    pub groups: usize,
+}
+
+impl UpDecoderBlock2DConfig {
+    /// Builds the block with random weights.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> UpDecoderBlock2D<B> {
+        UpDecoderBlock2D {
+            resnets: (0..self.num_layers)
+                .map(|i| {
+                    let cin = if i == 0 {
+                        self.in_channels
+                    } else {
+                        self.out_channels
+                    };
+                    VaeResnetBlock2DConfig::new(cin, self.out_channels)
+                        .with_groups(self.groups)
+                        .init(device)
+                })
+                .collect(),
+            upsampler: self
+                .add_upsample
+                .then(|| Upsample2DConfig::new(self.out_channels).init(device)),
+        }
+    }
+}
+
+/// Keys `resnets.{i}`, `upsamplers.0`.
+#[derive(Module, Debug)]
+pub struct UpDecoderBlock2D<B: Backend> {
+    /// The ResNets.
+    pub resnets: Vec<VaeResnetBlock2D<B>>,
+    /// The upsampler (nearest 2x + 3x3 conv), if any.
+    pub upsampler: Option<Upsample2D<B>>,
+}
+
+impl<B: Backend> UpDecoderBlock2D<B> {
+    /// - x: `[batch, in, h, w]` → `[batch, out, h, w]` (or `[…, 2h, 2w]` with an upsampler)
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let mut h = x;
+        for r in &self.resnets {
+            h = r.forward(h);
+        }
+        match &self.upsampler {
+            Some(u) => u.forward(h),
+            None => h,
+        }
+    }
+}
+
+impl<B: Backend> LoadWeights<B> for UpDecoderBlock2D<B> {
+    fn load_weights(
+        &mut self,
+        weights: &mut Weights,
+        prefix: &str,
+        device: &B::Device,
+    ) -> Result<(), RuntimeError> {
+        for (i, r) in self.resnets.iter_mut().enumerate() {
+            r.load_weights(weights, &join(prefix, &format!("resnets.{i}")), device)?;
+        }
+        if let Some(u) = self.upsampler.as_mut() {
+            u.load_weights(weights, &join(prefix, "upsamplers.0"), device)?;
+        }
+        Ok(())
+    }
+}
