@@ -34,8 +34,12 @@ fn show_prints_exact_totals_for_both_presets() {
 
 #[test]
 fn sampling_is_reproducible_and_samples_load_back() {
-    let a = unas(&["space", "sample", "--space", "tiny", "-n", "5", "--seed", "4"]);
-    let b = unas(&["space", "sample", "--space", "tiny", "-n", "5", "--seed", "4"]);
+    let a = unas(&[
+        "space", "sample", "--space", "tiny", "-n", "5", "--seed", "4",
+    ]);
+    let b = unas(&[
+        "space", "sample", "--space", "tiny", "-n", "5", "--seed", "4",
+    ]);
     assert!(a.status.success(), "{}", stderr(&a));
     assert_eq!(stdout(&a), stdout(&b));
     let dir = tempfile::tempdir().unwrap();
@@ -71,7 +75,9 @@ fn sampling_is_reproducible_and_samples_load_back() {
 
 #[test]
 fn stats_reports_size_and_ranges() {
-    let o = unas(&["space", "stats", "--space", "tiny", "-n", "50", "--latent", "16"]);
+    let o = unas(&[
+        "space", "stats", "--space", "tiny", "-n", "50", "--latent", "16",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let s = stdout(&o);
     assert!(s.contains("distinct valid architectures"), "{s}");
@@ -88,7 +94,11 @@ fn expect_bad(name: &str, text: &str, line: usize, field: &str) {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{name}: {err}");
     assert!(!err.contains("panicked"), "{name}: {err}");
-    assert_eq!(err.trim().lines().count(), 1, "{name}: one error line: {err}");
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "{name}: one error line: {err}"
+    );
     let want = format!("{}:{line}:", path.display());
     assert!(err.starts_with(&format!("error: {want}")), "{name}: {err}");
     assert!(err.contains(&format!("field `{field}`")), "{name}: {err}");

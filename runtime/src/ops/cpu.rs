@@ -227,8 +227,8 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], dims: Attenti
     }
     let d = c / heads;
     let scale = 1.0 / (d as f32).sqrt();
-    // Score block of ~256 KiB (fits L2), at least 8 rows.
-    let rows = (65_536 / m).clamp(8, n.max(8));
+    // Score block of ~1 MiB (fits L2), at least 32 rows so the matmuls are not too skinny.
+    let rows = (262_144 / m).clamp(32, n.max(32));
     let blocks = n.div_ceil(rows);
     let dst = SharedMut(out.as_mut_ptr());
     (0..batch * heads * blocks).into_par_iter().for_each_init(
@@ -429,9 +429,15 @@ fn conv2d_tiled(
         return;
     }
     let cols = d.batch * p;
-    let tp = tile.clamp(1, cols);
-    let tiles = cols.div_ceil(tp);
     let threads = rayon::current_num_threads();
+    // At most `tile` columns per tile; when there are several tiles, a multiple of the thread
+    // count of equal size, so no thread idles at the end.
+    let mut tiles = cols.div_ceil(tile.clamp(1, cols));
+    if tiles > 1 {
+        tiles = tiles.div_ceil(threads) * threads;
+    }
+    let tp = cols.div_ceil(tiles);
+    let tiles = cols.div_ceil(tp);
     let par = if tiles >= threads {
         gemm::Parallelism::None
     } else {
