@@ -200,9 +200,6 @@ pub const DEVICE_PRESETS: &[(&str, &str)] = &[
     ("h100", include_str!("../../../configs/devices/h100.toml")),
 ];
 
-/// The roofline latency model of a device profile.
-pub type RooflineModel = DeviceProfile;
-
 impl LatencyModel for DeviceProfile {
     fn describe(&self) -> String {
         format!("profile:{} ({}; {})", self.name, self.device, self.software)
