@@ -86,3 +86,15 @@ pub enum RuntimeError {
     #[error("device unavailable: {0}")]
     Device(String),
 }
+
+/// Reads and parses a JSON file; errors name the file.
+pub fn read_json(path: &std::path::Path) -> Result<serde_json::Value, RuntimeError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RuntimeError::Io {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| RuntimeError::BadFile {
+        file: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}

@@ -7,10 +7,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::Value;
 use unas_space::UNetArch;
 
-use crate::error::RuntimeError;
+use crate::error::{read_json, RuntimeError};
 use crate::pipeline::model_dir::ModelDir;
 use crate::pipeline::png::RgbImage;
 use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerKind};
@@ -87,17 +86,6 @@ pub struct StableDiffusion<B: Backend> {
     pub scheduler_config: SchedulerConfig,
     vae_downscale: usize,
     device: B::Device,
-}
-
-fn read_json(path: &Path) -> Result<Value, RuntimeError> {
-    let text = std::fs::read_to_string(path).map_err(|source| RuntimeError::Io {
-        file: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| RuntimeError::BadFile {
-        file: path.to_path_buf(),
-        message: e.to_string(),
-    })
 }
 
 /// The U-Net architecture a `config.json` describes (diffusers, DeciDiffusion or unas form).

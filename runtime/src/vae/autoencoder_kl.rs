@@ -153,15 +153,7 @@ impl AutoencoderKLConfig {
 
     /// Reads a `config.json` file.
     pub fn from_file(path: &Path) -> Result<Self, RuntimeError> {
-        let text = std::fs::read_to_string(path).map_err(|source| RuntimeError::Io {
-            file: path.to_path_buf(),
-            source,
-        })?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| RuntimeError::BadFile {
-            file: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        Self::from_json_value(&v, path)
+        Self::from_json_value(&crate::error::read_json(path)?, path)
     }
 
     /// Spatial factor between image and latent (2^(resolutions − 1); 8 for SD).
