@@ -27,6 +27,24 @@ enum Command {
     Profile(cmd::latency::ProfileArgs),
     /// Text-to-image with a diffusers model folder, optionally with a unas U-Net in its place.
     Generate(Box<cmd::generate::GenerateArgs>),
+    /// Proxy image quality of an architecture (train briefly, sample, Fréchet distance / KID on
+    /// declared features); `calibrate` validates the proxy, `recipes` compares training recipes.
+    Quality(Box<cmd::quality::QualityArgs>),
+    /// Architecture search under a latency budget: `--config FILE` runs a study (resumable
+    /// with `--resume RUN_DIR`), then writes its report and exports the knee; `benchmark`
+    /// compares the strategies with random search.
+    Search(Box<cmd::search::SearchArgs>),
+    /// Write a study's report (Pareto plot, hypervolume, block composition, report.html/.md).
+    Report(cmd::search::ReportArgs),
+    /// Export a study's pick (knee, fastest, best-under:MS, a trial) as unet-nas.toml and a
+    /// diffusers config.json.
+    Export(cmd::search::ExportArgs),
+    /// Evaluate a study's trials from a shared store (PostgreSQL across machines): claim a
+    /// pending trial, evaluate it, write the result, repeat. Stateless; see docs/distributed.md.
+    Worker(Box<cmd::worker::WorkerArgs>),
+    /// Trial stores: list their studies, copy studies between SQLite and PostgreSQL.
+    #[command(subcommand)]
+    Store(cmd::store::StoreCommand),
 }
 
 fn main() {
@@ -37,6 +55,12 @@ fn main() {
         Command::Generate(a) => cmd::generate::run(*a),
         Command::Latency(a) => cmd::latency::run(a),
         Command::Profile(a) => cmd::latency::run_profile(a),
+        Command::Quality(a) => cmd::quality::run(*a),
+        Command::Search(a) => cmd::search::run(*a),
+        Command::Report(a) => cmd::search::report(a),
+        Command::Export(a) => cmd::search::export(a),
+        Command::Worker(a) => cmd::worker::run(*a),
+        Command::Store(c) => cmd::store::run(c),
     };
     if let Err(err) = result {
         eprintln!("error: {}", err.message);

@@ -30,6 +30,9 @@ pub enum EvalError {
     /// A request the model cannot answer (e.g. a dtype the profile has no rate for).
     #[error("{0}")]
     Unsupported(String),
+    /// Training diverged (NaN or infinite loss); the message names the step.
+    #[error("training diverged: {0}")]
+    Diverged(String),
     /// Measuring failed on the device.
     #[error("measurement failed: {0}")]
     Measure(String),

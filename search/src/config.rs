@@ -24,8 +24,10 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use unas_evaluator::latency::lut::LookupTable;
 use unas_evaluator::latency::profile::DeviceProfile;
 use unas_evaluator::latency::{Dtype, LatencyModel, LatencySetting};
+use unas_evaluator::quality::proxy::ProxyConfig;
 use unas_space::{SearchSpace, Source};
 
 use crate::error::SearchError;
@@ -76,8 +78,9 @@ impl ControllerConfig {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LatencyConfig {
-    /// Latency model: `profile:NAME` or `profile:FILE` (a roofline device profile), or a bare
-    /// profile name/file. Default `profile:a10g`. Callers may also pass any other
+    /// Latency model: `profile:NAME` or `profile:FILE` (a roofline device profile), `lut:FILE`
+    /// (a per-block lookup table from `unas profile`, whose setting must equal this one), or
+    /// a bare profile name/file. Default `profile:a10g`. Callers may also pass any other
     /// [`LatencyModel`] to [`crate::Study::run`]; this field then only documents it.
     #[serde(default = "default_model")]
     pub model: String,
@@ -128,6 +131,29 @@ impl LatencyConfig {
     /// Builds the configured model (roofline device profiles; other model kinds are built by
     /// the caller and passed to [`crate::Study::run`]).
     pub fn build(&self) -> Result<Box<dyn LatencyModel + Send + Sync>, SearchError> {
+        if let Some(file) = self.model.strip_prefix("lut:") {
+            let table = LookupTable::load(Path::new(file))?;
+            if table.setting != self.setting() {
+                let s = |x: &LatencySetting| {
+                    format!(
+                        "latent {}, batch {}, text_len {}, dtype {}",
+                        x.latent,
+                        x.batch,
+                        x.text_len,
+                        x.dtype.name()
+                    )
+                };
+                return Err(SearchError::InvalidConfig {
+                    field: "latency.model".into(),
+                    message: format!(
+                        "lookup table {file} was measured at {} but the study's [latency] asks for {}; set latency.latent/batch/text_len/dtype to the table's setting or profile the space at yours",
+                        s(&table.setting),
+                        s(&self.setting())
+                    ),
+                });
+            }
+            return Ok(Box::new(table));
+        }
         let spec = self.model.strip_prefix("profile:").unwrap_or(&self.model);
         Ok(Box::new(DeviceProfile::load(spec)?))
     }
@@ -180,6 +206,15 @@ pub struct StudyConfig {
     /// worst feasible quality seen so far (hypervolumes then compare only within one state).
     #[serde(default)]
     pub quality_reference: Option<f64>,
+    /// Proxy-quality settings (the `[quality]` table; default: every
+    /// [`ProxyConfig`] default).
+    #[serde(default)]
+    pub quality: ProxyConfig,
+    /// Reference architectures (preset names such as `tiny`, `tiny-nas`, or arch files)
+    /// evaluated like trials and shown in reports, but outside the trial budget and never
+    /// parents (default: none).
+    #[serde(default)]
+    pub references: Vec<String>,
 }
 
 fn default_space() -> String {
@@ -200,6 +235,11 @@ impl StudyConfig {
     pub fn from_source(src: &Source) -> Result<Self, SearchError> {
         let cfg: StudyConfig = src.parse()?;
         cfg.check().map_err(|(f, m)| src.invalid_at(&f, m))?;
+        for r in &cfg.references {
+            if let Err(e) = unas_space::load_arch(r) {
+                return Err(src.invalid_at("references", format!("`{r}`: {e}")).into());
+            }
+        }
         Ok(cfg)
     }
 
@@ -208,6 +248,9 @@ impl StudyConfig {
         let bad = |f: &str, m: &str| Err((f.to_string(), m.to_string()));
         if self.name.trim().is_empty() {
             return bad("name", "must not be empty");
+        }
+        if self.name.contains("::") {
+            return bad("name", "must not contain `::`");
         }
         if self.trials == 0 {
             return bad("trials", "must be at least 1");
@@ -253,6 +296,14 @@ impl StudyConfig {
             if !q.is_finite() {
                 return bad("quality_reference", "must be finite");
             }
+        }
+        if let Err(e) = self.quality.check() {
+            // The proxy's messages read `quality.FIELD: message`.
+            let e = e.to_string();
+            return match e.split_once(": ") {
+                Some((field, message)) if field.starts_with("quality.") => bad(field, message),
+                _ => bad("quality", &e),
+            };
         }
         Ok(())
     }
@@ -344,6 +395,54 @@ budget_ms = 10.0
         c.latency.model = "profile:nope".into();
         let e = c.latency.build().err().unwrap().to_string();
         assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn quality_and_references_parse() {
+        let c = StudyConfig::from_source(&src(OK)).unwrap();
+        assert_eq!(c.quality, ProxyConfig::default());
+        assert!(c.references.is_empty());
+        let t = format!("references = [\"tiny\", \"tiny-nas\"]\n{OK}\n[quality]\nsteps = 4\n");
+        let c = StudyConfig::from_source(&src(&t)).unwrap();
+        assert_eq!(c.quality.steps, 4);
+        assert_eq!(c.references, ["tiny", "tiny-nas"]);
+        let t = format!("references = [\"nope-arch\"]\n{OK}");
+        let e = StudyConfig::from_source(&src(&t)).unwrap_err().to_string();
+        assert!(e.contains("references") && e.contains("nope-arch"), "{e}");
+        let t = format!("{OK}\n[quality]\nsamples = 1\n");
+        let e = StudyConfig::from_source(&src(&t)).unwrap_err().to_string();
+        assert!(
+            e.contains("quality.samples") && e.contains("study.toml:"),
+            "{e}"
+        );
+        let t = format!("{OK}\n[quality]\nstepz = 4\n");
+        let e = StudyConfig::from_source(&src(&t)).unwrap_err().to_string();
+        assert!(e.contains("stepz"), "{e}");
+    }
+
+    #[test]
+    fn builds_lookup_tables_and_checks_their_setting() {
+        let lut = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../configs/devices/cpu-tiny.lut.toml"
+        );
+        let mut c = StudyConfig::from_source(&src(OK)).unwrap();
+        c.latency.model = format!("lut:{lut}");
+        let e = c.latency.build().err().unwrap().to_string();
+        assert!(
+            e.contains("latency.model") && e.contains("latent 16") && e.contains("latent 64"),
+            "{e}"
+        );
+        c.latency.latent = 16;
+        c.latency.text_len = 16;
+        c.latency.dtype = Dtype::F32;
+        let m = c.latency.build().unwrap();
+        let arch = unas_space::load_arch("tiny").unwrap();
+        let r = m.predict(&arch, &c.latency.setting()).unwrap();
+        assert!(r.total_ms > 0.0 && r.total_ms.is_finite());
+        c.latency.model = "lut:/nonexistent.lut.toml".into();
+        let e = c.latency.build().err().unwrap().to_string();
+        assert!(e.contains("/nonexistent.lut.toml"), "{e}");
     }
 
     #[test]

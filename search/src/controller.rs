@@ -55,6 +55,12 @@ pub enum Origin {
         /// The knob the mutation changed, if any.
         knob: Option<String>,
     },
+    /// A reference architecture of the study (`references`): evaluated like a trial but kept
+    /// apart from the trials (never a parent, not in the trial budget).
+    Reference {
+        /// The preset name or file it was loaded from.
+        name: String,
+    },
 }
 
 /// A proposed candidate.

@@ -92,3 +92,30 @@ impl QualityEvaluator for SyntheticQuality {
         })
     }
 }
+
+/// Environment variable of the worker/search **test fixture hook**: when set to a number of
+/// milliseconds, `unas worker` (and `unas search --workers external` tests) evaluate quality
+/// with [`SyntheticQuality`] (that delay, no failures) instead of the study's configured
+/// evaluator, so that integration tests can run distributed studies without training. Never
+/// set it for real studies: the scores are not a quality metric.
+pub const TEST_HOOK_ENV: &str = "UNAS_TEST_SYNTHETIC_QUALITY";
+/// With [`TEST_HOOK_ENV`]: a file the fixture appends `<hash> <unix ms>` to per evaluation.
+pub const TEST_HOOK_LOG_ENV: &str = "UNAS_TEST_SYNTHETIC_QUALITY_LOG";
+
+impl SyntheticQuality {
+    /// The TEST FIXTURE selected by [`TEST_HOOK_ENV`] (and [`TEST_HOOK_LOG_ENV`]); `Ok(None)`
+    /// when the variable is unset, `Err` when it is not a number of milliseconds.
+    pub fn from_test_env() -> Result<Option<Self>, String> {
+        let Ok(v) = std::env::var(TEST_HOOK_ENV) else {
+            return Ok(None);
+        };
+        let delay_ms = v.trim().parse::<u64>().map_err(|_| {
+            format!("{TEST_HOOK_ENV}={v:?}: expected a delay in milliseconds (test fixture hook)")
+        })?;
+        Ok(Some(Self {
+            delay_ms,
+            log: std::env::var_os(TEST_HOOK_LOG_ENV).map(PathBuf::from),
+            ..Default::default()
+        }))
+    }
+}

@@ -6,8 +6,12 @@
 //! - [`controller`]: aging evolution, NSGA-II (constrained domination) and random search,
 //!   stateless given the stored trials.
 //! - [`pareto`]: non-dominated sorting, crowding distance, 2-D hypervolume, knee point.
-//! - [`store`]: the [`Store`] trait and [`SqliteStore`] (portable SQL, versioned migrations).
+//! - [`store`]: the [`Store`] trait, [`SqliteStore`] and [`PostgresStore`] (portable SQL,
+//!   versioned migrations), [`open_store`] from a path or URL, [`copy_store`].
 //! - [`study`]: [`Study`]: create/open, resumable parallel run loop, results.
+//! - [`external`]: [`Study::run_external`], the controller of a study evaluated by workers.
+//! - [`worker`]: [`Worker`], a stateless process that claims, evaluates and finishes trials.
+//! - [`proxy_quality`]: [`proxy_quality::ProxyQuality`], the proxy-quality evaluator.
 //! - [`benchmark`]: strategies against random search at equal trial budgets.
 //! - [`fixture`]: a synthetic TEST FIXTURE evaluator (not a quality metric).
 
@@ -17,15 +21,23 @@ pub mod benchmark;
 pub mod config;
 pub mod controller;
 pub mod error;
+pub mod external;
 pub mod fixture;
 pub mod objective;
 pub mod pareto;
+pub mod proxy_quality;
 pub mod store;
 pub mod study;
+pub mod worker;
 
 pub use benchmark::{strategy_benchmark, BenchmarkReport, StrategyResult};
 pub use config::{ConstraintsConfig, ControllerConfig, LatencyConfig, StudyConfig};
 pub use error::SearchError;
+pub use external::ExternalOptions;
 pub use objective::{Evaluators, QualityError, QualityEvaluator, QualityResult};
-pub use store::{SqliteStore, Store, StudyRecord, TrialRecord, TrialStatus};
+pub use store::{
+    copy_store, open_store, PostgresStore, SqliteStore, Store, StudyRecord, TrialRecord,
+    TrialStatus,
+};
 pub use study::{Progress, RunSummary, Study, StudyResults};
+pub use worker::{Worker, WorkerOptions, WorkerSummary};

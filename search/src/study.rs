@@ -24,10 +24,10 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use unas_space::{SearchSpace, UNetArch};
 
-use crate::config::StudyConfig;
-use crate::controller::{splitmix, Controller};
+use crate::config::{ConstraintsConfig, StudyConfig};
+use crate::controller::{splitmix, Controller, Origin};
 use crate::error::SearchError;
-use crate::objective::{evaluate_candidate, Evaluators, Outcome};
+use crate::objective::{evaluate_candidate, Evaluators, Outcome, Violations};
 use crate::pareto::{hypervolume_2d, knee_point, pareto_front_2d};
 use crate::store::{now_ms, SqliteStore, Store, StudyRecord, TrialRecord, TrialStatus};
 
@@ -100,6 +100,9 @@ pub struct StudyResults {
     pub counts: BTreeMap<String, usize>,
 }
 
+/// Suffix of the companion study that holds a study's reference archs (`<name>::references`).
+pub const REFERENCES_SUFFIX: &str = "::references";
+
 /// A study bound to its store.
 pub struct Study {
     store: Box<dyn Store>,
@@ -112,6 +115,69 @@ struct Job {
     number: u64,
     arch: UNetArch,
     eval_seed: u64,
+}
+
+/// Evaluates a reference arch like a trial, except that its quality is scored even when it
+/// violates a constraint (so reports can place it); it is then recorded as infeasible, with
+/// its quality and violations.
+fn evaluate_reference(
+    arch: &UNetArch,
+    seed: u64,
+    cfg: &StudyConfig,
+    ev: Evaluators<'_>,
+) -> Outcome {
+    let mut relaxed = cfg.latency.clone();
+    relaxed.budget_ms = f64::INFINITY;
+    let mut out = evaluate_candidate(arch, seed, &relaxed, &ConstraintsConfig::default(), ev);
+    let excess = |v: f64, cap: f64| if v > cap { (v - cap) / cap } else { 0.0 };
+    if let (Some(lat), Some(params), Some(macs)) = (out.latency_ms, out.params, out.macs) {
+        out.violations = Violations {
+            latency: excess(lat, cfg.latency.budget_ms),
+            params: cfg
+                .constraints
+                .max_params
+                .map_or(0.0, |m| excess(params as f64, m as f64)),
+            macs: cfg
+                .constraints
+                .max_macs
+                .map_or(0.0, |m| excess(macs as f64, m as f64)),
+        };
+        if out.violations.total() > 0.0 && out.status == TrialStatus::Done {
+            out.status = TrialStatus::Infeasible;
+            out.error = Some(format!(
+                "{} (a reference: scored anyway)",
+                out.violations.describe()
+            ));
+        }
+    }
+    out
+}
+
+/// Writes an evaluation's result into a trial record (finished now).
+fn apply_outcome(t: &mut TrialRecord, out: &Outcome) {
+    t.status = out.status;
+    t.latency_ms = out.latency_ms;
+    t.quality = out.quality.as_ref().map(|q| q.score);
+    t.params = out.params;
+    t.macs = out.macs;
+    t.violation = Some(out.violations.total());
+    t.objectives = Some(out.objectives_json());
+    t.block_latency = Some(serde_json::to_string(&out.blocks).expect("blocks serialise"));
+    t.latency_s = Some(out.latency_s);
+    t.quality_s = Some(out.quality_s);
+    t.error = out.error.clone();
+    t.finished_ms = Some(now_ms());
+}
+
+/// The hypervolume reference quality: the configured one, else the worst done quality.
+fn quality_reference(config: &StudyConfig, trials: &[TrialRecord]) -> f64 {
+    config.quality_reference.unwrap_or_else(|| {
+        trials
+            .iter()
+            .filter(|t| t.status == TrialStatus::Done)
+            .filter_map(|t| t.quality)
+            .fold(f64::NEG_INFINITY, f64::max)
+    })
 }
 
 /// Seed passed to the quality evaluator for an arch: from the study seed and the arch hash,
@@ -221,7 +287,11 @@ impl Study {
             });
         }
         let mut store = SqliteStore::open(&file)?;
-        let names = store.study_names()?;
+        let names: Vec<String> = store
+            .study_names()?
+            .into_iter()
+            .filter(|n| !n.ends_with(REFERENCES_SUFFIX))
+            .collect();
         match names.as_slice() {
             [] => Err(SearchError::NoStudy {
                 dir: dir.to_path_buf(),
@@ -287,16 +357,6 @@ impl Study {
         self.store.trials(&name)
     }
 
-    fn quality_reference(&self, trials: &[TrialRecord]) -> f64 {
-        self.config.quality_reference.unwrap_or_else(|| {
-            trials
-                .iter()
-                .filter(|t| t.status == TrialStatus::Done)
-                .filter_map(|t| t.quality)
-                .fold(f64::NEG_INFINITY, f64::max)
-        })
-    }
-
     /// Feasible (latency, quality) points, one per arch hash: (trial index, point).
     fn feasible_points(trials: &[TrialRecord]) -> Vec<(usize, [f64; 2])> {
         let mut seen = HashSet::new();
@@ -322,15 +382,17 @@ impl Study {
     /// hypervolume.
     pub fn results(&mut self) -> Result<StudyResults, SearchError> {
         let trials = self.trials()?;
+        Ok(Self::results_of(&self.config, &trials))
+    }
+
+    /// [`Study::results`] of a list of trials (numbered `0..`) under a configuration.
+    pub fn results_of(config: &StudyConfig, trials: &[TrialRecord]) -> StudyResults {
         let mut counts = BTreeMap::new();
-        for t in &trials {
+        for t in trials {
             *counts.entry(t.status.as_str().to_string()).or_insert(0) += 1;
         }
-        let reference = [
-            self.config.latency.budget_ms,
-            self.quality_reference(&trials),
-        ];
-        let pts = Self::feasible_points(&trials);
+        let reference = [config.latency.budget_ms, quality_reference(config, trials)];
+        let pts = Self::feasible_points(trials);
         if pts.is_empty() {
             let mut seen = HashSet::new();
             let mut least: Vec<TrialRecord> = trials
@@ -346,14 +408,14 @@ impl Study {
                     .then(a.number.cmp(&b.number))
             });
             least.truncate(5);
-            return Ok(StudyResults {
+            return StudyResults {
                 feasible: false,
                 front: least,
                 knee: None,
                 hypervolume: 0.0,
                 reference,
                 counts,
-            });
+            };
         }
         let xy: Vec<[f64; 2]> = pts.iter().map(|p| p.1).collect();
         let mut front: Vec<TrialRecord> = pareto_front_2d(&xy)
@@ -367,23 +429,148 @@ impl Study {
                 .then(a.number.cmp(&b.number))
         });
         let knee = knee_point(&xy).map(|i| trials[pts[i].0].number);
-        Ok(StudyResults {
+        StudyResults {
             feasible: true,
             front,
             knee,
             hypervolume: hypervolume_2d(&xy, reference),
             reference,
             counts,
-        })
+        }
     }
 
-    /// Runs the study until its trial budget is final; resumes an interrupted run. `progress`
-    /// is called after every trial that becomes final.
+    /// Name of the companion study holding the reference archs.
+    fn references_study(&self) -> String {
+        format!("{}{REFERENCES_SUFFIX}", self.config.name)
+    }
+
+    /// The reference archs' records (see [`StudyConfig::references`]), numbered in the
+    /// configured order; empty before [`Study::run_references`] first ran.
+    pub fn references(&mut self) -> Result<Vec<TrialRecord>, SearchError> {
+        let name = self.references_study();
+        if self.store.study(&name)?.is_none() {
+            return Ok(Vec::new());
+        }
+        self.store.trials(&name)
+    }
+
+    /// Evaluates the reference archs that are not final yet (on `jobs` threads) as trials
+    /// are evaluated (same latency model and quality evaluator; seed from the study seed and
+    /// the arch hash), except that quality is scored even over a constraint (the record is
+    /// then `infeasible` with its quality). They live in a companion study `<name>::references`
+    /// of the same store, so they never count against the trial budget, never become parents,
+    /// and resume like trials. `done` is called after each one becomes final. [`Study::run`]
+    /// calls this first.
+    pub fn run_references(
+        &mut self,
+        ev: Evaluators<'_>,
+        done: &mut dyn FnMut(&TrialRecord),
+    ) -> Result<usize, SearchError> {
+        if self.config.references.is_empty() {
+            return Ok(0);
+        }
+        let name = self.references_study();
+        if self.store.study(&name)?.is_none() {
+            self.store.create_study(&StudyRecord {
+                name: name.clone(),
+                settings: serde_json::json!({ "references_of": self.config.name }).to_string(),
+                seed: self.config.seed,
+                created_ms: now_ms(),
+            })?;
+        }
+        self.store.requeue_running(&name)?;
+        let mut records = self.store.trials(&name)?;
+        for (i, spec) in self
+            .config
+            .references
+            .iter()
+            .enumerate()
+            .skip(records.len())
+        {
+            let mut arch = unas_space::load_arch(spec)?;
+            if arch.name.is_empty() {
+                arch.name = spec.clone();
+            }
+            let hash = arch.hash_id();
+            let record = TrialRecord {
+                study: name.clone(),
+                number: i as u64,
+                eval_seed: eval_seed(self.config.seed, &hash),
+                hash,
+                arch,
+                origin: serde_json::to_string(&Origin::Reference { name: spec.clone() })
+                    .expect("origin serialises"),
+                status: TrialStatus::Pending,
+                duplicate_of: None,
+                latency_ms: None,
+                quality: None,
+                params: None,
+                macs: None,
+                violation: None,
+                objectives: None,
+                block_latency: None,
+                latency_s: None,
+                quality_s: None,
+                attempts: 0,
+                error: None,
+                created_ms: now_ms(),
+                started_ms: None,
+                finished_ms: None,
+            };
+            self.store.insert_trial(&record)?;
+            records.push(record);
+        }
+        let todo: Vec<usize> = (0..records.len())
+            .filter(|&i| !records[i].status.is_final())
+            .collect();
+        let now = now_ms();
+        for &i in &todo {
+            self.store.mark_running(&name, records[i].number, now)?;
+            records[i].status = TrialStatus::Running;
+            records[i].attempts += 1;
+            records[i].started_ms = Some(now);
+        }
+        let cfg = &self.config;
+        let next = Mutex::new(todo.clone().into_iter());
+        let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
+        let store = &mut self.store;
+        std::thread::scope(|scope| -> Result<(), SearchError> {
+            for _ in 0..self.jobs.max(1).min(todo.len()) {
+                let tx = tx.clone();
+                let next = &next;
+                let records = &records;
+                scope.spawn(move || loop {
+                    let Some(i) = next.lock().ok().and_then(|mut it| it.next()) else {
+                        return;
+                    };
+                    let r = &records[i];
+                    let out = evaluate_reference(&r.arch, r.eval_seed, cfg, ev);
+                    if tx.send((i, out)).is_err() {
+                        return;
+                    }
+                });
+            }
+            drop(tx);
+            for (i, out) in rx {
+                let mut t = records[i].clone();
+                apply_outcome(&mut t, &out);
+                store.finish_trial(&t)?;
+                done(&t);
+            }
+            Ok(())
+        })?;
+        Ok(todo.len())
+    }
+
+    /// Runs the study until its trial budget is final; resumes an interrupted run. The
+    /// reference archs are evaluated first ([`Study::run_references`]). `progress` is called
+    /// after every trial that becomes final.
     pub fn run(
         &mut self,
         ev: Evaluators<'_>,
         progress: &mut dyn FnMut(&Progress<'_>),
     ) -> Result<RunSummary, SearchError> {
+        self.run_references(ev, &mut |_| {})?;
         let name = self.config.name.clone();
         let location = self.store.location();
         let mut summary = RunSummary {
@@ -586,19 +773,7 @@ impl Study {
                     in_flight.remove(&number);
                     let idx = number as usize;
                     let t = &mut trials[idx];
-                    t.status = out.status;
-                    t.latency_ms = out.latency_ms;
-                    t.quality = out.quality.as_ref().map(|q| q.score);
-                    t.params = out.params;
-                    t.macs = out.macs;
-                    t.violation = Some(out.violations.total());
-                    t.objectives = Some(out.objectives_json());
-                    t.block_latency =
-                        Some(serde_json::to_string(&out.blocks).expect("blocks serialise"));
-                    t.latency_s = Some(out.latency_s);
-                    t.quality_s = Some(out.quality_s);
-                    t.error = out.error.clone();
-                    t.finished_ms = Some(now_ms());
+                    apply_outcome(t, &out);
                     store.finish_trial(t)?;
                     summary.finished += 1;
                     summary.evaluated += 1;

@@ -40,6 +40,8 @@ fn config(controller: ControllerConfig) -> StudyConfig {
         jobs: 2,
         window: None,
         quality_reference: None,
+        quality: Default::default(),
+        references: Vec::new(),
     }
 }
 

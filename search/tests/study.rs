@@ -36,6 +36,8 @@ fn config(name: &str, controller: ControllerConfig, trials: usize) -> StudyConfi
         jobs: 1,
         window: None,
         quality_reference: None,
+        quality: Default::default(),
+        references: Vec::new(),
     }
 }
 

@@ -3,7 +3,11 @@
 pub mod bench;
 pub mod generate;
 pub mod latency;
+pub mod quality;
+pub mod search;
 pub mod space;
+pub mod store;
+pub mod worker;
 
 use std::fmt::Display;
 

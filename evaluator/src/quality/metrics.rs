@@ -199,3 +199,30 @@ fn choose(rng: &mut Rng, n: usize, m: usize) -> Vec<usize> {
     idx.truncate(m);
     idx
 }
+
+/// Kendall's τ-b rank correlation of two equally long score lists (ties count for neither
+/// concordance nor discordance; 1 = same order, −1 = reversed). NaN when either list is
+/// constant or shorter than 2.
+pub fn kendall_tau(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (mut concordant, mut discordant, mut ties_a, mut ties_b) = (0i64, 0i64, 0i64, 0i64);
+    for i in 0..n {
+        for j in i + 1..n {
+            let (da, db) = (a[i] - a[j], b[i] - b[j]);
+            if da == 0.0 && db == 0.0 {
+                continue;
+            } else if da == 0.0 {
+                ties_a += 1;
+            } else if db == 0.0 {
+                ties_b += 1;
+            } else if (da > 0.0) == (db > 0.0) {
+                concordant += 1;
+            } else {
+                discordant += 1;
+            }
+        }
+    }
+    let n0 = (concordant + discordant) as f64;
+    let denom = ((n0 + ties_a as f64) * (n0 + ties_b as f64)).sqrt();
+    (concordant - discordant) as f64 / denom
+}

@@ -1,6 +1,13 @@
-//! Proxy image quality: datasets, feature statistics and distribution distances.
+//! Proxy image quality: datasets, the small VAE and text encoder of the CPU path, the latent
+//! cache, candidate training, feature statistics and distribution distances, and the
+//! end-to-end proxy evaluation.
 
+pub mod caption_encoder;
 pub mod data;
 pub mod features;
+pub mod inception;
+pub mod latent_cache;
 pub mod metrics;
+pub mod proxy;
+pub mod small_vae;
 pub mod train;

@@ -40,7 +40,7 @@ pub enum Prediction {
 
 /// Training recipe.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Recipe {
     /// Beta schedule (default cosine, as DeciDiffusion).
     pub betas: Betas,
@@ -302,9 +302,7 @@ pub fn train<B: AutodiffBackend>(
         let loss = diffusion_loss(&unet, x0, context, &timesteps, noise, recipe, &acp);
         let value: f32 = loss.clone().into_scalar().elem::<f32>();
         if !value.is_finite() {
-            return Err(EvalError::Measure(format!(
-                "training diverged: loss {value} at step {step}"
-            )));
+            return Err(EvalError::Diverged(format!("loss {value} at step {step}")));
         }
         losses.push(value);
         let grads = GradientsParams::from_grads(loss.backward(), &unet);

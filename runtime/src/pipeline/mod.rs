@@ -10,6 +10,6 @@ pub use model_dir::ModelDir;
 pub use png::{save_png, RgbImage};
 pub use run::{generate_on, generate_with, GenerateOutput, GenerateRequest};
 pub use stable_diffusion::{
-    read_noise, read_unet_arch, save_latents, seeded_noise, to_rgb8, GenerateParams, Generated,
-    StableDiffusion,
+    denoise, read_noise, read_unet_arch, save_latents, seeded_noise, to_rgb8, GenerateParams,
+    Generated, Guidance, StableDiffusion,
 };

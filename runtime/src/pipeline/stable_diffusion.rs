@@ -260,34 +260,18 @@ impl<B: Backend> StableDiffusion<B> {
         self.unet
             .check_inputs([batch, c, h, w], [1], context.dims())?;
 
-        scheduler.set_timesteps(p.steps)?;
-        let timesteps = scheduler.timesteps().to_vec();
-        let mut latents = noise.mul_scalar(scheduler.init_noise_sigma() as f32);
-        for (i, &t) in timesteps.iter().enumerate() {
-            let input = if cfg {
-                Tensor::cat(vec![latents.clone(), latents.clone()], 0)
-            } else {
-                latents.clone()
-            };
-            let input = scheduler.scale_model_input(input, i);
-            let ts = Tensor::<B, 1>::from_floats([t as f32], &self.device);
-            let out = self.unet.forward(input, ts, context.clone());
-            let pred = if cfg {
-                let uncond = out.clone().slice([0..n, 0..c, 0..h, 0..w]);
-                let text = out.slice([n..2 * n, 0..c, 0..h, 0..w]);
-                let guided =
-                    uncond.clone() + (text.clone() - uncond).mul_scalar(p.guidance_scale as f32);
-                if p.guidance_rescale > 0.0 {
-                    rescale_noise_cfg(guided, text, p.guidance_rescale)
-                } else {
-                    guided
-                }
-            } else {
-                out
-            };
-            latents = scheduler.step(pred, i, latents);
-            progress(i + 1, timesteps.len());
-        }
+        let latents = denoise(
+            &self.unet,
+            scheduler,
+            noise,
+            context,
+            &Guidance {
+                scale: if cfg { p.guidance_scale } else { 1.0 },
+                rescale: p.guidance_rescale,
+            },
+            p.steps,
+            progress,
+        )?;
         let images = self.decode(latents.clone());
         Ok(Generated {
             latents,
@@ -308,6 +292,64 @@ impl<B: Backend> StableDiffusion<B> {
             .add_scalar(0.5)
             .clamp(0.0, 1.0)
     }
+}
+
+/// Classifier-free guidance settings of [`denoise`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Guidance {
+    /// Guidance scale; `> 1` runs the unconditional and the conditional batch together.
+    pub scale: f64,
+    /// `guidance_rescale` φ (0 = off).
+    pub rescale: f64,
+}
+
+/// The denoising loop shared by the pipeline and the proxy-quality sampler: sets `steps` on
+/// the scheduler, then for each timestep runs the U-Net (on `[uncond; cond]` when
+/// `guidance.scale > 1`), combines the two halves and steps the scheduler.
+/// - `noise`: `[n, c, h, w]` standard normal latents (scaled by `init_noise_sigma` here)
+/// - `context`: `[2n, len, dim]` (unconditional first) with guidance, else `[n, len, dim]`
+/// - returns the final latents `[n, c, h, w]` (still scaled by the VAE's factor)
+#[allow(clippy::too_many_arguments)]
+pub fn denoise<B: Backend>(
+    unet: &UNet2DConditionModel<B>,
+    scheduler: &mut dyn Scheduler<B>,
+    noise: Tensor<B, 4>,
+    context: Tensor<B, 3>,
+    guidance: &Guidance,
+    steps: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Tensor<B, 4>, RuntimeError> {
+    let [n, c, h, w] = noise.dims();
+    let device = noise.device();
+    let cfg = guidance.scale > 1.0;
+    scheduler.set_timesteps(steps)?;
+    let timesteps = scheduler.timesteps().to_vec();
+    let mut latents = noise.mul_scalar(scheduler.init_noise_sigma() as f32);
+    for (i, &t) in timesteps.iter().enumerate() {
+        let input = if cfg {
+            Tensor::cat(vec![latents.clone(), latents.clone()], 0)
+        } else {
+            latents.clone()
+        };
+        let input = scheduler.scale_model_input(input, i);
+        let ts = Tensor::<B, 1>::from_floats([t as f32], &device);
+        let out = unet.forward(input, ts, context.clone());
+        let pred = if cfg {
+            let uncond = out.clone().slice([0..n, 0..c, 0..h, 0..w]);
+            let text = out.slice([n..2 * n, 0..c, 0..h, 0..w]);
+            let guided = uncond.clone() + (text.clone() - uncond).mul_scalar(guidance.scale as f32);
+            if guidance.rescale > 0.0 {
+                rescale_noise_cfg(guided, text, guidance.rescale)
+            } else {
+                guided
+            }
+        } else {
+            out
+        };
+        latents = scheduler.step(pred, i, latents);
+        progress(i + 1, timesteps.len());
+    }
+    Ok(latents)
 }
 
 /// Guidance rescale (Lin et al. 2023, §3.4; diffusers' `rescale_noise_cfg`): per image,

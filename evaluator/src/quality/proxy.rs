@@ -1,0 +1,928 @@
+//! The proxy-quality evaluation of one candidate U-Net: train it briefly with the seed's recipe
+//! on cached latents of a captioned dataset, sample a fixed set of prompts and noise seeds with
+//! DDIM (trailing spacing) and classifier-free guidance, decode with the dataset's small VAE,
+//! and compare the decoded images with real ones in the declared feature space (Fréchet
+//! distance, KID, prompt adherence). Every number is labelled with its extractor and sample
+//! count; it is called FID only with Inception-v3 features (`features = "inception:FILE"`).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::tensor::backend::BackendTypes;
+use burn::tensor::{Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+use unas_runtime::device::Cpu;
+use unas_runtime::pipeline::{denoise, seeded_noise, Guidance};
+use unas_runtime::scheduler::{
+    BetaSchedule, PredictionType, SchedulerConfig, SchedulerKind, TimestepSpacing,
+};
+use unas_runtime::vae::AutoencoderKL;
+use unas_runtime::UNet2DConditionModel;
+use unas_space::rng::Rng;
+use unas_space::UNetArch;
+
+use super::caption_encoder::CaptionEncoder;
+use super::data::fashion_mnist::{self, FashionMnist};
+use super::data::folder::ImageFolder;
+use super::data::shapes::Shapes;
+use super::data::Dataset;
+use super::features::{accuracy, FeatureExtractor, FeatureTraining};
+use super::inception::InceptionFid;
+use super::latent_cache::{LatentCache, Manifest};
+use super::metrics::{frechet_distance, kid, Features, GaussianStats, Kid};
+use super::small_vae::{image_batch, load_vae, save_vae, train_vae, VaeTraining};
+use super::train::{init_seeded, normal, train, Betas, Prediction, Recipe};
+use crate::EvalError;
+
+/// Settings of the proxy evaluation (the `[quality]` table of a study file).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Dataset: `builtin` (procedural shapes), `fashion-mnist` (Debian's
+    /// `dataset-fashion-mnist`) or a folder of captioned images (default `builtin`).
+    #[serde(default = "default_data")]
+    pub data: String,
+    /// Images of the dataset used for training and as the real reference (default 2000).
+    #[serde(default = "default_images")]
+    pub images: usize,
+    /// Image side in pixels (default 32; the small VAE halves it, so latents are 16x16).
+    #[serde(default = "default_image_size")]
+    pub image_size: usize,
+    /// Training steps per candidate (default 60).
+    #[serde(default = "default_steps")]
+    pub steps: usize,
+    /// Training batch (default 16).
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// Training recipe (default: DeciDiffusion's — cosine betas, v-prediction, zero terminal
+    /// SNR, Min-SNR-5, EMA over the last 5 %).
+    #[serde(default)]
+    pub recipe: Recipe,
+    /// Share of training captions replaced by the empty caption, so that classifier-free
+    /// guidance works (default 0.1).
+    #[serde(default = "default_cond_dropout")]
+    pub cond_dropout: f64,
+    /// Images sampled per candidate (default 128).
+    #[serde(default = "default_samples")]
+    pub samples: usize,
+    /// DDIM steps when sampling (default 10).
+    #[serde(default = "default_sampling_steps")]
+    pub sampling_steps: usize,
+    /// Classifier-free guidance scale (default 3.0; 1.0 = no guidance).
+    #[serde(default = "default_guidance")]
+    pub guidance: f64,
+    /// Seed of the dataset, the VAE, the text encoder, the extractor, the prompts and the
+    /// sampling noise: shared by all candidates (default 0). The candidate's own seed only
+    /// drives its initialisation and training noise.
+    #[serde(default)]
+    pub data_seed: u64,
+    /// Training steps of the dataset's small VAE (default 300; trained once, then cached).
+    #[serde(default = "default_vae_steps")]
+    pub vae_steps: usize,
+    /// Images the feature extractor is trained on (default 4000; fewer when the dataset is
+    /// smaller).
+    #[serde(default = "default_extractor_images")]
+    pub extractor_images: usize,
+    /// Passes of the feature extractor over its images (default 3).
+    #[serde(default = "default_extractor_epochs")]
+    pub extractor_epochs: usize,
+    /// Feature extractor of the score: `featurenet` (default: the small CNN trained on the
+    /// dataset's attribute labels; needs a dataset with attributes) or `inception:FILE`
+    /// (Inception-v3 pool3 with pytorch-fid key names, user-supplied, clean-fid preprocessing:
+    /// only this score is called FID).
+    #[serde(default = "default_features")]
+    pub features: String,
+    /// Cache folder for the trained VAE, latents, text embeddings and the feature extractor
+    /// (default: `$UNAS_CACHE_DIR`, else `$XDG_CACHE_HOME/unas`, else `~/.cache/unas`).
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+fn default_data() -> String {
+    "builtin".into()
+}
+fn default_images() -> usize {
+    2000
+}
+fn default_image_size() -> usize {
+    32
+}
+fn default_steps() -> usize {
+    60
+}
+fn default_batch() -> usize {
+    16
+}
+fn default_cond_dropout() -> f64 {
+    0.1
+}
+fn default_samples() -> usize {
+    128
+}
+fn default_sampling_steps() -> usize {
+    10
+}
+fn default_features() -> String {
+    "featurenet".into()
+}
+fn default_extractor_images() -> usize {
+    4000
+}
+fn default_extractor_epochs() -> usize {
+    3
+}
+fn default_vae_steps() -> usize {
+    300
+}
+fn default_guidance() -> f64 {
+    3.0
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("all fields have defaults")
+    }
+}
+
+/// The result of one proxy evaluation.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ProxyScore {
+    /// Fréchet distance between generated and real images in the extractor's feature space
+    /// (the score that is minimised).
+    pub fd: f64,
+    /// KID (unbiased MMD², cubic kernel), mean over subsets.
+    pub kid: f64,
+    /// Standard deviation of KID over the subsets.
+    pub kid_std: f64,
+    /// Mean prompt adherence over the dataset's attributes (share of generated images whose
+    /// predicted attribute equals the prompted one), in [0, 1].
+    pub adherence: f64,
+    /// Mean training loss over the last 10 % of the steps.
+    pub final_loss: f64,
+    /// Training wall time in seconds.
+    pub train_seconds: f64,
+    /// Sampling, decoding and scoring wall time in seconds.
+    pub sample_seconds: f64,
+    /// Generated images scored.
+    pub samples: usize,
+    /// Label of the score: `fd[featurenet[shapes(...)...]; 128 samples; 10 DDIM steps]`.
+    pub metric: String,
+}
+
+/// Tokens per caption of the proxy's text encoder (the tiny space's latency setting).
+pub const TEXT_LEN: usize = 16;
+
+/// Images of the built-in dataset that exist (training images, reference images and the
+/// extractor's data are drawn from them).
+const BUILTIN_LEN: usize = 10_000;
+
+/// Cache format version: bump when anything cached changes meaning.
+const CACHE_VERSION: u32 = 1;
+
+/// The prepared, shared part of the proxy: latents, text embeddings, VAE, feature extractor,
+/// the real images' feature statistics, and the fixed prompts and noise.
+pub struct Proxy {
+    cfg: ProxyConfig,
+    cache: LatentCache,
+    cache_dir: PathBuf,
+    vae: AutoencoderKL<Cpu>,
+    extractor: Option<FeatureExtractor>,
+    inception: Option<InceptionFid>,
+    reference: Features,
+    reference_stats: GaussianStats,
+    uncond: Vec<f32>,
+    prompts: Vec<usize>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("cache_dir", &self.cache_dir)
+            .field("describe", &self.describe())
+            .finish()
+    }
+}
+
+/// The default cache root: `$UNAS_CACHE_DIR`, else `$XDG_CACHE_HOME/unas`, else
+/// `$HOME/.cache/unas`, else `.unas-cache`.
+pub fn default_cache_root() -> PathBuf {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("UNAS_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|p| p.join("unas")))
+        .or_else(|| env("HOME").map(|p| p.join(".cache").join("unas")))
+        .unwrap_or_else(|| PathBuf::from(".unas-cache"))
+}
+
+/// Opens the dataset named by `spec` (`builtin`, `fashion-mnist` or a folder).
+pub fn open_dataset(spec: &str, size: usize, seed: u64) -> Result<Box<dyn Dataset>, EvalError> {
+    Ok(match spec {
+        "builtin" | "shapes" => Box::new(Shapes::new(seed, BUILTIN_LEN, size)),
+        "fashion-mnist" => Box::new(FashionMnist::load(
+            std::path::Path::new(fashion_mnist::DEBIAN_DIR),
+            true,
+            size,
+        )?),
+        dir => Box::new(ImageFolder::open(std::path::Path::new(dir), size)?),
+    })
+}
+
+fn config_err(field: &str, message: impl std::fmt::Display) -> EvalError {
+    EvalError::Unsupported(format!("quality.{field}: {message}"))
+}
+
+impl ProxyConfig {
+    /// Checks value ranges; errors name the `quality.` field.
+    pub fn check(&self) -> Result<(), EvalError> {
+        let positive = [
+            ("images", self.images),
+            ("steps", self.steps),
+            ("batch", self.batch),
+            ("samples", self.samples),
+            ("sampling_steps", self.sampling_steps),
+            ("vae_steps", self.vae_steps),
+            ("extractor_images", self.extractor_images),
+            ("extractor_epochs", self.extractor_epochs),
+        ];
+        for (field, v) in positive {
+            if v == 0 {
+                return Err(config_err(field, "must be at least 1"));
+            }
+        }
+        if self.samples < 2 {
+            return Err(config_err(
+                "samples",
+                "needs at least 2 images for statistics",
+            ));
+        }
+        if self.image_size < 8 || !self.image_size.is_multiple_of(2) {
+            return Err(config_err("image_size", "must be an even number ≥ 8"));
+        }
+        if self.features != "featurenet" && !self.features.starts_with("inception:") {
+            return Err(config_err(
+                "features",
+                format!("`{}`: expected featurenet or inception:FILE", self.features),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.cond_dropout) {
+            return Err(config_err("cond_dropout", "must be in [0, 1)"));
+        }
+        if !(self.guidance >= 1.0 && self.guidance.is_finite()) {
+            return Err(config_err("guidance", "must be ≥ 1 (1 = no guidance)"));
+        }
+        if !(self.recipe.lr > 0.0 && self.recipe.lr.is_finite()) {
+            return Err(config_err("recipe.lr", "must be positive"));
+        }
+        if self.recipe.timesteps < 2 {
+            return Err(config_err("recipe.timesteps", "must be at least 2"));
+        }
+        if !(0.0..=1.0).contains(&self.recipe.ema_fraction) {
+            return Err(config_err("recipe.ema_fraction", "must be in [0, 1]"));
+        }
+        Ok(())
+    }
+
+    /// The DDIM sampler of this recipe: the training schedule, trailing timestep spacing (no
+    /// step 0), the recipe's prediction type and zero-terminal-SNR rescaling.
+    pub fn scheduler_config(&self) -> SchedulerConfig {
+        let r = &self.recipe;
+        SchedulerConfig {
+            num_train_timesteps: r.timesteps,
+            beta_start: 0.00085,
+            beta_end: 0.012,
+            beta_schedule: match r.betas {
+                Betas::ScaledLinear => BetaSchedule::ScaledLinear,
+                Betas::Cosine => BetaSchedule::SquaredCosCapV2,
+            },
+            prediction_type: match r.prediction {
+                Prediction::Epsilon => PredictionType::Epsilon,
+                Prediction::V => PredictionType::VPrediction,
+            },
+            rescale_betas_zero_snr: r.zero_terminal_snr,
+            timestep_spacing: Some(TimestepSpacing::Trailing),
+            set_alpha_to_one: false,
+            clip_sample: false,
+            ..SchedulerConfig::default()
+        }
+    }
+}
+
+/// What identifies a cache folder: everything that changes its content.
+#[derive(Serialize)]
+struct CacheKey<'a> {
+    version: u32,
+    dataset: String,
+    images: usize,
+    image_size: usize,
+    text: [usize; 2],
+    seed: u64,
+    vae: &'a VaeTraining,
+    features: FeatureTrainingKey,
+}
+
+#[derive(Serialize)]
+struct FeatureTrainingKey {
+    images: usize,
+    epochs: usize,
+    batch: usize,
+    lr: f64,
+    seed: u64,
+}
+
+fn sha16(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn io_err(path: &std::path::Path, e: impl std::fmt::Display) -> EvalError {
+    EvalError::File {
+        file: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+impl Proxy {
+    /// Prepares the shared data for candidates with cross-attention width
+    /// `cross_attention_dim`: opens the dataset, and trains/encodes (or loads from the cache)
+    /// the small VAE, the latents, the text embeddings and the feature extractor. `progress`
+    /// receives one line per stage.
+    pub fn prepare(
+        cfg: &ProxyConfig,
+        cross_attention_dim: usize,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Self, EvalError> {
+        cfg.check()?;
+        let ds = open_dataset(&cfg.data, cfg.image_size, cfg.data_seed)?;
+        if ds.len() < 2 {
+            return Err(config_err(
+                "data",
+                format!(
+                    "{} has {} image(s); at least 2 are needed",
+                    ds.name(),
+                    ds.len()
+                ),
+            ));
+        }
+        let images = cfg.images.min(ds.len());
+        let vae_training = VaeTraining {
+            seed: cfg.data_seed,
+            steps: cfg.vae_steps,
+            ..VaeTraining::default()
+        };
+        let feature_training = FeatureTraining {
+            images: ds.len().min(cfg.extractor_images),
+            epochs: cfg.extractor_epochs,
+            seed: cfg.data_seed,
+            ..FeatureTraining::default()
+        };
+        let key = CacheKey {
+            version: CACHE_VERSION,
+            dataset: ds.name(),
+            images,
+            image_size: cfg.image_size,
+            text: [TEXT_LEN, cross_attention_dim],
+            seed: cfg.data_seed,
+            vae: &vae_training,
+            features: FeatureTrainingKey {
+                images: feature_training.images,
+                epochs: feature_training.epochs,
+                batch: feature_training.batch,
+                lr: feature_training.lr,
+                seed: feature_training.seed,
+            },
+        };
+        let key_json = serde_json::to_string(&key).expect("serialisable");
+        let root = cfg.cache_dir.clone().unwrap_or_else(default_cache_root);
+        let dir = root.join(format!("proxy-{}", sha16(&key_json)));
+        let extractor_name = format!(
+            "featurenet[{}; {} images x {} epochs, seed {}]",
+            ds.name(),
+            feature_training.images,
+            feature_training.epochs,
+            feature_training.seed
+        );
+        if !dir.join("manifest.json").exists() {
+            build_cache(
+                &*ds,
+                images,
+                cross_attention_dim,
+                &vae_training,
+                &feature_training,
+                &key_json,
+                &dir,
+                progress,
+            )?;
+        } else {
+            progress(&format!("using cached data in {}", dir.display()));
+        }
+        let cache = LatentCache::load(&dir)?;
+        let vae = load_vae(&dir.join("vae.mpk"))?;
+        let net_file = dir.join("featurenet.mpk");
+        let extractor = if net_file.exists() {
+            Some(FeatureExtractor::load(&net_file, &*ds, extractor_name)?)
+        } else {
+            None
+        };
+        let inception = match cfg.features.strip_prefix("inception:") {
+            Some(file) => {
+                progress(&format!("loading Inception-v3 weights from {file}"));
+                Some(InceptionFid::load(std::path::Path::new(file))?)
+            }
+            None if extractor.is_none() => {
+                return Err(config_err(
+                    "features",
+                    format!(
+                        "{} has no attribute labels to train the featurenet extractor on; \
+                         use features = \"inception:FILE\" with Inception-v3 weights",
+                        ds.name()
+                    ),
+                ))
+            }
+            None => None,
+        };
+        let encoder = CaptionEncoder::new(
+            cache.manifest.captions.iter().map(String::as_str),
+            cross_attention_dim,
+            TEXT_LEN,
+            cfg.data_seed,
+        );
+        let uncond = encoder.encode(&[String::new()]);
+        // Real reference: the decoded-space images the candidates imitate.
+        let reference_images: Vec<Vec<f32>> = (0..images)
+            .map(|i| ds.get(i).map(|s| s.pixels))
+            .collect::<Result<_, _>>()?;
+        let reference = match (&inception, &extractor) {
+            (Some(inc), _) => inc.features(&reference_images, cfg.image_size)?,
+            (None, Some(net)) => net.features(&reference_images, cfg.image_size)?,
+            (None, None) => unreachable!("checked above"),
+        };
+        let reference_stats = reference.stats()?;
+        // Fixed prompts: captions of samples drawn once from the data seed.
+        let mut rng = Rng::seed(cfg.data_seed ^ 0x7072_6f6d_7074);
+        let prompts = (0..cfg.samples).map(|_| rng.below(images)).collect();
+        Ok(Self {
+            cfg: cfg.clone(),
+            cache,
+            cache_dir: dir,
+            vae,
+            extractor,
+            inception,
+            reference,
+            reference_stats,
+            uncond,
+            prompts,
+        })
+    }
+
+    /// One line saying what the score is.
+    pub fn describe(&self) -> String {
+        format!(
+            "proxy {} on {} ({} train steps x batch {}, {} samples, {} DDIM steps, guidance {})",
+            if self.inception.is_some() {
+                "FID"
+            } else {
+                "FD"
+            },
+            self.extractor_name(),
+            self.cfg.steps,
+            self.cfg.batch,
+            self.cfg.samples,
+            self.cfg.sampling_steps,
+            self.cfg.guidance
+        )
+    }
+
+    /// Name of the extractor the score uses.
+    pub fn extractor_name(&self) -> String {
+        match (&self.inception, &self.extractor) {
+            (Some(inc), _) => inc.name().to_string(),
+            (None, Some(net)) => net.name().to_string(),
+            (None, None) => "none".into(),
+        }
+    }
+
+    /// The cache folder in use.
+    pub fn cache_dir(&self) -> &std::path::Path {
+        &self.cache_dir
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ProxyConfig {
+        &self.cfg
+    }
+
+    /// Checks that `arch` fits the prepared data (latent channels, text width, latent side).
+    pub fn check_arch(&self, arch: &UNetArch) -> Result<(), EvalError> {
+        let [c, h, _] = self.cache.manifest.latent;
+        let [_, dim] = self.cache.manifest.text;
+        let st = &arch.stem;
+        if st.in_channels != c || st.out_channels != c {
+            return Err(EvalError::Unsupported(format!(
+                "arch `{}` has {} in / {} out channels; the proxy's latents have {c}",
+                arch.name, st.in_channels, st.out_channels
+            )));
+        }
+        if st.cross_attention_dim != dim {
+            return Err(EvalError::Unsupported(format!(
+                "arch `{}` has cross_attention_dim {}; the proxy was prepared for {dim}",
+                arch.name, st.cross_attention_dim
+            )));
+        }
+        let plan = arch.plan()?;
+        if !h.is_multiple_of(plan.max_div) {
+            return Err(EvalError::Unsupported(format!(
+                "arch `{}` needs a latent side divisible by {}; the proxy's latents are {h}x{h}",
+                arch.name, plan.max_div
+            )));
+        }
+        Ok(())
+    }
+
+    /// Trains `arch` from an initialisation seeded with `seed` and returns the trained model
+    /// and the mean loss over the last 10 % of the steps.
+    pub fn train(
+        &self,
+        arch: &UNetArch,
+        seed: u64,
+        steps: usize,
+        progress: &mut dyn FnMut(usize, f32),
+    ) -> Result<(UNet2DConditionModel<Cpu>, f64), EvalError> {
+        self.check_arch(arch)?;
+        let device = Default::default();
+        let plan = arch.plan()?;
+        let unet = init_seeded::<Train, _>(&device, seed, || {
+            UNet2DConditionModel::<Train>::from_plan(arch, &plan, &device)
+        });
+        let cache = &self.cache;
+        let [c, h, w] = cache.manifest.latent;
+        let [tl, td] = cache.manifest.text;
+        let (l, t) = (cache.latent_len(), cache.text_len());
+        let sf = cache.manifest.scaling_factor as f32;
+        let b = self.cfg.batch;
+        let dropout = self.cfg.cond_dropout;
+        let mut next = |rng: &mut Rng| {
+            let idx: Vec<usize> = (0..b).map(|_| rng.below(cache.len())).collect();
+            let eps = normal(rng, b * l);
+            let mut x0 = Vec::with_capacity(b * l);
+            let mut ctx = Vec::with_capacity(b * t);
+            for (k, &i) in idx.iter().enumerate() {
+                let (mean, logvar) = (&cache.mean[i * l..][..l], &cache.logvar[i * l..][..l]);
+                x0.extend(
+                    (0..l).map(|j| (mean[j] + (0.5 * logvar[j]).exp() * eps[k * l + j]) * sf),
+                );
+                if rng.uniform() < dropout {
+                    ctx.extend_from_slice(&self.uncond);
+                } else {
+                    ctx.extend_from_slice(&cache.context[i * t..][..t]);
+                }
+            }
+            (
+                Tensor::<Train, 4>::from_data(TensorData::new(x0, [b, c, h, w]), &device),
+                Tensor::<Train, 3>::from_data(TensorData::new(ctx, [b, tl, td]), &device),
+            )
+        };
+        let mut rng = Rng::seed(seed ^ 0x7472_6169_6e00);
+        let mut recipe = self.cfg.recipe.clone();
+        recipe.timesteps = self.cfg.recipe.timesteps;
+        let (model, log) = train(unet, &recipe, steps, &mut rng, &mut next, progress)?;
+        let tail = (log.losses.len() / 10).max(1);
+        let final_loss = log.losses[log.losses.len() - tail..]
+            .iter()
+            .map(|&v| v as f64)
+            .sum::<f64>()
+            / tail as f64;
+        Ok((model, final_loss))
+    }
+
+    /// Samples the fixed prompts with the fixed noise (`sampling_steps` DDIM steps, trailing
+    /// spacing, guidance) and decodes them: images `[3, s, s]` in [0, 1].
+    pub fn sample(
+        &self,
+        unet: &UNet2DConditionModel<Cpu>,
+        sampling_steps: usize,
+    ) -> Result<Vec<Vec<f32>>, EvalError> {
+        let device: <Cpu as BackendTypes>::Device = Default::default();
+        let cache = &self.cache;
+        let [c, h, w] = cache.manifest.latent;
+        let [tl, td] = cache.manifest.text;
+        let t = cache.text_len();
+        let l = cache.latent_len();
+        let sf = cache.manifest.scaling_factor as f32;
+        let noise = seeded_noise(self.cfg.data_seed, self.prompts.len() * l);
+        let guidance = Guidance {
+            scale: self.cfg.guidance,
+            rescale: 0.0,
+        };
+        let cfg = guidance.scale > 1.0;
+        let mut out = Vec::with_capacity(self.prompts.len());
+        for (chunk_no, chunk) in self.prompts.chunks(SAMPLE_CHUNK).enumerate() {
+            let n = chunk.len();
+            let start = chunk_no * SAMPLE_CHUNK;
+            let mut ctx = Vec::with_capacity(2 * n * t);
+            if cfg {
+                for _ in 0..n {
+                    ctx.extend_from_slice(&self.uncond);
+                }
+            }
+            for &i in chunk {
+                ctx.extend_from_slice(&cache.context[i * t..][..t]);
+            }
+            let rows = if cfg { 2 * n } else { n };
+            let context =
+                Tensor::<Cpu, 3>::from_data(TensorData::new(ctx, [rows, tl, td]), &device);
+            let noise = Tensor::<Cpu, 4>::from_data(
+                TensorData::new(noise[start * l..(start + n) * l].to_vec(), [n, c, h, w]),
+                &device,
+            );
+            let mut scheduler = SchedulerKind::Ddim
+                .build::<Cpu>(&self.cfg.scheduler_config())
+                .map_err(|e| EvalError::Unsupported(e.to_string()))?;
+            let latents = denoise(
+                unet,
+                &mut *scheduler,
+                noise,
+                context,
+                &guidance,
+                sampling_steps,
+                &mut |_, _| {},
+            )
+            .map_err(|e| EvalError::Unsupported(e.to_string()))?;
+            let images = self
+                .vae
+                .decode(latents.div_scalar(sf))
+                .div_scalar(2.0)
+                .add_scalar(0.5)
+                .clamp(0.0, 1.0);
+            let s = self.cfg.image_size;
+            let flat = images
+                .into_data()
+                .to_vec::<f32>()
+                .map_err(|e| EvalError::Measure(format!("{e:?}")))?;
+            if flat.iter().any(|v| !v.is_finite()) {
+                return Err(EvalError::Diverged("sampling produced NaN/inf".into()));
+            }
+            out.extend(flat.chunks(3 * s * s).map(<[f32]>::to_vec));
+        }
+        Ok(out)
+    }
+
+    /// Scores generated images against the real reference: FD, KID, prompt adherence.
+    pub fn score(&self, images: &[Vec<f32>]) -> Result<(f64, Kid, f64), EvalError> {
+        let feats = match (&self.inception, &self.extractor) {
+            (Some(inc), _) => inc.features(images, self.cfg.image_size)?,
+            (None, Some(net)) => net.features(images, self.cfg.image_size)?,
+            (None, None) => unreachable!("prepare requires an extractor"),
+        };
+        let fd = frechet_distance(&feats.stats()?, &self.reference_stats)?;
+        let kid = kid(&feats, &self.reference, 10, 100, self.cfg.data_seed)?;
+        let intended: Vec<Vec<usize>> = self
+            .prompts
+            .iter()
+            .map(|&i| self.cache.manifest.labels[i].clone())
+            .collect();
+        let adherence = match &self.extractor {
+            Some(net) => {
+                let per_attr = net.adherence(images, self.cfg.image_size, &intended)?;
+                per_attr.iter().sum::<f64>() / per_attr.len().max(1) as f64
+            }
+            // No attribute labels: prompt adherence is not defined.
+            None => f64::NAN,
+        };
+        Ok((fd, kid, adherence))
+    }
+
+    /// The label of a score computed with `sampling_steps` steps.
+    pub fn metric_label(&self, sampling_steps: usize) -> String {
+        format!(
+            "{}[{}; {} samples; {} DDIM steps; guidance {}]",
+            if self.inception.is_some() {
+                "fid"
+            } else {
+                "fd"
+            },
+            self.extractor_name(),
+            self.prompts.len(),
+            sampling_steps,
+            self.cfg.guidance
+        )
+    }
+
+    /// The whole proxy evaluation of `arch` with seed `seed` at the configured budget.
+    pub fn evaluate(&self, arch: &UNetArch, seed: u64) -> Result<ProxyScore, EvalError> {
+        self.evaluate_with(arch, seed, self.cfg.steps)
+    }
+
+    /// As [`Proxy::evaluate`] with `steps` training steps. Scores are memoised in the cache
+    /// folder (`scores/<key>.json`, key = hash of the arch, seed, steps and every setting that
+    /// changes the score), so an architecture is never trained twice for the same question
+    /// (resumed studies, benchmarks, calibration re-runs). The times in a memoised score are
+    /// those of the run that computed it.
+    pub fn evaluate_with(
+        &self,
+        arch: &UNetArch,
+        seed: u64,
+        steps: usize,
+    ) -> Result<ProxyScore, EvalError> {
+        let memo = self.memo_path(arch, seed, steps);
+        if let Some(score) = std::fs::read_to_string(&memo)
+            .ok()
+            .and_then(|t| serde_json::from_str::<ProxyScore>(&t).ok())
+        {
+            return Ok(score);
+        }
+        let score = self.compute(arch, seed, steps)?;
+        if let Some(dir) = memo.parent() {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = dir.join(format!(".{}-{n}.tmp", std::process::id()));
+            let text = serde_json::to_string_pretty(&score).expect("serialisable");
+            if std::fs::create_dir_all(dir).is_ok() && std::fs::write(&tmp, text).is_ok() {
+                let _ = std::fs::rename(&tmp, &memo);
+            }
+        }
+        Ok(score)
+    }
+
+    /// Where the memoised score of (`arch`, `seed`, `steps`) lives.
+    pub fn memo_path(&self, arch: &UNetArch, seed: u64, steps: usize) -> PathBuf {
+        let mut cfg = self.cfg.clone();
+        cfg.cache_dir = None;
+        cfg.steps = steps;
+        let key = serde_json::json!({
+            "arch": arch.hash_id(),
+            "seed": seed,
+            "config": cfg,
+            "version": CACHE_VERSION,
+        });
+        self.cache_dir.join("scores").join(format!(
+            "{}-{}.json",
+            arch.hash_id(),
+            sha16(&key.to_string())
+        ))
+    }
+
+    fn compute(&self, arch: &UNetArch, seed: u64, steps: usize) -> Result<ProxyScore, EvalError> {
+        let t0 = Instant::now();
+        let (unet, final_loss) = self.train(arch, seed, steps, &mut |_, _| {})?;
+        let train_seconds = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let images = self.sample(&unet, self.cfg.sampling_steps)?;
+        let (fd, kid, adherence) = self.score(&images)?;
+        Ok(ProxyScore {
+            fd,
+            kid: kid.mean,
+            kid_std: kid.std,
+            adherence,
+            final_loss,
+            train_seconds,
+            sample_seconds: t1.elapsed().as_secs_f64(),
+            samples: images.len(),
+            metric: self.metric_label(self.cfg.sampling_steps),
+        })
+    }
+}
+
+/// Images denoised together when sampling.
+const SAMPLE_CHUNK: usize = 64;
+
+type Train = burn::backend::Autodiff<Cpu>;
+
+/// Trains the VAE and the extractor, encodes the dataset, and writes the cache folder `dir`
+/// atomically (built beside it, then renamed).
+#[allow(clippy::too_many_arguments)]
+fn build_cache(
+    ds: &dyn Dataset,
+    images: usize,
+    dim: usize,
+    vae_training: &VaeTraining,
+    feature_training: &FeatureTraining,
+    key_json: &str,
+    dir: &std::path::Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), EvalError> {
+    let parent = dir.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+    let tmp = parent.join(format!(
+        ".{}.tmp-{}",
+        dir.file_name().and_then(|n| n.to_str()).unwrap_or("proxy"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+    let result = (|| {
+        let t0 = Instant::now();
+        progress(&format!(
+            "training the small VAE on {} ({} steps)",
+            ds.name(),
+            vae_training.steps
+        ));
+        let (vae, recon) = train_vae(ds, images, vae_training, &mut |_, _, _| {})?;
+        save_vae(&vae, &tmp.join("vae.mpk"))?;
+        let vae_seconds = t0.elapsed().as_secs_f64();
+        progress(&format!(
+            "small VAE: reconstruction MSE {recon:.4} in {vae_seconds:.0} s; encoding {images} images"
+        ));
+        let device = Default::default();
+        let mut mean = Vec::new();
+        let mut logvar = Vec::new();
+        let mut captions = Vec::with_capacity(images);
+        let mut labels = Vec::with_capacity(images);
+        let idx: Vec<usize> = (0..images).collect();
+        let mut latent = [0usize; 3];
+        for chunk in idx.chunks(128) {
+            let x = image_batch::<Cpu>(ds, chunk, &device)?;
+            let (m, lv) = vae.encode(x);
+            let [_, c, h, w] = m.dims();
+            latent = [c, h, w];
+            mean.extend(
+                m.into_data()
+                    .to_vec::<f32>()
+                    .map_err(|e| EvalError::Measure(format!("{e:?}")))?,
+            );
+            logvar.extend(
+                lv.into_data()
+                    .to_vec::<f32>()
+                    .map_err(|e| EvalError::Measure(format!("{e:?}")))?,
+            );
+            for &i in chunk {
+                let s = ds.get(i)?;
+                captions.push(s.caption);
+                labels.push(s.labels);
+            }
+        }
+        let n = mean.len() as f64;
+        let mu = mean.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = mean.iter().map(|&v| (v as f64 - mu).powi(2)).sum::<f64>() / n;
+        let scaling_factor = 1.0 / var.sqrt().max(1e-6);
+        let encoder = CaptionEncoder::new(
+            captions.iter().map(String::as_str),
+            dim,
+            TEXT_LEN,
+            vae_training.seed,
+        );
+        let context = encoder.encode(&captions);
+        progress(&format!(
+            "text encoder: frozen seeded CLIP (width {dim}, 2 layers) over {} words; training the feature extractor",
+            encoder.vocabulary()
+        ));
+        let t1 = Instant::now();
+        let extractor = FeatureExtractor::train(ds, feature_training, &mut |_, _, _| {})?;
+        extractor.save(&tmp.join("featurenet.mpk"))?;
+        let held_out = if ds.len() >= feature_training.images + 200 {
+            let start = feature_training.images;
+            Some(accuracy(
+                &extractor,
+                ds,
+                start..(start + 500).min(ds.len()),
+            )?)
+        } else {
+            None
+        };
+        progress(&format!(
+            "feature extractor trained in {:.0} s; held-out attribute accuracy {:?}",
+            t1.elapsed().as_secs_f64(),
+            held_out
+        ));
+        let cache = LatentCache {
+            manifest: Manifest {
+                version: CACHE_VERSION,
+                dataset: ds.name(),
+                latent,
+                text: [TEXT_LEN, dim],
+                scaling_factor,
+                captions,
+                labels,
+                shards: Vec::new(),
+                provenance: serde_json::json!({
+                    "key": serde_json::from_str::<serde_json::Value>(key_json).unwrap_or_default(),
+                    "vae": {"config": "block_out_channels [16, 32], layers_per_block 1, norm groups 8, 4 latent channels",
+                            "reconstruction_mse": recon, "seconds": vae_seconds},
+                    "text_encoder": format!("CLIP text transformer, width {dim}, 2 layers, frozen at seeded random init (seed {}), word vocabulary of {} words", vae_training.seed, encoder.vocabulary()),
+                    "feature_extractor": {"held_out_accuracy": held_out},
+                }),
+            },
+            mean,
+            logvar,
+            context,
+        };
+        cache.save(&tmp)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if std::fs::rename(&tmp, dir).is_err() {
+        // Another process finished the same cache first: keep theirs.
+        let _ = std::fs::remove_dir_all(&tmp);
+        if !dir.join("manifest.json").exists() {
+            return Err(io_err(dir, "could not move the prepared cache into place"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,395 @@
+//! `report.md` and `report.html`.
+
+use std::collections::BTreeMap;
+
+use unas_search::{ControllerConfig, StudyResults, TrialRecord, TrialStatus};
+
+use crate::{failures, layout_summary, quality_details, reference_name, ReportInput};
+
+fn opt_f(v: Option<f64>, digits: usize) -> String {
+    v.map_or("–".into(), |v| format!("{v:.digits$}"))
+}
+
+/// `1234567` → `1,234,567`.
+fn thousands(v: Option<u64>) -> String {
+    let Some(v) = v else { return "–".into() };
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A table: header and rows of cells (plain text).
+struct Table {
+    head: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn markdown(&self) -> String {
+        let cell = |s: &String| s.replace('|', "\\|").replace('\n', " ");
+        let mut out = format!(
+            "| {} |\n|{}|\n",
+            self.head.iter().map(cell).collect::<Vec<_>>().join(" | "),
+            self.head
+                .iter()
+                .map(|_| "---")
+                .collect::<Vec<_>>()
+                .join("|")
+        );
+        for r in &self.rows {
+            out.push_str(&format!(
+                "| {} |\n",
+                r.iter().map(cell).collect::<Vec<_>>().join(" | ")
+            ));
+        }
+        out
+    }
+
+    fn html(&self) -> String {
+        let mut out = String::from("<table>\n<thead><tr>");
+        for h in &self.head {
+            out.push_str(&format!("<th>{}</th>", esc(h)));
+        }
+        out.push_str("</tr></thead>\n<tbody>\n");
+        for r in &self.rows {
+            out.push_str("<tr>");
+            for c in r {
+                out.push_str(&format!("<td>{}</td>", esc(c)));
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</tbody>\n</table>\n");
+        out
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn settings_table(input: &ReportInput) -> Table {
+    let c = &input.config;
+    let controller = match &c.controller {
+        ControllerConfig::Aging { population, sample } => {
+            format!("aging evolution (population {population}, sample {sample})")
+        }
+        ControllerConfig::Nsga2 { population } => format!("NSGA-II (population {population})"),
+        ControllerConfig::Random => "random search".into(),
+    };
+    let l = &c.latency;
+    let q = &c.quality;
+    let mut constraints = vec![format!("latency ≤ {} ms", l.budget_ms)];
+    if let Some(p) = c.constraints.max_params {
+        constraints.push(format!("params ≤ {}", thousands(Some(p))));
+    }
+    if let Some(m) = c.constraints.max_macs {
+        constraints.push(format!("MACs ≤ {}", thousands(Some(m))));
+    }
+    let rows = vec![
+        ("study", c.name.clone()),
+        ("search space", format!("{} ({})", input.space_name, c.space)),
+        ("controller", controller),
+        ("trial budget", c.trials.to_string()),
+        ("seed", c.seed.to_string()),
+        ("latency model", l.model.clone()),
+        (
+            "latency setting",
+            format!(
+                "latent {0}x{0}, batch {1}, {2} text tokens, {3}",
+                l.latent,
+                l.batch,
+                l.text_len,
+                l.dtype.name()
+            ),
+        ),
+        ("constraints", constraints.join(", ")),
+        (
+            "quality (proxy)",
+            format!(
+                "data {}, {} images at {} px, {} training steps (batch {}), {} samples, {} DDIM steps, guidance {}",
+                q.data,
+                q.images,
+                q.image_size,
+                q.steps,
+                q.batch,
+                q.samples,
+                q.sampling_steps,
+                q.guidance
+            ),
+        ),
+        ("quality metric", input.metric()),
+        (
+            "reference archs",
+            if c.references.is_empty() {
+                "none".into()
+            } else {
+                c.references.join(", ")
+            },
+        ),
+    ];
+    Table {
+        head: vec!["setting".into(), "value".into()],
+        rows: rows
+            .into_iter()
+            .map(|(k, v)| vec![k.to_string(), v])
+            .collect(),
+    }
+}
+
+fn trial_row(t: &TrialRecord, label: String, knee: Option<u64>) -> Vec<String> {
+    let label = if knee == Some(t.number) && label.starts_with('#') {
+        format!("{label} (knee)")
+    } else {
+        label
+    };
+    vec![
+        label,
+        t.hash.chars().take(12).collect(),
+        thousands(t.params),
+        thousands(t.macs),
+        opt_f(t.latency_ms, 3),
+        opt_f(t.quality, 4),
+        match t.status {
+            TrialStatus::Done => "feasible".into(),
+            TrialStatus::Infeasible => format!(
+                "infeasible ({:.1}% over)",
+                t.violation.unwrap_or(0.0) * 100.0
+            ),
+            s => s.as_str().into(),
+        },
+        layout_summary(&t.arch),
+    ]
+}
+
+fn trial_head(metric: &str) -> Vec<String> {
+    [
+        "trial",
+        "hash",
+        "params",
+        "MACs",
+        "latency (ms)",
+        &format!("quality: {metric}"),
+        "status",
+        "blocks",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn front_table(input: &ReportInput, results: &StudyResults) -> Table {
+    Table {
+        head: trial_head(&input.metric()),
+        rows: results
+            .front
+            .iter()
+            .map(|t| trial_row(t, format!("#{}", t.number), results.knee))
+            .collect(),
+    }
+}
+
+fn references_table(input: &ReportInput) -> Table {
+    let mut head = trial_head(&input.metric());
+    head[0] = "reference".into();
+    Table {
+        head,
+        rows: input
+            .references
+            .iter()
+            .map(|t| trial_row(t, reference_name(t), None))
+            .collect(),
+    }
+}
+
+fn failures_table(input: &ReportInput) -> Table {
+    Table {
+        head: vec!["trial".into(), "hash".into(), "reason".into()],
+        rows: failures(&input.trials)
+            .into_iter()
+            .chain(failures(&input.references))
+            .map(|t| {
+                let who = if t.study.ends_with(unas_search::study::REFERENCES_SUFFIX) {
+                    format!("ref {}", reference_name(t))
+                } else {
+                    format!("#{}", t.number)
+                };
+                vec![
+                    who,
+                    t.hash.chars().take(12).collect(),
+                    t.error.clone().unwrap_or_else(|| "unknown".into()),
+                ]
+            })
+            .collect(),
+    }
+}
+
+fn outcome_lines(input: &ReportInput, results: &StudyResults) -> Vec<String> {
+    let counts: Vec<String> = results
+        .counts
+        .iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect();
+    let finished = input.trials.iter().filter(|t| t.status.is_final()).count();
+    let mut lines = vec![format!(
+        "{finished} of {} trials final ({}).",
+        input.config.trials,
+        if counts.is_empty() {
+            "none yet".into()
+        } else {
+            counts.join(", ")
+        }
+    )];
+    if results.feasible {
+        lines.push(format!(
+            "Hypervolume {:.4} (reference point: {} ms, quality {:.4}); knee: {}.",
+            results.hypervolume,
+            results.reference[0],
+            results.reference[1],
+            results
+                .knee
+                .map_or("none".into(), |k| format!("trial #{k}"))
+        ));
+    } else {
+        lines.push(format!(
+            "**No trial is feasible** under the {} ms budget and the caps: the table lists the \
+             least-violating trials instead of a Pareto front.",
+            input.config.latency.budget_ms
+        ));
+    }
+    if let Some(d) = input
+        .trials
+        .iter()
+        .find_map(|t| quality_details(t).map(|q| q.1))
+    {
+        if !d.is_empty() {
+            let keys: Vec<&String> = d.keys().collect();
+            lines.push(format!(
+                "Quality details stored per trial: {}.",
+                keys.iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    if input.metric().contains("test-fixture") {
+        lines.push(
+            "**Warning:** these quality numbers come from a synthetic TEST FIXTURE, not from a \
+             quality metric."
+                .into(),
+        );
+    }
+    lines
+}
+
+fn front_heading(results: &StudyResults) -> &'static str {
+    if results.feasible {
+        "Pareto front (feasible, by latency)"
+    } else {
+        "Least-violating trials (no feasible trial)"
+    }
+}
+
+/// The Markdown report.
+pub(crate) fn markdown(input: &ReportInput, results: &StudyResults) -> String {
+    let mut s = format!("# unas search report: `{}`\n\n", input.config.name);
+    for l in outcome_lines(input, results) {
+        s.push_str(&format!("{l}\n\n"));
+    }
+    s.push_str("![Pareto front](pareto.svg)\n\n");
+    s.push_str(&format!("## {}\n\n", front_heading(results)));
+    s.push_str(&front_table(input, results).markdown());
+    s.push_str("\n## Reference architectures\n\n");
+    if input.references.is_empty() {
+        s.push_str("None configured (`references` in the study file).\n");
+    } else {
+        s.push_str(&references_table(input).markdown());
+    }
+    s.push_str("\n## Hypervolume over trials\n\n![hypervolume](hypervolume.svg)\n\n");
+    s.push_str("## Block composition\n\n![composition](composition.svg)\n\n");
+    s.push_str("## Failures\n\n");
+    let f = failures_table(input);
+    if f.rows.is_empty() {
+        s.push_str("None.\n");
+    } else {
+        s.push_str(&f.markdown());
+    }
+    s.push_str("\n## Study settings\n\n");
+    s.push_str(&settings_table(input).markdown());
+    s
+}
+
+/// Strips an XML declaration so the SVG can be inlined in HTML.
+fn inline_svg(svg: &str) -> &str {
+    match svg.find("<svg") {
+        Some(i) => &svg[i..],
+        None => svg,
+    }
+}
+
+const STYLE: &str = "body{font-family:sans-serif;margin:2em;max-width:1200px;color:#222}\
+table{border-collapse:collapse;margin:1em 0;font-size:13px}\
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}\
+th{background:#f2f2f2}.plot svg{max-width:100%;height:auto}.warn{color:#a00}";
+
+/// The self-contained HTML report (inline CSS and SVG, no scripts, no external resources).
+pub(crate) fn html(
+    input: &ReportInput,
+    results: &StudyResults,
+    svgs: &BTreeMap<&'static str, String>,
+) -> String {
+    let plot = |name: &str, alt: &str| {
+        format!(
+            "<figure class=\"plot\" id=\"{name}-plot\" aria-label=\"{}\">\n{}\n</figure>\n",
+            esc(alt),
+            svgs.get(name).map(|s| inline_svg(s)).unwrap_or("")
+        )
+    };
+    let mut s = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <title>unas report: {name}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
+         <h1>unas search report: <code>{name}</code></h1>\n",
+        name = esc(&input.config.name)
+    );
+    for l in outcome_lines(input, results) {
+        let (class, l) = match l.strip_prefix("**") {
+            Some(rest) => (" class=\"warn\"", rest.replacen("**", "", 1)),
+            None => ("", l),
+        };
+        s.push_str(&format!("<p{class}>{}</p>\n", esc(&l)));
+    }
+    s.push_str("<h2>Pareto front</h2>\n");
+    s.push_str(&plot("pareto", "latency vs quality"));
+    s.push_str(&format!("<h2>{}</h2>\n", front_heading(results)));
+    s.push_str(&front_table(input, results).html());
+    s.push_str("<h2>Reference architectures</h2>\n");
+    if input.references.is_empty() {
+        s.push_str("<p>None configured.</p>\n");
+    } else {
+        s.push_str(&references_table(input).html());
+    }
+    s.push_str("<h2>Hypervolume over trials</h2>\n");
+    s.push_str(&plot("hypervolume", "hypervolume over trials"));
+    s.push_str("<h2>Block composition</h2>\n");
+    s.push_str(&plot("composition", "blocks of the Pareto architectures"));
+    s.push_str("<h2>Failures</h2>\n");
+    let f = failures_table(input);
+    if f.rows.is_empty() {
+        s.push_str("<p>None.</p>\n");
+    } else {
+        s.push_str(&f.html());
+    }
+    s.push_str("<h2>Study settings</h2>\n");
+    s.push_str(&settings_table(input).html());
+    s.push_str("</body>\n</html>\n");
+    s
+}

@@ -1,0 +1,119 @@
+//! [`ProxyQuality`]: the proxy-quality evaluation ([`Proxy`]: brief training, sampling, Fréchet
+//! distance in a declared feature space) as a study's [`QualityEvaluator`].
+
+use std::collections::BTreeMap;
+
+use unas_evaluator::quality::proxy::{Proxy, ProxyConfig, ProxyScore};
+use unas_evaluator::EvalError;
+use unas_space::UNetArch;
+
+use crate::error::SearchError;
+use crate::objective::{QualityError, QualityEvaluator, QualityResult};
+
+/// A prepared [`Proxy`] scoring candidates: score = Fréchet distance (lower is better),
+/// metric = the proxy's label, details = KID (and its spread), prompt adherence, final
+/// training loss, timings and the sample count.
+pub struct ProxyQuality {
+    proxy: Proxy,
+}
+
+impl ProxyQuality {
+    /// Prepares the proxy's shared data (dataset, small VAE, latents, text embeddings,
+    /// extractor; cached on disk) for candidates with `cross_attention_dim`. `progress` gets
+    /// one line per stage.
+    pub fn prepare(
+        cfg: &ProxyConfig,
+        cross_attention_dim: usize,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Self, SearchError> {
+        Ok(Self {
+            proxy: Proxy::prepare(cfg, cross_attention_dim, progress)?,
+        })
+    }
+
+    /// Wraps a prepared proxy.
+    pub fn new(proxy: Proxy) -> Self {
+        Self { proxy }
+    }
+
+    /// The wrapped proxy.
+    pub fn proxy(&self) -> &Proxy {
+        &self.proxy
+    }
+}
+
+/// A proxy score as a [`QualityResult`].
+pub fn quality_result(s: &ProxyScore) -> QualityResult {
+    let details: BTreeMap<String, f64> = [
+        ("kid", s.kid),
+        ("kid_std", s.kid_std),
+        ("adherence", s.adherence),
+        ("final_loss", s.final_loss),
+        ("train_seconds", s.train_seconds),
+        ("sample_seconds", s.sample_seconds),
+        ("samples", s.samples as f64),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    QualityResult {
+        score: s.fd,
+        metric: s.metric.clone(),
+        details,
+    }
+}
+
+/// Maps an evaluation error: divergence stays divergence, anything else is a failure.
+pub fn quality_error(e: EvalError) -> QualityError {
+    match e {
+        EvalError::Diverged(m) => QualityError::Diverged(m),
+        other => QualityError::Failed(other.to_string()),
+    }
+}
+
+impl QualityEvaluator for ProxyQuality {
+    fn describe(&self) -> String {
+        self.proxy.describe()
+    }
+
+    fn evaluate(&self, arch: &UNetArch, seed: u64) -> Result<QualityResult, QualityError> {
+        self.proxy
+            .evaluate(arch, seed)
+            .map(|s| quality_result(&s))
+            .map_err(quality_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_and_errors_map() {
+        let s = ProxyScore {
+            fd: 12.5,
+            kid: 0.1,
+            kid_std: 0.01,
+            adherence: 0.5,
+            final_loss: 0.2,
+            train_seconds: 3.0,
+            sample_seconds: 1.0,
+            samples: 16,
+            metric: "fd[x; 16 samples]".into(),
+        };
+        let q = quality_result(&s);
+        assert_eq!(q.score, 12.5);
+        assert_eq!(q.metric, "fd[x; 16 samples]");
+        assert_eq!(q.details["samples"], 16.0);
+        assert_eq!(q.details["kid"], 0.1);
+        assert_eq!(q.details.len(), 7);
+        assert_eq!(
+            quality_error(EvalError::Diverged("step 3".into())),
+            QualityError::Diverged("step 3".into())
+        );
+        assert!(matches!(
+            quality_error(EvalError::Unsupported("x".into())),
+            QualityError::Failed(m) if m == "x"
+        ));
+    }
+}

@@ -1,0 +1,606 @@
+//! `unas search` (run or resume a study, then report and export the knee), `unas search
+//! benchmark` (strategies vs random search), `unas report RUN_DIR` and `unas export RUN_DIR`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use unas_evaluator::EvalError;
+use unas_reports::{Pick, ReportError, ReportInput};
+use unas_search::proxy_quality::ProxyQuality;
+use unas_search::{
+    strategy_benchmark, ControllerConfig, Evaluators, Progress, QualityError, QualityEvaluator,
+    QualityResult, SearchError, StudyConfig, TrialRecord, TrialStatus,
+};
+use unas_space::UNetArch;
+
+use super::{CliError, CmdResult};
+
+/// `unas search`: run a study (or `benchmark` the strategies).
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SearchArgs {
+    #[command(subcommand)]
+    command: Option<SearchCommand>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum SearchCommand {
+    /// Aging evolution and NSGA-II against random search at equal trial budgets over several
+    /// seeds, on a study file's objectives; quality evaluations are cached by arch hash in the
+    /// output folder, across runs and invocations. Prints and writes mean hypervolumes and the
+    /// ratios to random search.
+    Benchmark(BenchmarkArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Study file (TOML; see configs/quickstart.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Run directory (default runs/<study name>/): holds the trial store study.sqlite, a copy
+    /// of the study file, the report and the exported U-Net.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the study in this run directory (with its stored settings).
+    #[arg(long, conflicts_with = "out")]
+    resume: Option<PathBuf>,
+    /// Worker threads (default: the study's `jobs`); does not change which trials run.
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Log lines instead of a progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Trial store instead of the run directory's study.sqlite: a PostgreSQL URL
+    /// (`postgres://user:password@host:port/db`) or a SQLite file; see docs/distributed.md.
+    #[arg(long)]
+    store: Option<String>,
+    /// Who evaluates the trials: `local` (this process, --jobs threads) or `external`
+    /// (`unas worker` processes sharing --store; this process only proposes and waits).
+    #[arg(long, default_value = "local", value_parser = ["local", "external"])]
+    workers: String,
+    #[command(flatten)]
+    lease: super::worker::LeaseArgs,
+}
+
+#[derive(Args)]
+struct BenchmarkArgs {
+    /// Study file whose space, objectives, constraints and trial budget are used.
+    #[arg(long)]
+    config: PathBuf,
+    /// Seeds 0..N (at least 5 for a claim).
+    #[arg(long, default_value_t = 5)]
+    seeds: u64,
+    /// Trials per run (default: the study's `trials`).
+    #[arg(long)]
+    trials: Option<usize>,
+    /// Output folder (default runs/<study name>-benchmark/): the quality cache and
+    /// strategy-benchmark.md.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Log lines instead of a progress spinner.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// `unas report RUN_DIR`.
+#[derive(Args)]
+pub struct ReportArgs {
+    /// Run directory of a study.
+    run_dir: PathBuf,
+    /// Where to write the report (default: the run directory).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Read the trials from this store (a PostgreSQL URL; the study is the one named in
+    /// RUN_DIR/study.toml) instead of RUN_DIR/study.sqlite; works while the study runs.
+    #[arg(long)]
+    store: Option<String>,
+}
+
+/// `unas export RUN_DIR --pick …`.
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Run directory of a study.
+    run_dir: PathBuf,
+    /// knee, fastest, best-under:MS (best quality at or under MS ms per step) or a trial number.
+    #[arg(long, default_value = "knee")]
+    pick: String,
+    /// Folder for unet-nas.toml and config.json (default: the run directory).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Read the trials from this store (see `unas report --store`).
+    #[arg(long)]
+    store: Option<String>,
+}
+
+/// Exit code 2 for bad input (config, run directory, settings), 1 for failures while running.
+fn search_err(e: SearchError) -> CliError {
+    match e {
+        SearchError::Config(_)
+        | SearchError::InvalidConfig { .. }
+        | SearchError::NoStudy { .. }
+        | SearchError::SettingsMismatch { .. }
+        | SearchError::Benchmark(_)
+        | SearchError::SchemaTooNew { .. } => CliError::input(e),
+        SearchError::Eval(EvalError::Measure(_) | EvalError::Diverged(_)) => CliError::failure(e),
+        SearchError::Eval(_) => CliError::input(e),
+        _ => CliError::failure(e),
+    }
+}
+
+fn report_err(e: ReportError) -> CliError {
+    match e {
+        ReportError::Search(e) => search_err(e),
+        ReportError::Pick { .. } => CliError::input(e),
+        _ => CliError::failure(e),
+    }
+}
+
+/// Errors of a config built in code name the study file.
+fn in_file(file: &Path, e: SearchError) -> CliError {
+    match e {
+        SearchError::InvalidConfig { .. } => CliError::input(format!("{}: {e}", file.display())),
+        e => search_err(e),
+    }
+}
+
+fn is_nonempty_dir(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some())
+}
+
+/// Runs the subcommand.
+pub fn run(a: SearchArgs) -> CmdResult {
+    match a.command {
+        Some(SearchCommand::Benchmark(b)) => benchmark(b),
+        None => search(a.run),
+    }
+}
+
+fn log(quiet: bool, bar: &ProgressBar, line: &str) {
+    if quiet {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+fn prepare_quality(
+    cfg: &StudyConfig,
+    cross_attention_dim: usize,
+    quiet: bool,
+) -> Result<ProxyQuality, CliError> {
+    let t0 = Instant::now();
+    let spinner = if quiet {
+        ProgressBar::hidden()
+    } else {
+        let s = ProgressBar::new_spinner();
+        s.set_style(
+            ProgressStyle::with_template("{spinner} quality proxy: {msg} {elapsed}")
+                .expect("template"),
+        );
+        s.enable_steady_tick(std::time::Duration::from_millis(200));
+        s
+    };
+    let q = ProxyQuality::prepare(&cfg.quality, cross_attention_dim, &mut |line| {
+        if quiet {
+            eprintln!("quality proxy: {line}");
+        } else {
+            spinner.set_message(line.to_string());
+        }
+    })
+    .map_err(|e| match e {
+        SearchError::Eval(EvalError::Config(_)) => CliError::input(format!("[quality]: {e}")),
+        e => search_err(e),
+    })?;
+    spinner.finish_and_clear();
+    eprintln!(
+        "quality proxy ready in {:.1} s: {}",
+        t0.elapsed().as_secs_f64(),
+        q.describe()
+    );
+    Ok(q)
+}
+
+fn describe_trial(t: &TrialRecord) -> String {
+    let lat = t.latency_ms.map_or("–".into(), |l| format!("{l:.2} ms"));
+    match t.status {
+        TrialStatus::Done => format!("{lat}, quality {:.4}", t.quality.unwrap_or(f64::NAN)),
+        TrialStatus::Infeasible => match t.quality {
+            // References are scored even over a constraint.
+            Some(q) => format!("{lat}, infeasible (scored anyway: quality {q:.4})"),
+            None => format!("{lat}, infeasible"),
+        },
+        TrialStatus::Failed => {
+            format!("failed: {}", t.error.as_deref().unwrap_or("unknown reason"))
+        }
+        s => s.as_str().to_string(),
+    }
+}
+
+fn search(a: RunArgs) -> CmdResult {
+    let (dir, mut study, config_file) = match (&a.resume, &a.config) {
+        (Some(dir), config) => {
+            let study = match config {
+                Some(file) => {
+                    let cfg = StudyConfig::load(file).map_err(search_err)?;
+                    super::worker::create_study(a.store.as_deref(), dir, cfg)
+                        .map_err(|e| in_file(file, e))?
+                }
+                None => super::worker::open_study(a.store.as_deref(), dir).map_err(search_err)?,
+            };
+            (dir.clone(), study, config.clone())
+        }
+        (None, Some(file)) => {
+            let cfg = StudyConfig::load(file).map_err(search_err)?;
+            let dir = a
+                .out
+                .clone()
+                .unwrap_or_else(|| Path::new("runs").join(&cfg.name));
+            if is_nonempty_dir(&dir) {
+                return Err(CliError::input(format!(
+                    "run directory {} exists and is not empty: continue it with `unas search \
+                     --resume {}`, or choose another with --out",
+                    dir.display(),
+                    dir.display()
+                )));
+            }
+            let study = super::worker::create_study(a.store.as_deref(), &dir, cfg)
+                .map_err(|e| in_file(file, e))?;
+            let copy = dir.join("study.toml");
+            std::fs::copy(file, &copy).map_err(|e| {
+                CliError::failure(format!(
+                    "{}: cannot copy the study file: {e}",
+                    copy.display()
+                ))
+            })?;
+            (dir, study, Some(file.clone()))
+        }
+        (None, None) => {
+            return Err(CliError::input(
+                "give --config FILE (a study file) or --resume RUN_DIR",
+            ))
+        }
+    };
+    if let Some(j) = a.jobs {
+        if j == 0 {
+            return Err(CliError::input("--jobs must be at least 1"));
+        }
+        study.set_jobs(j);
+    }
+    let cfg = study.config().clone();
+    let cfg_name = config_file
+        .as_deref()
+        .map_or_else(|| dir.join("study.toml"), Path::to_path_buf);
+    if a.workers == "external" {
+        return super::worker::search_external(&mut study, &dir, &a.lease, a.quiet);
+    }
+    let latency = cfg.latency.build().map_err(|e| in_file(&cfg_name, e))?;
+    let quality = prepare_quality(&cfg, study.space().stem.cross_attention_dim, a.quiet)?;
+    let ev = Evaluators {
+        latency: latency.as_ref(),
+        quality: &quality,
+    };
+    eprintln!(
+        "study `{}` in {}: {} trials, {} ({}), budget {} ms on {}",
+        cfg.name,
+        dir.display(),
+        cfg.trials,
+        cfg.controller.name(),
+        cfg.space,
+        cfg.latency.budget_ms,
+        cfg.latency.model
+    );
+    let t0 = Instant::now();
+    let bar = if a.quiet {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::new(cfg.trials as u64);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} trials  {msg}  [{elapsed_precise}, ETA {eta}]",
+            )
+            .expect("template"),
+        );
+        b.enable_steady_tick(std::time::Duration::from_millis(500));
+        b
+    };
+    if !cfg.references.is_empty() {
+        bar.set_message("evaluating the reference archs");
+        let quiet = a.quiet;
+        study
+            .run_references(ev, &mut |t| {
+                let name = unas_reports::reference_name(t);
+                log(
+                    quiet,
+                    &bar,
+                    &format!("reference {name}: {}", describe_trial(t)),
+                );
+            })
+            .map_err(search_err)?;
+    }
+    let quiet = a.quiet;
+    let mut first = true;
+    let summary = study
+        .run(ev, &mut |p: &Progress<'_>| {
+            if first {
+                bar.set_position(p.finished.saturating_sub(p.finished_this_run) as u64);
+                bar.reset_eta();
+                first = false;
+            }
+            bar.set_position(p.finished as u64);
+            let best = p.best.map_or("none feasible yet".to_string(), |(n, q, l)| {
+                format!("best {q:.4} (#{n}, {l:.2} ms)")
+            });
+            let msg = format!("{best}, HV {:.4}", p.hypervolume);
+            if quiet {
+                eprintln!(
+                    "trial {} ({}/{}): {} | {msg} | {:.0} s",
+                    p.trial.number,
+                    p.finished,
+                    p.total,
+                    describe_trial(p.trial),
+                    p.elapsed_s
+                );
+            }
+            bar.set_message(msg);
+        })
+        .map_err(search_err)?;
+    bar.finish_and_clear();
+    eprintln!(
+        "search finished in {:.1} s: {} trials this run ({} quality evaluations, {} duplicates \
+         reused, {} infeasible, {} failed, {} re-run after an interruption)",
+        t0.elapsed().as_secs_f64(),
+        summary.finished,
+        summary.quality_evaluations,
+        summary.reused,
+        summary.infeasible,
+        summary.failed,
+        summary.requeued
+    );
+    let input = ReportInput::from_study(&mut study).map_err(search_err)?;
+    let files = unas_reports::write_report(&input, &dir).map_err(report_err)?;
+    println!(
+        "report: {} and {}",
+        files.html.display(),
+        files.markdown.display()
+    );
+    match unas_reports::export(&input, &Pick::Knee, &dir) {
+        Ok(x) => println!(
+            "exported the knee (trial {}): {} and {}",
+            x.trial,
+            x.toml.display(),
+            x.config_json.display()
+        ),
+        Err(ReportError::Pick { message, .. }) => {
+            println!("nothing exported: {message}")
+        }
+        Err(e) => return Err(report_err(e)),
+    }
+    Ok(())
+}
+
+/// `unas report RUN_DIR`.
+pub fn report(a: ReportArgs) -> CmdResult {
+    let input = super::worker::report_input(a.store.as_deref(), &a.run_dir).map_err(search_err)?;
+    let out = a.out.unwrap_or(a.run_dir);
+    let files = unas_reports::write_report(&input, &out).map_err(report_err)?;
+    let r = input.results();
+    println!(
+        "study `{}`: {} trials, {}",
+        input.config.name,
+        input.trials.len(),
+        if r.feasible {
+            format!(
+                "{} on the Pareto front, hypervolume {:.4}",
+                r.front.len(),
+                r.hypervolume
+            )
+        } else {
+            "no feasible trial (the report lists the least-violating ones)".into()
+        }
+    );
+    println!("wrote {}", files.html.display());
+    println!("wrote {}", files.markdown.display());
+    for p in &files.plots {
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+/// `unas export RUN_DIR --pick …`.
+pub fn export(a: ExportArgs) -> CmdResult {
+    let which: Pick = a.pick.parse().map_err(report_err)?;
+    let input = super::worker::report_input(a.store.as_deref(), &a.run_dir).map_err(search_err)?;
+    let out = a.out.unwrap_or(a.run_dir);
+    let x = unas_reports::export(&input, &which, &out).map_err(report_err)?;
+    println!("trial {} exported", x.trial);
+    println!("wrote {}", x.toml.display());
+    println!("wrote {}", x.config_json.display());
+    Ok(())
+}
+
+/// A quality evaluator whose results are cached by arch hash in a JSON-lines file (shared by
+/// every benchmark run and invocation with the same `[quality]` settings).
+struct FileCache<'a> {
+    inner: &'a (dyn QualityEvaluator + Sync),
+    file: PathBuf,
+    map: Mutex<HashMap<String, Result<QualityResult, String>>>,
+    misses: Mutex<usize>,
+    quiet: bool,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CacheLine {
+    hash: String,
+    result: Result<QualityResult, String>,
+}
+
+impl<'a> FileCache<'a> {
+    fn open(inner: &'a (dyn QualityEvaluator + Sync), file: PathBuf, quiet: bool) -> Self {
+        let mut map = HashMap::new();
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            // A torn last line (killed mid-write) is skipped and re-evaluated.
+            for l in text.lines() {
+                if let Ok(c) = serde_json::from_str::<CacheLine>(l) {
+                    map.insert(c.hash, c.result);
+                }
+            }
+        }
+        Self {
+            inner,
+            file,
+            map: Mutex::new(map),
+            misses: Mutex::new(0),
+            quiet,
+        }
+    }
+}
+
+impl QualityEvaluator for FileCache<'_> {
+    fn describe(&self) -> String {
+        format!(
+            "{} (cached in {})",
+            self.inner.describe(),
+            self.file.display()
+        )
+    }
+
+    fn evaluate(&self, arch: &UNetArch, seed: u64) -> Result<QualityResult, QualityError> {
+        let hash = arch.hash_id();
+        if let Some(r) = self.map.lock().expect("cache").get(&hash) {
+            return r.clone().map_err(QualityError::Failed);
+        }
+        let t0 = Instant::now();
+        let r = self.inner.evaluate(arch, seed).map_err(|e| e.to_string());
+        let line = serde_json::to_string(&CacheLine {
+            hash: hash.clone(),
+            result: r.clone(),
+        })
+        .expect("cache line serialises");
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.file)
+        {
+            let _ = f.write_all(format!("{line}\n").as_bytes());
+        }
+        let mut misses = self.misses.lock().expect("cache");
+        *misses += 1;
+        if !self.quiet {
+            eprintln!(
+                "evaluated {hash} in {:.1} s ({} new evaluations)",
+                t0.elapsed().as_secs_f64(),
+                *misses
+            );
+        }
+        self.map
+            .lock()
+            .expect("cache")
+            .entry(hash)
+            .or_insert(r)
+            .clone()
+            .map_err(QualityError::Failed)
+    }
+}
+
+/// FNV-1a of the quality settings: the cache file's name, so other settings never share it.
+fn fingerprint(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn benchmark(a: BenchmarkArgs) -> CmdResult {
+    let mut cfg = StudyConfig::load(&a.config).map_err(search_err)?;
+    if a.seeds == 0 {
+        return Err(CliError::input("--seeds must be at least 1"));
+    }
+    if let Some(t) = a.trials {
+        if t == 0 {
+            return Err(CliError::input("--trials must be at least 1"));
+        }
+        cfg.trials = t;
+    }
+    // References are a report feature; the benchmark compares strategies only.
+    cfg.references.clear();
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("runs").join(format!("{}-benchmark", cfg.name)));
+    std::fs::create_dir_all(&out)
+        .map_err(|e| CliError::failure(format!("{}: {e}", out.display())))?;
+    let latency = cfg.latency.build().map_err(|e| in_file(&a.config, e))?;
+    let space = cfg.load_space().map_err(search_err)?;
+    let proxy = prepare_quality(&cfg, space.stem.cross_attention_dim, a.quiet)?;
+    let key = serde_json::to_string(&(&cfg.quality, &cfg.space)).expect("settings serialise");
+    let cache = FileCache::open(
+        &proxy,
+        out.join(format!("quality-cache-{:016x}.jsonl", fingerprint(&key))),
+        a.quiet,
+    );
+    let population = match cfg.controller {
+        ControllerConfig::Aging { population, .. } | ControllerConfig::Nsga2 { population } => {
+            population
+        }
+        ControllerConfig::Random => 20,
+    };
+    let sample = match cfg.controller {
+        ControllerConfig::Aging { sample, .. } => sample.min(population),
+        _ => 5.min(population),
+    };
+    let strategies = [
+        ControllerConfig::Aging { population, sample },
+        ControllerConfig::Nsga2 { population },
+        ControllerConfig::Random,
+    ];
+    let seeds: Vec<u64> = (0..a.seeds).collect();
+    eprintln!(
+        "strategy benchmark: {} strategies x {} seeds x {} trials on `{}` (budget {} ms, {})",
+        strategies.len(),
+        seeds.len(),
+        cfg.trials,
+        cfg.name,
+        cfg.latency.budget_ms,
+        cfg.latency.model
+    );
+    let t0 = Instant::now();
+    let report = strategy_benchmark(&cfg, &strategies, &seeds, latency.as_ref(), &cache)
+        .map_err(search_err)?;
+    let misses = *cache.misses.lock().expect("cache");
+    let mut md = format!(
+        "# Strategy benchmark: `{}`\n\n{} trials per run, seeds {:?}, latency {} (budget {} ms), \
+         quality {}.\nHypervolume reference point: {} ms, quality {:.4}. Quality evaluations \
+         are cached by arch hash across runs ({} distinct archs scored, {} new in this \
+         invocation; cache `{}`). Wall time {:.0} s.\n\n",
+        cfg.name,
+        report.trials,
+        report.seeds,
+        cfg.latency.model,
+        cfg.latency.budget_ms,
+        cache.describe(),
+        report.reference[0],
+        report.reference[1],
+        report.quality_evaluations,
+        misses,
+        cache.file.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    md.push_str(&report.markdown());
+    let file = out.join("strategy-benchmark.md");
+    std::fs::write(&file, &md)
+        .map_err(|e| CliError::failure(format!("{}: {e}", file.display())))?;
+    for r in &report.strategies {
+        println!(
+            "{:<7} mean hypervolume {:.4}  ({:.3}x random)",
+            r.name, r.mean, r.ratio_to_random
+        );
+    }
+    println!("wrote {}", file.display());
+    Ok(())
+}
