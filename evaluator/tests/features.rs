@@ -5,56 +5,14 @@ use unas_evaluator::quality::data::shapes::Shapes;
 use unas_evaluator::quality::data::Dataset;
 use unas_evaluator::quality::features::{accuracy, FeatureExtractor, FeatureTraining};
 use unas_evaluator::quality::metrics::frechet_distance;
-use unas_space::rng::Rng;
 
 const SIZE: usize = 32;
 
+mod support;
+use support::{blurred, noisy};
+
 fn images(ds: &dyn Dataset, n: usize) -> Vec<Vec<f32>> {
     (0..n).map(|i| ds.get(i).unwrap().pixels).collect()
-}
-
-fn noisy(imgs: &[Vec<f32>], sigma: f64, seed: u64) -> Vec<Vec<f32>> {
-    let mut rng = Rng::seed(seed);
-    imgs.iter()
-        .map(|img| {
-            img.iter()
-                .map(|&v| {
-                    let (u, w) = (rng.uniform().max(1e-300), rng.uniform());
-                    let z = (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * w).cos();
-                    (v as f64 + sigma * z).clamp(0.0, 1.0) as f32
-                })
-                .collect()
-        })
-        .collect()
-}
-
-fn blurred(imgs: &[Vec<f32>], r: usize) -> Vec<Vec<f32>> {
-    let n = SIZE as isize;
-    let r = r as isize;
-    imgs.iter()
-        .map(|img| {
-            let mut out = vec![0.0f32; img.len()];
-            for c in 0..3 {
-                let plane = &img[c * SIZE * SIZE..(c + 1) * SIZE * SIZE];
-                for y in 0..n {
-                    for x in 0..n {
-                        let (mut sum, mut cnt) = (0.0, 0.0);
-                        for dy in -r..=r {
-                            for dx in -r..=r {
-                                let (yy, xx) = (y + dy, x + dx);
-                                if (0..n).contains(&yy) && (0..n).contains(&xx) {
-                                    sum += plane[(yy * n + xx) as usize];
-                                    cnt += 1.0;
-                                }
-                            }
-                        }
-                        out[c * SIZE * SIZE + (y * n + x) as usize] = sum / cnt;
-                    }
-                }
-            }
-            out
-        })
-        .collect()
 }
 
 #[test]
@@ -98,7 +56,10 @@ fn extractor_learns_attributes_and_fd_ranks_a_degradation_ladder() {
     );
     ladder(
         "blur",
-        [1, 2, 3].iter().map(|&r| fd(&blurred(&real, r))).collect(),
+        [1, 2, 3]
+            .iter()
+            .map(|&r| fd(&blurred(&real, SIZE, r)))
+            .collect(),
     );
     // Dropping colour classes: draw 500 images avoiding 1, 2, 3, then 4 of the 6 colours.
     let pool = Shapes::new(22, 4000, SIZE);

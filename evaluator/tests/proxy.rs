@@ -8,7 +8,9 @@ use unas_evaluator::quality::train::init_seeded;
 use unas_runtime::device::Cpu;
 use unas_runtime::UNet2DConditionModel;
 use unas_space::preset;
-use unas_space::rng::Rng;
+
+mod support;
+use support::{blurred, noisy};
 
 fn config(cache: &std::path::Path) -> ProxyConfig {
     ProxyConfig {
@@ -23,48 +25,6 @@ fn config(cache: &std::path::Path) -> ProxyConfig {
         cache_dir: Some(cache.to_path_buf()),
         ..ProxyConfig::default()
     }
-}
-
-fn noisy(imgs: &[Vec<f32>], sigma: f64, seed: u64) -> Vec<Vec<f32>> {
-    let mut rng = Rng::seed(seed);
-    imgs.iter()
-        .map(|img| {
-            img.iter()
-                .map(|&v| {
-                    let (u, w) = (rng.uniform().max(1e-300), rng.uniform());
-                    let z = (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * w).cos();
-                    (v as f64 + sigma * z).clamp(0.0, 1.0) as f32
-                })
-                .collect()
-        })
-        .collect()
-}
-
-/// 3x3 box blur of `[3, s, s]` images (edges averaged over the pixels inside).
-fn blurred(imgs: &[Vec<f32>], s: usize) -> Vec<Vec<f32>> {
-    let n = s as isize;
-    imgs.iter()
-        .map(|img| {
-            let mut out = vec![0.0f32; img.len()];
-            for c in 0..3 {
-                let plane = &img[c * s * s..(c + 1) * s * s];
-                for y in 0..n {
-                    for x in 0..n {
-                        let (mut sum, mut cnt) = (0.0, 0.0);
-                        for (dy, dx) in (-1..=1).flat_map(|a| (-1..=1).map(move |b| (a, b))) {
-                            let (yy, xx) = (y + dy, x + dx);
-                            if (0..n).contains(&yy) && (0..n).contains(&xx) {
-                                sum += plane[(yy * n + xx) as usize];
-                                cnt += 1.0;
-                            }
-                        }
-                        out[c * s * s + (y * n + x) as usize] = sum / cnt;
-                    }
-                }
-            }
-            out
-        })
-        .collect()
 }
 
 #[test]
@@ -103,7 +63,7 @@ fn proxy_is_reproducible_and_ranks_untrained_worst() {
     for (label, images) in [
         ("noise 0.1", noisy(&real, 0.1, 1)),
         ("noise 0.2", noisy(&real, 0.2, 2)),
-        ("blur 3x3", blurred(&real, cfg.image_size)),
+        ("blur 3x3", blurred(&real, cfg.image_size, 1)),
     ] {
         let (fd, _, _) = proxy.score(&images).unwrap();
         assert!(

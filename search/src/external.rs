@@ -94,30 +94,14 @@ pub(crate) fn propose_ready(
             }
             let p = controller.propose(n, trials, known)?;
             let hash = p.arch.hash_id();
-            let record = TrialRecord {
-                study: cfg.name.clone(),
-                number: n,
-                hash: hash.clone(),
-                eval_seed: eval_seed(cfg.seed, &hash),
-                arch: p.arch,
-                origin: serde_json::to_string(&p.origin).expect("origin serialises"),
-                status: TrialStatus::Pending,
-                duplicate_of: known.get(&hash).copied(),
-                latency_ms: None,
-                quality: None,
-                params: None,
-                macs: None,
-                violation: None,
-                objectives: None,
-                block_latency: None,
-                latency_s: None,
-                quality_s: None,
-                attempts: 0,
-                error: None,
-                created_ms: now_ms(),
-                started_ms: None,
-                finished_ms: None,
-            };
+            let record = TrialRecord::pending(
+                &cfg.name,
+                n,
+                p.arch,
+                serde_json::to_string(&p.origin).expect("origin serialises"),
+                eval_seed(cfg.seed, &hash),
+                known.get(&hash).copied(),
+            );
             store.insert_trial(&record)?;
             known.entry(hash).or_insert(n);
             trials.push(record);

@@ -492,31 +492,15 @@ impl Study {
                 arch.name = spec.clone();
             }
             let hash = arch.hash_id();
-            let record = TrialRecord {
-                study: name.clone(),
-                number: i as u64,
-                eval_seed: eval_seed(self.config.seed, &hash),
-                hash,
+            let record = TrialRecord::pending(
+                &name,
+                i as u64,
                 arch,
-                origin: serde_json::to_string(&Origin::Reference { name: spec.clone() })
+                serde_json::to_string(&Origin::Reference { name: spec.clone() })
                     .expect("origin serialises"),
-                status: TrialStatus::Pending,
-                duplicate_of: None,
-                latency_ms: None,
-                quality: None,
-                params: None,
-                macs: None,
-                violation: None,
-                objectives: None,
-                block_latency: None,
-                latency_s: None,
-                quality_s: None,
-                attempts: 0,
-                error: None,
-                created_ms: now_ms(),
-                started_ms: None,
-                finished_ms: None,
-            };
+                eval_seed(self.config.seed, &hash),
+                None,
+            );
             self.store.insert_trial(&record)?;
             records.push(record);
         }
@@ -703,31 +687,14 @@ impl Study {
                             }
                             let p = controller.propose(n, &trials, &known)?;
                             let hash = p.arch.hash_id();
-                            let record = TrialRecord {
-                                study: name.clone(),
-                                number: n,
-                                hash: hash.clone(),
-                                eval_seed: eval_seed(cfg.seed, &hash),
-                                arch: p.arch,
-                                origin: serde_json::to_string(&p.origin)
-                                    .expect("origin serialises"),
-                                status: TrialStatus::Pending,
-                                duplicate_of: known.get(&hash).copied(),
-                                latency_ms: None,
-                                quality: None,
-                                params: None,
-                                macs: None,
-                                violation: None,
-                                objectives: None,
-                                block_latency: None,
-                                latency_s: None,
-                                quality_s: None,
-                                attempts: 0,
-                                error: None,
-                                created_ms: now_ms(),
-                                started_ms: None,
-                                finished_ms: None,
-                            };
+                            let record = TrialRecord::pending(
+                                &name,
+                                n,
+                                p.arch,
+                                serde_json::to_string(&p.origin).expect("origin serialises"),
+                                eval_seed(cfg.seed, &hash),
+                                known.get(&hash).copied(),
+                            );
                             store.insert_trial(&record)?;
                             known.entry(hash).or_insert(n);
                             trials.push(record);

@@ -454,7 +454,7 @@ fn recipes(a: RecipesArgs) -> CmdResult {
                 .collect::<Vec<_>>()
                 .join(" | ")
         ));
-        results.push((fds, proxy.metric_label(0)));
+        results.push((fds, proxy.metric_label(a.sampling_steps[0])));
     }
     let find = |s: usize| a.sampling_steps.iter().position(|&x| x == s);
     if let (Some(i30), Some(i50)) = (find(30), find(50)) {
@@ -464,7 +464,10 @@ fn recipes(a: RecipesArgs) -> CmdResult {
             if b30 <= a50 { "≤" } else { ">" }
         ));
     }
-    md.push_str(&format!("\nmetric: {}\n", results[0].1));
+    md.push_str(&format!(
+        "\nmetric: {} (DDIM steps: per column)\n",
+        results[0].1
+    ));
     print!("{md}");
     if let Some(out) = &a.out {
         std::fs::write(out, &md)

@@ -139,6 +139,43 @@ pub struct TrialRecord {
     pub finished_ms: Option<i64>,
 }
 
+impl TrialRecord {
+    /// A new pending trial: every result field empty, no attempts, created now.
+    pub fn pending(
+        study: &str,
+        number: u64,
+        arch: UNetArch,
+        origin: String,
+        eval_seed: u64,
+        duplicate_of: Option<u64>,
+    ) -> Self {
+        Self {
+            study: study.to_string(),
+            number,
+            hash: arch.hash_id(),
+            arch,
+            origin,
+            status: TrialStatus::Pending,
+            duplicate_of,
+            latency_ms: None,
+            quality: None,
+            params: None,
+            macs: None,
+            violation: None,
+            objectives: None,
+            block_latency: None,
+            eval_seed,
+            latency_s: None,
+            quality_s: None,
+            attempts: 0,
+            error: None,
+            created_ms: now_ms(),
+            started_ms: None,
+            finished_ms: None,
+        }
+    }
+}
+
 /// Persistent storage of studies and trials. Every write is durable when the call returns, so
 /// a process killed at any moment loses nothing that was reported as written.
 pub trait Store: Send {
