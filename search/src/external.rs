@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::controller::Controller;
 use crate::error::SearchError;
-use crate::store::{now_ms, Store, TrialRecord, TrialStatus};
+use crate::store::{Store, TrialRecord, TrialStatus};
 use crate::study::{eval_seed, Progress, RunSummary, Study};
 use crate::StudyConfig;
 
@@ -68,20 +68,7 @@ pub(crate) fn propose_ready(
             }
             let src = trials[m as usize].clone();
             let t = &mut trials[i];
-            let now = now_ms();
-            t.status = src.status;
-            t.latency_ms = src.latency_ms;
-            t.quality = src.quality;
-            t.params = src.params;
-            t.macs = src.macs;
-            t.violation = src.violation;
-            t.objectives = src.objectives.clone();
-            t.block_latency = src.block_latency.clone();
-            t.latency_s = Some(0.0);
-            t.quality_s = Some(0.0);
-            t.error = src.error.clone();
-            t.started_ms = Some(now);
-            t.finished_ms = Some(now);
+            t.reuse_result_of(&src);
             store.finish_trial(t)?;
             resolved.push(t.number);
             changed = true;

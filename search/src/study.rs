@@ -659,20 +659,7 @@ impl Study {
                             }
                             let src = trials[m as usize].clone();
                             let t = &mut trials[i];
-                            let now = now_ms();
-                            t.status = src.status;
-                            t.latency_ms = src.latency_ms;
-                            t.quality = src.quality;
-                            t.params = src.params;
-                            t.macs = src.macs;
-                            t.violation = src.violation;
-                            t.objectives = src.objectives.clone();
-                            t.block_latency = src.block_latency.clone();
-                            t.latency_s = Some(0.0);
-                            t.quality_s = Some(0.0);
-                            t.error = src.error.clone();
-                            t.started_ms = Some(now);
-                            t.finished_ms = Some(now);
+                            t.reuse_result_of(&src);
                             store.finish_trial(t)?;
                             summary.finished += 1;
                             summary.reused += 1;

@@ -11,30 +11,11 @@ use unas_search::store::{copy_store, open_store, redact_url, Lease, Requeued};
 use unas_search::{PostgresStore, SqliteStore, Store, StudyRecord, TrialRecord, TrialStatus};
 
 fn trial(study: &str, number: u64) -> TrialRecord {
+    let origin = "{\"kind\":\"random\"}".to_string();
     let arch = unas_space::preset("tiny");
     TrialRecord {
-        study: study.into(),
-        number,
-        hash: arch.hash_id(),
-        arch,
-        origin: "{\"kind\":\"random\"}".into(),
-        status: TrialStatus::Pending,
-        duplicate_of: None,
-        latency_ms: None,
-        quality: None,
-        params: None,
-        macs: None,
-        violation: None,
-        objectives: None,
-        block_latency: None,
-        eval_seed: u64::MAX - number,
-        latency_s: None,
-        quality_s: None,
-        attempts: 0,
-        error: None,
         created_ms: 1_000 + number as i64,
-        started_ms: None,
-        finished_ms: None,
+        ..TrialRecord::pending(study, number, arch, origin, u64::MAX - number, None)
     }
 }
 

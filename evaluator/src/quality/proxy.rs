@@ -588,9 +588,7 @@ impl Proxy {
             )
         };
         let mut rng = Rng::seed(seed ^ 0x7472_6169_6e00);
-        let mut recipe = self.cfg.recipe.clone();
-        recipe.timesteps = self.cfg.recipe.timesteps;
-        let (model, log) = train(unet, &recipe, steps, &mut rng, &mut next, progress)?;
+        let (model, log) = train(unet, &self.cfg.recipe, steps, &mut rng, &mut next, progress)?;
         let tail = (log.losses.len() / 10).max(1);
         let final_loss = log.losses[log.losses.len() - tail..]
             .iter()

@@ -547,31 +547,15 @@ mod tests {
     use super::*;
 
     fn trial(study: &str, number: u64) -> TrialRecord {
-        let arch = unas_space::preset("tiny");
-        TrialRecord {
-            study: study.into(),
+        let origin = "{\"kind\":\"random\"}".to_string();
+        TrialRecord::pending(
+            study,
             number,
-            hash: arch.hash_id(),
-            arch,
-            origin: "{\"kind\":\"random\"}".into(),
-            status: TrialStatus::Pending,
-            duplicate_of: None,
-            latency_ms: None,
-            quality: None,
-            params: None,
-            macs: None,
-            violation: None,
-            objectives: None,
-            block_latency: None,
-            eval_seed: u64::MAX - 3,
-            latency_s: None,
-            quality_s: None,
-            attempts: 0,
-            error: None,
-            created_ms: now_ms(),
-            started_ms: None,
-            finished_ms: None,
-        }
+            unas_space::preset("tiny"),
+            origin,
+            u64::MAX - 3,
+            None,
+        )
     }
 
     #[test]
