@@ -60,6 +60,16 @@ fn proxy_is_reproducible_and_ranks_untrained_worst() {
     let real: Vec<Vec<f32>> = (1000..1000 + cfg.samples)
         .map(|i| ds.get(i).unwrap().pixels)
         .collect();
+    // A teacher that is no preset and no file is named by its field (checked before any data
+    // is prepared).
+    let bad = ProxyConfig {
+        teacher: Some("no-such-teacher".into()),
+        ..cfg.clone()
+    };
+    let err = Proxy::prepare(&bad, arch.stem.cross_attention_dim, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("quality.teacher"), "{err}");
     for (label, images) in [
         ("noise 0.1", noisy(&real, 0.1, 1)),
         ("noise 0.2", noisy(&real, 0.2, 2)),
@@ -90,6 +100,15 @@ fn a_bad_quality_setting_names_its_field() {
         .unwrap_err()
         .to_string()
         .contains("quality.guidance"));
+    let cfg = ProxyConfig {
+        teacher_steps: 0,
+        ..ProxyConfig::default()
+    };
+    assert!(cfg
+        .check()
+        .unwrap_err()
+        .to_string()
+        .contains("quality.teacher_steps"));
 }
 
 #[test]

@@ -287,6 +287,8 @@ mod tests {
         assert!(md.contains("| tiny-nas |"), "{md}");
         assert!(md.contains("diverged at step 3"), "{md}");
         assert!(md.contains("(knee)"), "{md}");
+        // The proxy's ranking is not validated yet: every proxy-scored report says so.
+        assert!(md.contains(crate::text::PROXY_CAVEAT), "{md}");
         assert!(md.contains("lut:configs/devices/cpu-tiny.lut.toml"), "{md}");
         // Every front trial is listed with its params and layout.
         for t in &r.front {

@@ -77,6 +77,13 @@ struct ProxyArgs {
     /// inception:FILE (Inception-v3 weights, pytorch-fid key names: the score is then FID).
     #[arg(long)]
     features: Option<String>,
+    /// Teacher for weight inheritance (preset or unas TOML): candidates start from its
+    /// weights instead of a random initialisation ("none" = from scratch).
+    #[arg(long)]
+    teacher: Option<String>,
+    /// Training steps of the teacher (trained once, cached).
+    #[arg(long)]
+    teacher_steps: Option<usize>,
     /// Cache folder (trained VAE, latents, text embeddings, extractor).
     #[arg(long)]
     cache: Option<PathBuf>,
@@ -111,6 +118,12 @@ impl ProxyArgs {
         }
         if let Some(v) = &self.features {
             cfg.features = v.clone();
+        }
+        if let Some(v) = &self.teacher {
+            cfg.teacher = (v != "none").then(|| v.clone());
+        }
+        if let Some(v) = self.teacher_steps {
+            cfg.teacher_steps = v;
         }
         if let Some(v) = &self.cache {
             cfg.cache_dir = Some(v.clone());

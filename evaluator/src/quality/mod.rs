@@ -6,6 +6,7 @@ pub mod caption_encoder;
 pub mod data;
 pub mod features;
 pub mod inception;
+pub mod inherit;
 pub mod latent_cache;
 pub mod metrics;
 pub mod proxy;

@@ -8,6 +8,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use burn::module::Module;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::backend::BackendTypes;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -28,6 +30,7 @@ use super::data::shapes::Shapes;
 use super::data::Dataset;
 use super::features::{accuracy, FeatureExtractor, FeatureTraining};
 use super::inception::InceptionFid;
+use super::inherit::TeacherWeights;
 use super::latent_cache::{LatentCache, Manifest};
 use super::metrics::{frechet_distance, kid, Features, GaussianStats, Kid};
 use super::small_vae::{image_batch, load_vae, save_vae, train_vae, VaeTraining};
@@ -92,6 +95,16 @@ pub struct ProxyConfig {
     /// only this score is called FID).
     #[serde(default = "default_features")]
     pub features: String,
+    /// Teacher U-Net for weight inheritance: a preset of the space (e.g. `tiny`) or a unas TOML
+    /// file. It is trained once for `teacher_steps` steps with the proxy's recipe and data
+    /// (cached), and every candidate then starts from the teacher's weights where the module
+    /// paths match (the leading sub-tensor where the candidate is narrower) instead of a random
+    /// initialisation. Default: none (candidates train from scratch).
+    #[serde(default)]
+    pub teacher: Option<String>,
+    /// Training steps of the teacher (default 1000; only used with `teacher`).
+    #[serde(default = "default_teacher_steps")]
+    pub teacher_steps: usize,
     /// Cache folder for the trained VAE, latents, text embeddings and the feature extractor
     /// (default: `$UNAS_CACHE_DIR`, else `$XDG_CACHE_HOME/unas`, else `~/.cache/unas`).
     #[serde(default)]
@@ -133,6 +146,9 @@ fn default_extractor_epochs() -> usize {
 }
 fn default_vae_steps() -> usize {
     300
+}
+fn default_teacher_steps() -> usize {
+    1000
 }
 fn default_guidance() -> f64 {
     3.0
@@ -187,11 +203,20 @@ pub struct Proxy {
     cache_dir: PathBuf,
     vae: AutoencoderKL<Cpu>,
     extractor: Option<FeatureExtractor>,
-    inception: Option<InceptionFid>,
+    /// Boxed: the Inception module is ~140 KB inline, and `Proxy` values move around.
+    inception: Option<Box<InceptionFid>>,
     reference: Features,
     reference_stats: GaussianStats,
     uncond: Vec<f32>,
     prompts: Vec<usize>,
+    teacher: Option<Teacher>,
+}
+
+/// The prepared teacher of weight inheritance.
+struct Teacher {
+    /// `name x steps`, for labels.
+    label: String,
+    weights: TeacherWeights,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -246,6 +271,7 @@ impl ProxyConfig {
             ("vae_steps", self.vae_steps),
             ("extractor_images", self.extractor_images),
             ("extractor_epochs", self.extractor_epochs),
+            ("teacher_steps", self.teacher_steps),
         ];
         for (field, v) in positive {
             if v == 0 {
@@ -358,6 +384,14 @@ impl Proxy {
         progress: &mut dyn FnMut(&str),
     ) -> Result<Self, EvalError> {
         cfg.check()?;
+        // The teacher's spec is checked before any data is prepared.
+        let teacher = match &cfg.teacher {
+            Some(spec) => Some((
+                spec.as_str(),
+                unas_space::load_arch(spec).map_err(|e| config_err("teacher", e))?,
+            )),
+            None => None,
+        };
         let ds = open_dataset(&cfg.data, cfg.image_size, cfg.data_seed)?;
         if ds.len() < 2 {
             return Err(config_err(
@@ -432,7 +466,7 @@ impl Proxy {
         let inception = match cfg.features.strip_prefix("inception:") {
             Some(file) => {
                 progress(&format!("loading Inception-v3 weights from {file}"));
-                Some(InceptionFid::load(std::path::Path::new(file))?)
+                Some(Box::new(InceptionFid::load(std::path::Path::new(file))?))
             }
             None if extractor.is_none() => {
                 return Err(config_err(
@@ -466,7 +500,7 @@ impl Proxy {
         // Fixed prompts: captions of samples drawn once from the data seed.
         let mut rng = Rng::seed(cfg.data_seed ^ 0x7072_6f6d_7074);
         let prompts = (0..cfg.samples).map(|_| rng.below(images)).collect();
-        Ok(Self {
+        let mut proxy = Self {
             cfg: cfg.clone(),
             cache,
             cache_dir: dir,
@@ -477,13 +511,86 @@ impl Proxy {
             reference_stats,
             uncond,
             prompts,
+            teacher: None,
+        };
+        if let Some((spec, arch)) = teacher {
+            proxy.teacher = Some(proxy.prepare_teacher(spec, &arch, progress)?);
+        }
+        Ok(proxy)
+    }
+
+    /// Loads the teacher `spec` (`arch`) trained for `teacher_steps` from the cache, or trains and
+    /// caches it.
+    fn prepare_teacher(
+        &self,
+        spec: &str,
+        arch: &UNetArch,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Teacher, EvalError> {
+        self.check_arch(arch)
+            .map_err(|e| config_err("teacher", e))?;
+        let steps = self.cfg.teacher_steps;
+        let key = serde_json::json!({
+            "arch": arch.hash_id(),
+            "steps": steps,
+            "batch": self.cfg.batch,
+            "recipe": self.cfg.recipe,
+            "cond_dropout": self.cfg.cond_dropout,
+            "seed": self.cfg.data_seed,
+            "version": CACHE_VERSION,
+        });
+        let file = self
+            .cache_dir
+            .join(format!("teacher-{}.mpk", sha16(&key.to_string())));
+        let plan = arch.plan()?;
+        let device = Default::default();
+        let unet = if file.exists() {
+            progress(&format!("using cached teacher {}", file.display()));
+            UNet2DConditionModel::<Cpu>::from_plan(arch, &plan, &device)
+                .load_file(
+                    file.clone(),
+                    &NamedMpkFileRecorder::<FullPrecisionSettings>::new(),
+                    &device,
+                )
+                .map_err(|e| io_err(&file, e))?
+        } else {
+            progress(&format!(
+                "training the teacher `{spec}` for {steps} steps (once; cached)"
+            ));
+            let t0 = Instant::now();
+            let mut last = 0;
+            let (unet, loss) = self.train(arch, self.cfg.data_seed, steps, &mut |step, _| {
+                if step * 10 / steps > last {
+                    last = step * 10 / steps;
+                    eprintln!("  teacher: step {step}/{steps}");
+                }
+            })?;
+            let tmp = self
+                .cache_dir
+                .join(format!(".teacher-{}", std::process::id()));
+            unet.clone()
+                .save_file(
+                    tmp.clone(),
+                    &NamedMpkFileRecorder::<FullPrecisionSettings>::new(),
+                )
+                .map_err(|e| io_err(&tmp, e))?;
+            std::fs::rename(tmp.with_extension("mpk"), &file).map_err(|e| io_err(&file, e))?;
+            progress(&format!(
+                "teacher trained in {:.0} s (final loss {loss:.4})",
+                t0.elapsed().as_secs_f64()
+            ));
+            unet
+        };
+        Ok(Teacher {
+            label: format!("{spec} x {steps}"),
+            weights: TeacherWeights::from_module(&unet),
         })
     }
 
     /// One line saying what the score is.
     pub fn describe(&self) -> String {
         format!(
-            "proxy {} on {} ({} train steps x batch {}, {} samples, {} DDIM steps, guidance {})",
+            "proxy {} on {} ({} train steps x batch {}, {} samples, {} DDIM steps, guidance {}{})",
             if self.inception.is_some() {
                 "FID"
             } else {
@@ -494,8 +601,16 @@ impl Proxy {
             self.cfg.batch,
             self.cfg.samples,
             self.cfg.sampling_steps,
-            self.cfg.guidance
+            self.cfg.guidance,
+            self.teacher_note()
         )
+    }
+
+    /// `; inherits from TEACHER x STEPS` when candidates start from a teacher, else empty.
+    fn teacher_note(&self) -> String {
+        self.teacher
+            .as_ref()
+            .map_or(String::new(), |t| format!("; inherits from {}", t.label))
     }
 
     /// Name of the extractor the score uses.
@@ -556,9 +671,12 @@ impl Proxy {
         self.check_arch(arch)?;
         let device = Default::default();
         let plan = arch.plan()?;
-        let unet = init_seeded::<Train, _>(&device, seed, || {
+        let mut unet = init_seeded::<Train, _>(&device, seed, || {
             UNet2DConditionModel::<Train>::from_plan(arch, &plan, &device)
         });
+        if let Some(teacher) = &self.teacher {
+            unet = teacher.weights.inherit(unet).0;
+        }
         let cache = &self.cache;
         let [c, h, w] = cache.manifest.latent;
         let [tl, td] = cache.manifest.text;
@@ -698,7 +816,7 @@ impl Proxy {
     /// The label of a score computed with `sampling_steps` steps.
     pub fn metric_label(&self, sampling_steps: usize) -> String {
         format!(
-            "{}[{}; {} samples; {} DDIM steps; guidance {}]",
+            "{}[{}; {} samples; {} DDIM steps; guidance {}{}]",
             if self.inception.is_some() {
                 "fid"
             } else {
@@ -707,7 +825,8 @@ impl Proxy {
             self.extractor_name(),
             self.prompts.len(),
             sampling_steps,
-            self.cfg.guidance
+            self.cfg.guidance,
+            self.teacher_note()
         )
     }
 
