@@ -117,38 +117,6 @@ pub(crate) fn check_contiguous(
     Ok(())
 }
 
-fn progress_of<'a>(
-    cfg: &StudyConfig,
-    trials: &'a [TrialRecord],
-    idx: usize,
-    start: Instant,
-    finished_this_run: usize,
-) -> Progress<'a> {
-    let done: Vec<&TrialRecord> = trials
-        .iter()
-        .filter(|t| t.status == TrialStatus::Done)
-        .collect();
-    let best = done
-        .iter()
-        .filter_map(|t| Some((t.number, t.quality?, t.latency_ms?)))
-        .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-    let qref = cfg.quality_reference.unwrap_or_else(|| {
-        done.iter()
-            .filter_map(|t| t.quality)
-            .fold(f64::NEG_INFINITY, f64::max)
-    });
-    Progress {
-        trial: &trials[idx],
-        finished: trials.iter().filter(|t| t.status.is_final()).count(),
-        total: cfg.trials,
-        feasible: done.len(),
-        best,
-        hypervolume: Study::hypervolume_of(trials, [cfg.latency.budget_ms, qref]),
-        elapsed_s: start.elapsed().as_secs_f64(),
-        finished_this_run,
-    }
-}
-
 impl Study {
     /// Runs the study's controller against external workers until the trial budget is final
     /// (see the module docs). `progress` is called for every trial that becomes final while
@@ -214,7 +182,7 @@ impl Study {
                     TrialStatus::Infeasible => summary.infeasible += 1,
                     _ => {}
                 }
-                progress(&progress_of(&cfg, &trials, i, start, summary.finished));
+                progress(&Progress::of(&cfg, &trials, i, start, summary.finished));
             }
             if trials.len() >= cfg.trials && trials.iter().all(|t| t.status.is_final()) {
                 return Ok(summary);

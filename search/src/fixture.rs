@@ -119,3 +119,60 @@ impl SyntheticQuality {
         }))
     }
 }
+
+/// TEST FIXTURE: [`SyntheticQuality`] that also counts evaluations per arch hash (`seen`), so
+/// tests can check that nothing is evaluated twice.
+#[derive(Debug, Default)]
+pub struct CountingQuality {
+    /// The scoring fixture.
+    pub inner: SyntheticQuality,
+    /// Evaluations per arch hash.
+    pub seen: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+impl QualityEvaluator for CountingQuality {
+    fn describe(&self) -> String {
+        "counting TEST FIXTURE".into()
+    }
+    fn evaluate(&self, arch: &UNetArch, seed: u64) -> Result<QualityResult, QualityError> {
+        *self
+            .seen
+            .lock()
+            .expect("count lock")
+            .entry(arch.hash_id())
+            .or_insert(0) += 1;
+        self.inner.evaluate(arch, seed)
+    }
+}
+
+/// The study the search tests share: the `tiny` space, latency from the A10G roofline profile
+/// (16x16 latents, batch 2, 16 tokens, f16) under a 1.75 ms budget, one job, no window, no
+/// references, default quality settings.
+pub fn tiny_study(
+    name: &str,
+    controller: crate::ControllerConfig,
+    trials: usize,
+    seed: u64,
+) -> crate::StudyConfig {
+    crate::StudyConfig {
+        name: name.into(),
+        space: "tiny".into(),
+        controller,
+        trials,
+        latency: crate::LatencyConfig {
+            model: "profile:a10g".into(),
+            budget_ms: 1.75,
+            latent: 16,
+            batch: 2,
+            text_len: 16,
+            dtype: unas_evaluator::latency::Dtype::F16,
+        },
+        constraints: crate::ConstraintsConfig::default(),
+        seed,
+        jobs: 1,
+        window: None,
+        quality_reference: None,
+        quality: Default::default(),
+        references: Vec::new(),
+    }
+}

@@ -63,6 +63,38 @@ pub struct Progress<'a> {
     pub finished_this_run: usize,
 }
 
+impl<'a> Progress<'a> {
+    /// The progress after trial `trials[idx]` became final: counts, best feasible quality and
+    /// hypervolume over `trials`, time since `start`.
+    pub(crate) fn of(
+        cfg: &StudyConfig,
+        trials: &'a [TrialRecord],
+        idx: usize,
+        start: Instant,
+        finished_this_run: usize,
+    ) -> Self {
+        let done: Vec<&TrialRecord> = trials
+            .iter()
+            .filter(|t| t.status == TrialStatus::Done)
+            .collect();
+        let best = done
+            .iter()
+            .filter_map(|t| Some((t.number, t.quality?, t.latency_ms?)))
+            .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        let qref = quality_reference(cfg, trials);
+        Self {
+            trial: &trials[idx],
+            finished: trials.iter().filter(|t| t.status.is_final()).count(),
+            total: cfg.trials,
+            feasible: done.len(),
+            best,
+            hypervolume: Study::hypervolume_of(trials, [cfg.latency.budget_ms, qref]),
+            elapsed_s: start.elapsed().as_secs_f64(),
+            finished_this_run,
+        }
+    }
+}
+
 /// Counts of one [`Study::run`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RunSummary {
@@ -154,7 +186,7 @@ fn evaluate_reference(
 }
 
 /// Writes an evaluation's result into a trial record (finished now).
-fn apply_outcome(t: &mut TrialRecord, out: &Outcome) {
+pub(crate) fn apply_outcome(t: &mut TrialRecord, out: &Outcome) {
     t.status = out.status;
     t.latency_ms = out.latency_ms;
     t.quality = out.quality.as_ref().map(|q| q.score);
@@ -588,31 +620,7 @@ impl Study {
         let start = Instant::now();
         let store = &mut self.store;
         let mut report = |trials: &[TrialRecord], idx: usize, summary: &RunSummary| {
-            let finished = trials.iter().filter(|t| t.status.is_final()).count();
-            let done: Vec<&TrialRecord> = trials
-                .iter()
-                .filter(|t| t.status == TrialStatus::Done)
-                .collect();
-            let best = done
-                .iter()
-                .filter_map(|t| Some((t.number, t.quality?, t.latency_ms?)))
-                .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-            let qref = cfg.quality_reference.unwrap_or_else(|| {
-                done.iter()
-                    .filter_map(|t| t.quality)
-                    .fold(f64::NEG_INFINITY, f64::max)
-            });
-            let hv = Self::hypervolume_of(trials, [cfg.latency.budget_ms, qref]);
-            progress(&Progress {
-                trial: &trials[idx],
-                finished,
-                total: budget,
-                feasible: done.len(),
-                best,
-                hypervolume: hv,
-                elapsed_s: start.elapsed().as_secs_f64(),
-                finished_this_run: summary.finished,
-            });
+            progress(&Progress::of(&cfg, trials, idx, start, summary.finished));
         };
 
         let (job_tx, job_rx) = mpsc::channel::<Job>();

@@ -16,7 +16,7 @@ use crate::error::SearchError;
 use crate::external::ExternalOptions;
 use crate::objective::{evaluate_candidate, Evaluators};
 use crate::store::{now_ms, open_store, Requeued, Store, TrialRecord};
-use crate::study::Study;
+use crate::study::{apply_outcome, Study};
 use crate::StudyConfig;
 
 /// How a worker runs.
@@ -188,19 +188,7 @@ impl Worker {
             for e in &beat_errors {
                 on_event(WorkerEvent::HeartbeatError(e));
             }
-            trial.status = out.status;
-            trial.latency_ms = out.latency_ms;
-            trial.quality = out.quality.as_ref().map(|q| q.score);
-            trial.params = out.params;
-            trial.macs = out.macs;
-            trial.violation = Some(out.violations.total());
-            trial.objectives = Some(out.objectives_json());
-            trial.block_latency =
-                Some(serde_json::to_string(&out.blocks).expect("blocks serialise"));
-            trial.latency_s = Some(out.latency_s);
-            trial.quality_s = Some(out.quality_s);
-            trial.error = out.error.clone();
-            trial.finished_ms = Some(now_ms());
+            apply_outcome(&mut trial, &out);
             done_here += 1;
             if self.study.store().finish_claimed(&trial, &opts.id)? {
                 summary.evaluated += 1;

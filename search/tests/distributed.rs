@@ -19,46 +19,29 @@ use std::time::Duration;
 
 use support::Pg;
 use unas_evaluator::latency::profile::DeviceProfile;
-use unas_evaluator::latency::Dtype;
-use unas_search::fixture::SyntheticQuality;
+use unas_search::fixture::{tiny_study, SyntheticQuality};
 use unas_search::worker::WorkerEvent;
 use unas_search::{
-    open_store, ConstraintsConfig, ControllerConfig, Evaluators, ExternalOptions, LatencyConfig,
-    SqliteStore, Study, StudyConfig, TrialRecord, TrialStatus, Worker, WorkerOptions,
+    open_store, ControllerConfig, Evaluators, ExternalOptions, SqliteStore, Study, StudyConfig,
+    TrialRecord, TrialStatus, Worker, WorkerOptions,
 };
 use unas_space::rng::Rng;
 
 const STUDY: &str = "dist";
 
 fn config(trials: usize) -> StudyConfig {
-    StudyConfig {
-        name: STUDY.into(),
-        space: "tiny".into(),
-        controller: ControllerConfig::Aging {
+    let mut cfg = tiny_study(
+        STUDY,
+        ControllerConfig::Aging {
             population: 8,
             sample: 3,
         },
         trials,
-        latency: LatencyConfig {
-            model: "profile:a10g".into(),
-            budget_ms: 1.75,
-            latent: 16,
-            batch: 2,
-            text_len: 16,
-            dtype: Dtype::F16,
-        },
-        constraints: ConstraintsConfig::default(),
-        seed: 5,
-        jobs: 1,
-        // Four workers: four trials open at once.
-        window: Some(4),
-        quality_reference: None,
-        ..serde_json::from_value(serde_json::json!({
-            "name": STUDY, "controller": {"kind": "random"}, "trials": 1,
-            "latency": {"budget_ms": 1.0}
-        }))
-        .expect("minimal config")
-    }
+        5,
+    );
+    // Four workers: four trials open at once.
+    cfg.window = Some(4);
+    cfg
 }
 
 /// Child mode: one worker process on the study at `UNAS_DIST_URL`.

@@ -12,37 +12,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use unas_evaluator::latency::profile::DeviceProfile;
-use unas_evaluator::latency::Dtype;
-use unas_search::fixture::SyntheticQuality;
-use unas_search::{
-    ConstraintsConfig, ControllerConfig, Evaluators, LatencyConfig, Study, StudyConfig, TrialRecord,
-};
+use unas_search::fixture::{tiny_study, SyntheticQuality};
+use unas_search::{ControllerConfig, Evaluators, Study, StudyConfig, TrialRecord};
 use unas_space::rng::Rng;
 
 const DELAY_MS: u64 = 40;
 
 fn config(controller: ControllerConfig) -> StudyConfig {
-    StudyConfig {
-        name: format!("kill9-{}", controller.name()),
-        space: "tiny".into(),
-        controller,
-        trials: 40,
-        latency: LatencyConfig {
-            model: "profile:a10g".into(),
-            budget_ms: 1.75,
-            latent: 16,
-            batch: 2,
-            text_len: 16,
-            dtype: Dtype::F16,
-        },
-        constraints: ConstraintsConfig::default(),
-        seed: 11,
-        jobs: 2,
-        window: None,
-        quality_reference: None,
-        quality: Default::default(),
-        references: Vec::new(),
-    }
+    let mut cfg = tiny_study(&format!("kill9-{}", controller.name()), controller, 40, 11);
+    cfg.jobs = 2;
+    cfg
 }
 
 fn controller(kind: &str) -> ControllerConfig {

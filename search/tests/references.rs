@@ -2,61 +2,29 @@
 //! budget, never parents, resumable. Quality comes from the synthetic TEST FIXTURE (not a
 //! quality metric); latency from the A10G roofline profile.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use unas_evaluator::latency::profile::DeviceProfile;
-use unas_evaluator::latency::{Dtype, LatencyModel};
-use unas_search::fixture::SyntheticQuality;
+use unas_evaluator::latency::LatencyModel;
+use unas_search::fixture::{tiny_study, CountingQuality};
 use unas_search::study::REFERENCES_SUFFIX;
 use unas_search::{
-    ConstraintsConfig, ControllerConfig, Evaluators, LatencyConfig, QualityError, QualityEvaluator,
-    QualityResult, SqliteStore, Study, StudyConfig, StudyRecord, TrialRecord, TrialStatus,
+    ControllerConfig, Evaluators, SqliteStore, Study, StudyConfig, StudyRecord, TrialRecord,
+    TrialStatus,
 };
-use unas_space::UNetArch;
 
 fn config(references: &[&str], budget_ms: f64) -> StudyConfig {
-    StudyConfig {
-        name: "refs".into(),
-        space: "tiny".into(),
-        controller: ControllerConfig::Aging {
+    let mut cfg = tiny_study(
+        "refs",
+        ControllerConfig::Aging {
             population: 6,
             sample: 3,
         },
-        trials: 16,
-        latency: LatencyConfig {
-            model: "profile:a10g".into(),
-            budget_ms,
-            latent: 16,
-            batch: 2,
-            text_len: 16,
-            dtype: Dtype::F16,
-        },
-        constraints: ConstraintsConfig::default(),
-        seed: 5,
-        jobs: 2,
-        window: None,
-        quality_reference: None,
-        quality: Default::default(),
-        references: references.iter().map(|s| s.to_string()).collect(),
-    }
-}
-
-/// Counts evaluations per arch hash around the fixture.
-#[derive(Default)]
-struct Counting {
-    inner: SyntheticQuality,
-    seen: Mutex<HashMap<String, usize>>,
-}
-
-impl QualityEvaluator for Counting {
-    fn describe(&self) -> String {
-        "counting TEST FIXTURE".into()
-    }
-    fn evaluate(&self, arch: &UNetArch, seed: u64) -> Result<QualityResult, QualityError> {
-        *self.seen.lock().unwrap().entry(arch.hash_id()).or_insert(0) += 1;
-        self.inner.evaluate(arch, seed)
-    }
+        16,
+        5,
+    );
+    cfg.latency.budget_ms = budget_ms;
+    cfg.jobs = 2;
+    cfg.references = references.iter().map(|s| s.to_string()).collect();
+    cfg
 }
 
 fn latency(arch: &str, profile: &DeviceProfile) -> f64 {
@@ -83,7 +51,7 @@ fn references_are_scored_apart_from_the_trials_and_resume() {
     let (nas, sd) = (latency("tiny-nas", &profile), latency("tiny", &profile));
     assert!(nas < sd, "{nas} {sd}");
     let budget = (nas + sd) / 2.0;
-    let q = Counting::default();
+    let q = CountingQuality::default();
     let ev = Evaluators {
         latency: &profile,
         quality: &q,
@@ -136,7 +104,7 @@ fn references_are_scored_apart_from_the_trials_and_resume() {
 #[test]
 fn an_interrupted_reference_is_rerun_once() {
     let profile = DeviceProfile::load("a10g").unwrap();
-    let q = Counting::default();
+    let q = CountingQuality::default();
     let ev = Evaluators {
         latency: &profile,
         quality: &q,

@@ -3,65 +3,25 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
 
 use unas_evaluator::latency::profile::DeviceProfile;
-use unas_evaluator::latency::Dtype;
 use unas_search::controller::{Controller, Origin};
-use unas_search::fixture::SyntheticQuality;
+use unas_search::fixture::{tiny_study, CountingQuality, SyntheticQuality};
 use unas_search::{
-    strategy_benchmark, ConstraintsConfig, ControllerConfig, Evaluators, LatencyConfig,
-    QualityError, QualityEvaluator, QualityResult, SearchError, SqliteStore, Study, StudyConfig,
-    TrialRecord, TrialStatus,
+    strategy_benchmark, ControllerConfig, Evaluators, QualityEvaluator, SearchError, SqliteStore,
+    Study, StudyConfig, TrialRecord, TrialStatus,
 };
 use unas_space::rng::Rng;
-use unas_space::{SearchSpace, UNetArch};
+use unas_space::SearchSpace;
 
 fn config(name: &str, controller: ControllerConfig, trials: usize) -> StudyConfig {
-    StudyConfig {
-        name: name.into(),
-        space: "tiny".into(),
-        controller,
-        trials,
-        latency: LatencyConfig {
-            model: "profile:a10g".into(),
-            budget_ms: 1.75,
-            latent: 16,
-            batch: 2,
-            text_len: 16,
-            dtype: Dtype::F16,
-        },
-        constraints: ConstraintsConfig::default(),
-        seed: 7,
-        jobs: 1,
-        window: None,
-        quality_reference: None,
-        quality: Default::default(),
-        references: Vec::new(),
-    }
+    tiny_study(name, controller, trials, 7)
 }
 
 const AGING: ControllerConfig = ControllerConfig::Aging {
     population: 8,
     sample: 3,
 };
-
-/// Counts evaluations per arch hash around the fixture.
-#[derive(Default)]
-struct Counting {
-    inner: SyntheticQuality,
-    seen: Mutex<HashMap<String, usize>>,
-}
-
-impl QualityEvaluator for Counting {
-    fn describe(&self) -> String {
-        "counting TEST FIXTURE".into()
-    }
-    fn evaluate(&self, arch: &UNetArch, seed: u64) -> Result<QualityResult, QualityError> {
-        *self.seen.lock().unwrap().entry(arch.hash_id()).or_insert(0) += 1;
-        self.inner.evaluate(arch, seed)
-    }
-}
 
 fn run(study: &mut Study, q: &(dyn QualityEvaluator + Sync)) -> Vec<TrialRecord> {
     let profile = DeviceProfile::load("a10g").unwrap();
@@ -143,7 +103,7 @@ text_len = 16
 
 #[test]
 fn every_trial_is_final_and_infeasible_ones_are_never_trained() {
-    let q = Counting::default();
+    let q = CountingQuality::default();
     let mut cfg = config("t", AGING, 40);
     cfg.constraints.max_params = Some(3_000_000);
     let trials = run(&mut memory_study(cfg), &q);
@@ -179,7 +139,7 @@ fn every_trial_is_final_and_infeasible_ones_are_never_trained() {
 #[test]
 fn duplicates_are_never_evaluated_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Counting::default();
+    let q = CountingQuality::default();
     let mut cfg = config("dup", AGING, 30);
     cfg.space = small_space(dir.path());
     cfg.latency.budget_ms = 100.0;
@@ -252,7 +212,7 @@ fn failures_are_recorded_and_the_search_goes_on() {
 
 #[test]
 fn a_study_with_no_feasible_trial_reports_the_least_violating() {
-    let q = Counting::default();
+    let q = CountingQuality::default();
     let mut cfg = config("none", ControllerConfig::Nsga2 { population: 6 }, 18);
     cfg.latency.budget_ms = 0.01;
     let mut study = memory_study(cfg);
@@ -303,7 +263,7 @@ fn reopening_checks_settings() {
     again.jobs = 4;
     again.window = Some(1);
     let mut s = Study::create(dir.path(), again).unwrap();
-    let q = Counting::default();
+    let q = CountingQuality::default();
     let trials = run(&mut s, &q);
     assert_eq!(trials, first);
     assert!(q.seen.lock().unwrap().is_empty());

@@ -400,13 +400,7 @@ fn calibrate(a: CalibrateArgs) -> CmdResult {
     md.push_str(&format!(
         "\nKendall τ (proxy FD vs long FD): **{tau_proxy:.3}**\n\nKendall τ (parameter count, more = better, vs long FD): {tau_params:.3}\n"
     ));
-    print!("{md}");
-    if let Some(out) = &a.out {
-        std::fs::write(out, &md)
-            .map_err(|e| CliError::failure(format!("{}: {e}", out.display())))?;
-        eprintln!("wrote {}", out.display());
-    }
-    Ok(())
+    emit_markdown(&md, a.out.as_deref())
 }
 
 fn recipes(a: RecipesArgs) -> CmdResult {
@@ -481,9 +475,14 @@ fn recipes(a: RecipesArgs) -> CmdResult {
         "\nmetric: {} (DDIM steps: per column)\n",
         results[0].1
     ));
+    emit_markdown(&md, a.out.as_deref())
+}
+
+/// Prints a Markdown table and also writes it to `out` when given.
+fn emit_markdown(md: &str, out: Option<&std::path::Path>) -> CmdResult {
     print!("{md}");
-    if let Some(out) = &a.out {
-        std::fs::write(out, &md)
+    if let Some(out) = out {
+        std::fs::write(out, md)
             .map_err(|e| CliError::failure(format!("{}: {e}", out.display())))?;
         eprintln!("wrote {}", out.display());
     }

@@ -14,7 +14,6 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
@@ -23,6 +22,7 @@ use unas_space::rng::Rng;
 
 use super::data::Dataset;
 use super::metrics::Features;
+use super::module_file::{load_module, save_module};
 use crate::EvalError;
 
 /// Width of the feature vector.
@@ -283,29 +283,13 @@ impl FeatureExtractor {
 
     /// Saves the weights (burn's named MessagePack format).
     pub fn save(&self, path: &Path) -> Result<(), EvalError> {
-        self.net
-            .clone()
-            .save_file(path, &NamedMpkFileRecorder::<FullPrecisionSettings>::new())
-            .map_err(|e| EvalError::File {
-                file: path.to_path_buf(),
-                message: e.to_string(),
-            })
+        save_module(&self.net, path)
     }
 
     /// Loads weights saved by [`FeatureExtractor::save`] for a dataset with these attributes.
     pub fn load(path: &Path, ds: &dyn Dataset, name: String) -> Result<Self, EvalError> {
         let classes: Vec<usize> = ds.attributes().iter().map(|a| a.classes.len()).collect();
-        let device = Default::default();
-        let net = FeatureNet::<Cpu>::new(&classes, &device)
-            .load_file(
-                path,
-                &NamedMpkFileRecorder::<FullPrecisionSettings>::new(),
-                &device,
-            )
-            .map_err(|e| EvalError::File {
-                file: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
+        let net = load_module(FeatureNet::<Cpu>::new(&classes, &Default::default()), path)?;
         Ok(Self { net, name })
     }
 }

@@ -9,6 +9,7 @@ pub mod inception;
 pub mod inherit;
 pub mod latent_cache;
 pub mod metrics;
+pub mod module_file;
 pub mod proxy;
 pub mod small_vae;
 pub mod train;

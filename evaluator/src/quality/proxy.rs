@@ -8,8 +8,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::module::Module;
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::backend::BackendTypes;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -33,6 +31,7 @@ use super::inception::InceptionFid;
 use super::inherit::TeacherWeights;
 use super::latent_cache::{LatentCache, Manifest};
 use super::metrics::{frechet_distance, kid, Features, GaussianStats, Kid};
+use super::module_file::{load_module, save_module};
 use super::small_vae::{image_batch, load_vae, save_vae, train_vae, VaeTraining};
 use super::train::{init_seeded, normal, train, Betas, Prediction, Recipe};
 use crate::EvalError;
@@ -542,17 +541,13 @@ impl Proxy {
         let file = self
             .cache_dir
             .join(format!("teacher-{}.mpk", sha16(&key.to_string())));
-        let plan = arch.plan()?;
-        let device = Default::default();
         let unet = if file.exists() {
             progress(&format!("using cached teacher {}", file.display()));
-            UNet2DConditionModel::<Cpu>::from_plan(arch, &plan, &device)
-                .load_file(
-                    file.clone(),
-                    &NamedMpkFileRecorder::<FullPrecisionSettings>::new(),
-                    &device,
-                )
-                .map_err(|e| io_err(&file, e))?
+            let device = Default::default();
+            load_module(
+                UNet2DConditionModel::<Cpu>::from_plan(arch, &arch.plan()?, &device),
+                &file,
+            )?
         } else {
             progress(&format!(
                 "training the teacher `{spec}` for {steps} steps (once; cached)"
@@ -562,19 +557,15 @@ impl Proxy {
             let (unet, loss) = self.train(arch, self.cfg.data_seed, steps, &mut |step, _| {
                 if step * 10 / steps > last {
                     last = step * 10 / steps;
-                    eprintln!("  teacher: step {step}/{steps}");
+                    progress(&format!("teacher: step {step}/{steps}"));
                 }
             })?;
+            // Written beside its place, then renamed: never a half-written teacher.
             let tmp = self
                 .cache_dir
-                .join(format!(".teacher-{}", std::process::id()));
-            unet.clone()
-                .save_file(
-                    tmp.clone(),
-                    &NamedMpkFileRecorder::<FullPrecisionSettings>::new(),
-                )
-                .map_err(|e| io_err(&tmp, e))?;
-            std::fs::rename(tmp.with_extension("mpk"), &file).map_err(|e| io_err(&file, e))?;
+                .join(format!(".teacher-{}.mpk", std::process::id()));
+            save_module(&unet, &tmp)?;
+            std::fs::rename(&tmp, &file).map_err(|e| io_err(&file, e))?;
             progress(&format!(
                 "teacher trained in {:.0} s (final loss {loss:.4})",
                 t0.elapsed().as_secs_f64()

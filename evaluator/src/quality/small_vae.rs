@@ -5,15 +5,15 @@
 
 use std::path::Path;
 
-use burn::module::{AutodiffModule, Module};
+use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use unas_runtime::device::Cpu;
 use unas_runtime::vae::{AutoencoderKL, AutoencoderKLConfig};
 use unas_space::rng::Rng;
 
 use super::data::Dataset;
+use super::module_file::{load_module, save_module};
 use super::train::{init_seeded, normal};
 use crate::EvalError;
 
@@ -119,26 +119,10 @@ pub fn train_vae(
 
 /// Saves the VAE's weights (burn's named MessagePack format).
 pub fn save_vae(vae: &AutoencoderKL<Cpu>, path: &Path) -> Result<(), EvalError> {
-    vae.clone()
-        .save_file(path, &NamedMpkFileRecorder::<FullPrecisionSettings>::new())
-        .map_err(|e| EvalError::File {
-            file: path.to_path_buf(),
-            message: e.to_string(),
-        })
+    save_module(vae, path)
 }
 
 /// Loads weights written by [`save_vae`].
 pub fn load_vae(path: &Path) -> Result<AutoencoderKL<Cpu>, EvalError> {
-    let device = Default::default();
-    small_vae_config()
-        .init::<Cpu>(&device)
-        .load_file(
-            path,
-            &NamedMpkFileRecorder::<FullPrecisionSettings>::new(),
-            &device,
-        )
-        .map_err(|e| EvalError::File {
-            file: path.to_path_buf(),
-            message: e.to_string(),
-        })
+    load_module(small_vae_config().init::<Cpu>(&Default::default()), path)
 }
