@@ -44,6 +44,32 @@ impl Default for ExternalOptions {
     }
 }
 
+/// Proposes trial `trials.len()` with `controller`, writes it to the store as pending (a
+/// duplicate points at the first trial of its hash) and appends it to `trials` and `known`.
+pub(crate) fn propose_next(
+    store: &mut dyn Store,
+    cfg: &StudyConfig,
+    controller: &mut Controller,
+    trials: &mut Vec<TrialRecord>,
+    known: &mut HashMap<String, u64>,
+) -> Result<(), SearchError> {
+    let n = trials.len() as u64;
+    let p = controller.propose(n, trials, known)?;
+    let hash = p.arch.hash_id();
+    let record = TrialRecord::pending(
+        &cfg.name,
+        n,
+        p.arch,
+        serde_json::to_string(&p.origin).expect("origin serialises"),
+        eval_seed(cfg.seed, &hash),
+        known.get(&hash).copied(),
+    );
+    store.insert_trial(&record)?;
+    known.entry(hash).or_insert(n);
+    trials.push(record);
+    Ok(())
+}
+
 /// Resolves pending duplicates whose source is final and proposes every trial the window
 /// allows, writing each to the store; repeats until nothing changes. Returns the numbers of
 /// the duplicates resolved.
@@ -79,19 +105,7 @@ pub(crate) fn propose_ready(
             if !trials[..vis].iter().all(|t| t.status.is_final()) {
                 break;
             }
-            let p = controller.propose(n, trials, known)?;
-            let hash = p.arch.hash_id();
-            let record = TrialRecord::pending(
-                &cfg.name,
-                n,
-                p.arch,
-                serde_json::to_string(&p.origin).expect("origin serialises"),
-                eval_seed(cfg.seed, &hash),
-                known.get(&hash).copied(),
-            );
-            store.insert_trial(&record)?;
-            known.entry(hash).or_insert(n);
-            trials.push(record);
+            propose_next(store, cfg, controller, trials, known)?;
             changed = true;
         }
     }

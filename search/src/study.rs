@@ -27,6 +27,7 @@ use unas_space::{SearchSpace, UNetArch};
 use crate::config::{ConstraintsConfig, StudyConfig};
 use crate::controller::{splitmix, Controller, Origin};
 use crate::error::SearchError;
+use crate::external::propose_next;
 use crate::objective::{evaluate_candidate, Evaluators, Outcome, Violations};
 use crate::pareto::{hypervolume_2d, knee_point, pareto_front_2d};
 use crate::store::{now_ms, SqliteStore, Store, StudyRecord, TrialRecord, TrialStatus};
@@ -680,19 +681,13 @@ impl Study {
                             if !trials[..vis].iter().all(|t| t.status.is_final()) {
                                 break;
                             }
-                            let p = controller.propose(n, &trials, &known)?;
-                            let hash = p.arch.hash_id();
-                            let record = TrialRecord::pending(
-                                &name,
-                                n,
-                                p.arch,
-                                serde_json::to_string(&p.origin).expect("origin serialises"),
-                                eval_seed(cfg.seed, &hash),
-                                known.get(&hash).copied(),
-                            );
-                            store.insert_trial(&record)?;
-                            known.entry(hash).or_insert(n);
-                            trials.push(record);
+                            propose_next(
+                                store.as_mut(),
+                                &cfg,
+                                &mut controller,
+                                &mut trials,
+                                &mut known,
+                            )?;
                             changed = true;
                         }
                     }
