@@ -30,6 +30,10 @@ enum Command {
     /// Proxy image quality of an architecture (train briefly, sample, Fréchet distance / KID on
     /// declared features); `calibrate` validates the proxy, `recipes` compares training recipes.
     Quality(Box<cmd::quality::QualityArgs>),
+    /// Weight-sharing supernets: list a space's topologies, train one supernet per topology
+    /// (sandwich rule, resumable), score candidates with inherited weights.
+    #[command(subcommand)]
+    Supernet(cmd::supernet::SupernetCommand),
     /// Architecture search under a latency budget: `--config FILE` runs a study (resumable
     /// with `--resume RUN_DIR`), then writes its report and exports the knee; `benchmark`
     /// compares the strategies with random search.
@@ -57,6 +61,7 @@ fn main() {
         Command::Profile(a) => cmd::latency::run_profile(a),
         Command::Quality(a) => cmd::quality::run(*a),
         Command::Search(a) => cmd::search::run(*a),
+        Command::Supernet(c) => cmd::supernet::run(c),
         Command::Report(a) => cmd::search::report(a),
         Command::Export(a) => cmd::search::export(a),
         Command::Worker(a) => cmd::worker::run(*a),

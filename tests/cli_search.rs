@@ -51,6 +51,7 @@ dtype = "f32"
 [quality]
 data = "builtin"
 images = 200
+val_items = 40
 steps = 4
 batch = 8
 samples = 16
@@ -58,6 +59,10 @@ sampling_steps = 4
 vae_steps = 20
 extractor_images = 300
 extractor_epochs = 1
+
+[quality.recipe]
+# 4 steps are too few for an EMA window (at least 10 iterates).
+ema_fraction = 0.0
 "#,
         lut = root().join("configs/devices/cpu-tiny.lut.toml").display()
     )

@@ -36,4 +36,7 @@ pub enum EvalError {
     /// Measuring failed on the device.
     #[error("measurement failed: {0}")]
     Measure(String),
+    /// Building, loading or running a model failed in the runtime.
+    #[error("{0}")]
+    Runtime(#[from] unas_runtime::RuntimeError),
 }

@@ -1,6 +1,7 @@
-//! The end-to-end proxy on the built-in data at a tiny budget: reproducible from a seed, a
-//! trained candidate beats an untrained one, and the untrained one scores worse than real
-//! images degraded by noise or blur. The cache is written into a temporary folder.
+//! The end-to-end proxy on the built-in data at a tiny budget: reproducible from a seed (two
+//! evaluations from scratch, no score memo, agree to the bit), a trained candidate beats an
+//! untrained one, and the untrained one scores worse than real images degraded by noise or
+//! blur. The cache is written into a temporary folder.
 
 use unas_evaluator::quality::metrics::kendall_tau;
 use unas_evaluator::quality::proxy::{open_dataset, Proxy, ProxyConfig};
@@ -34,11 +35,36 @@ fn proxy_is_reproducible_and_ranks_untrained_worst() {
     let arch = preset("tiny-nas");
     let proxy = Proxy::prepare(&cfg, arch.stem.cross_attention_dim, &mut |_| {}).unwrap();
 
-    // Same seed, same data, same arch → the same score, to the bit.
-    let a = proxy.evaluate(&arch, 7).unwrap();
+    // Same seed, same data, same arch → the same score, to the bit, from two evaluations that
+    // both train and sample from scratch: the first never touches the score memo, the second
+    // finds none.
+    let memo = proxy.memo_path(&arch, 7, cfg.steps);
+    assert!(!memo.exists());
+    let a = proxy.evaluate_uncached(&arch, 7, cfg.steps).unwrap();
+    assert!(!memo.exists(), "an uncached evaluation writes no memo");
+    assert!(a.train_seconds > 0.0 && a.sample_seconds > 0.0, "{a:?}");
     let b = proxy.evaluate(&arch, 7).unwrap();
-    assert_eq!(a.fd.to_bits(), b.fd.to_bits(), "{a:?} vs {b:?}");
-    assert_eq!(a.kid.to_bits(), b.kid.to_bits());
+    assert!(memo.exists(), "a memoised evaluation writes its memo");
+    assert!(b.train_seconds > 0.0, "{b:?}");
+    let bits = |s: &unas_evaluator::quality::proxy::ProxyScore| {
+        [s.fd, s.kid, s.kid_std, s.adherence, s.final_loss].map(f64::to_bits)
+    };
+    assert_eq!(bits(&a), bits(&b), "{a:?} vs {b:?}");
+    assert_eq!((&a.metric, a.samples), (&b.metric, b.samples));
+    // A third evaluation is the memo's: the score of the second, times included (the same
+    // training time says nothing was trained again). To the last ulp only: serde_json parses
+    // floats without its `float_roundtrip` feature, which can move the last bit.
+    let c = proxy.evaluate(&arch, 7).unwrap();
+    let ulp = |x: f64, y: f64| (x - y).abs() <= 2.0 * f64::EPSILON * x.abs().max(y.abs());
+    for (x, y) in [
+        (c.fd, b.fd),
+        (c.kid, b.kid),
+        (c.final_loss, b.final_loss),
+        (c.train_seconds, b.train_seconds),
+        (c.sample_seconds, b.sample_seconds),
+    ] {
+        assert!(ulp(x, y), "{c:?} vs {b:?}");
+    }
     assert_eq!(a.samples, cfg.samples);
     assert!(a.metric.starts_with("fd[featurenet["), "{}", a.metric);
     assert!(a.fd.is_finite() && a.fd > 0.0);
@@ -109,6 +135,38 @@ fn a_bad_quality_setting_names_its_field() {
         .unwrap_err()
         .to_string()
         .contains("quality.teacher_steps"));
+    // The default EMA (the last half of the steps) needs a window of 10 iterates: 19 steps.
+    assert!(ProxyConfig::default().check().is_ok());
+    let short = ProxyConfig {
+        steps: 18,
+        ..ProxyConfig::default()
+    };
+    let err = short.check().unwrap_err().to_string();
+    assert!(
+        err.contains("quality.recipe.ema_fraction") && err.contains("9 iterate(s)"),
+        "{err}"
+    );
+    let mut no_ema = short.clone();
+    no_ema.recipe.ema_fraction = 0.0;
+    assert!(no_ema.check().is_ok());
+    assert!(ProxyConfig { steps: 19, ..short }.check().is_ok());
+    // So does the teacher's run, when there is a teacher.
+    let teacher = ProxyConfig {
+        teacher: Some("tiny".into()),
+        teacher_steps: 5,
+        ..ProxyConfig::default()
+    };
+    let err = teacher.check().unwrap_err().to_string();
+    assert!(
+        err.contains("quality.recipe.ema_fraction") && err.contains("teacher"),
+        "{err}"
+    );
+    assert!(ProxyConfig {
+        teacher: None,
+        ..teacher
+    }
+    .check()
+    .is_ok());
 }
 
 #[test]

@@ -1,8 +1,11 @@
 //! Candidate training objective: recipe schedules and weights, loss falls with training, the
-//! same seed gives the same run, NaN stops the run with an error.
+//! same seed gives the same run (and the same draws whatever the arch), the EMA averages a real
+//! window, NaN stops the run with an error.
 
 use burn::tensor::{Tensor, TensorData};
-use unas_evaluator::quality::train::{diffusion_loss, init_seeded, normal, train, Recipe};
+use unas_evaluator::quality::train::{
+    diffusion_loss, init_seeded, normal, train, EmaWindow, Recipe, MIN_EMA_WINDOW,
+};
 use unas_runtime::device::Cpu;
 use unas_runtime::UNet2DConditionModel;
 use unas_space::preset;
@@ -51,15 +54,29 @@ fn data(n: usize, latent: usize, ctx: (usize, usize)) -> (Vec<f32>, Vec<f32>) {
 }
 
 fn run(seed: u64, steps: usize) -> (UNet2DConditionModel<Cpu>, Vec<f32>) {
-    let arch = preset("tiny-nas");
+    let (unet, losses, _) = run_with("tiny-nas", seed, steps, &Recipe::sd15());
+    (unet, losses)
+}
+
+/// Trains preset `name` for `steps` steps with `recipe` on the blobs; also returns the data
+/// indices drawn per step and the next value of the training generator after the run.
+fn run_with(
+    name: &str,
+    seed: u64,
+    steps: usize,
+    recipe: &Recipe,
+) -> (UNet2DConditionModel<Cpu>, Vec<f32>, (Vec<usize>, u64)) {
+    let arch = preset(name);
     let device = Default::default();
     let unet = init_seeded::<Ad, _>(&device, seed, || {
         UNet2DConditionModel::<Ad>::init(&arch, &device).unwrap()
     });
     let (latent, len, dim, n, b) = (8, 4, arch.stem.cross_attention_dim, 8, 4);
     let (x, ctx) = data(n, latent, (len, dim));
+    let mut drawn = Vec::new();
     let mut next = |rng: &mut Rng| {
         let idx: Vec<usize> = (0..b).map(|_| rng.below(n)).collect();
+        drawn.extend_from_slice(&idx);
         let per = 4 * latent * latent;
         let xs: Vec<f32> = idx
             .iter()
@@ -75,16 +92,22 @@ fn run(seed: u64, steps: usize) -> (UNet2DConditionModel<Cpu>, Vec<f32>) {
         )
     };
     let mut rng = Rng::seed(seed);
-    let (trained, log) = train(
-        unet,
-        &Recipe::sd15(),
-        steps,
-        &mut rng,
-        &mut next,
-        &mut |_, _| {},
-    )
-    .unwrap();
-    (trained, log.losses)
+    let (trained, log) = train(unet, recipe, steps, &mut rng, &mut next, &mut |_, _| {}).unwrap();
+    (trained, log.losses, (drawn, rng.next_u64()))
+}
+
+/// Every float parameter of `unet`, in module order.
+fn params(unet: &UNet2DConditionModel<Cpu>) -> Vec<f32> {
+    use burn::module::{Module, ModuleVisitor, Param};
+    struct All(Vec<f32>);
+    impl ModuleVisitor<Cpu> for All {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<Cpu, D>>) {
+            self.0.extend(p.val().into_data().to_vec::<f32>().unwrap());
+        }
+    }
+    let mut all = All(Vec::new());
+    unet.visit(&mut all);
+    all.0
 }
 
 fn eval_loss(unet: &UNet2DConditionModel<Cpu>) -> f32 {
@@ -112,6 +135,108 @@ fn training_lowers_the_loss_and_is_reproducible() {
     );
     let (_, again) = run(1, 40);
     assert_eq!(losses, again, "same seed, same losses");
+}
+
+#[test]
+fn the_default_ema_averages_a_real_window() {
+    for r in [Recipe::default(), Recipe::sd15()] {
+        // The proxy's default budget: the last 30 of 60 iterates (5 % was 3, at decay 0.5).
+        let w = r.ema_window(60).unwrap().unwrap();
+        assert_eq!(
+            w,
+            EmaWindow {
+                window: 30,
+                decay: 1.0 - 2.0 / 31.0
+            }
+        );
+        assert!(w.window >= MIN_EMA_WINDOW);
+        // The quickstart's 20 steps: 10 iterates (5 % was the last iterate alone).
+        assert_eq!(r.ema_window(20).unwrap().unwrap().window, 10);
+        assert_eq!(r.ema_window(19).unwrap().unwrap().window, 10);
+        // Fewer steps: refused, saying how many are needed, rather than averaging 1-9.
+        for steps in [1, 4, 18] {
+            let e = r.ema_window(steps).unwrap_err();
+            assert!(
+                e.contains("fewer than 10")
+                    && e.contains("at least 19 steps")
+                    && e.contains("ema_fraction = 0"),
+                "{steps}: {e}"
+            );
+        }
+        assert_eq!(r.ema_window(0).unwrap(), None, "nothing trained");
+        // 0 = no EMA, whatever the steps.
+        let off = Recipe {
+            ema_fraction: 0.0,
+            ..r.clone()
+        };
+        assert_eq!(off.ema_window(4).unwrap(), None);
+        assert_eq!(off.ema_window(1000).unwrap(), None);
+        for f in [-0.1, 1.5, f64::NAN] {
+            let bad = Recipe {
+                ema_fraction: f,
+                ..r.clone()
+            };
+            assert!(bad.ema_window(100).unwrap_err().contains("[0, 1]"), "{f}");
+        }
+    }
+}
+
+#[test]
+fn the_ema_at_the_quickstart_budget_is_not_the_last_iterate() {
+    // 20 steps with the default fraction average the last 10 iterates; without EMA the run
+    // returns its last iterate. The EMA does not feed back into training: same losses.
+    let r = Recipe::sd15();
+    let (ema, losses, _) = run_with("tiny-nas", 3, 20, &r);
+    let no_ema = Recipe {
+        ema_fraction: 0.0,
+        ..r.clone()
+    };
+    let (last, losses_last, _) = run_with("tiny-nas", 3, 20, &no_ema);
+    assert_eq!(losses, losses_last);
+    let (a, b) = (params(&ema), params(&last));
+    assert_eq!(a.len(), b.len());
+    let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+    assert!(
+        differ > a.len() / 2,
+        "{differ} of {} parameters differ from the last iterate",
+        a.len()
+    );
+    // A window below the minimum is refused before any step is taken.
+    let arch = preset("tiny-nas");
+    let device = Default::default();
+    let unet = init_seeded::<Ad, _>(&device, 3, || {
+        UNet2DConditionModel::<Ad>::init(&arch, &device).unwrap()
+    });
+    let mut next = |_: &mut Rng| -> unas_evaluator::quality::train::Batch<Ad> {
+        panic!("a refused run draws no batch")
+    };
+    let Err(err) = train(unet, &r, 4, &mut Rng::seed(0), &mut next, &mut |_, _| {}) else {
+        panic!("4 steps at EMA fraction 0.5 are refused");
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains("recipe.ema_fraction") && err.contains("fewer than 10"),
+        "{err}"
+    );
+}
+
+#[test]
+fn two_archs_trained_with_one_seed_draw_the_same_data_timesteps_and_noise() {
+    // Common random numbers: the training draws depend on the seed, the batch and the latent
+    // shape, not on the arch. `tiny` (SD1.5-shaped) and `tiny-nas` differ in every block.
+    let no_ema = Recipe {
+        ema_fraction: 0.0,
+        ..Recipe::sd15()
+    };
+    let (_, la, draws_a) = run_with("tiny-nas", 11, 3, &no_ema);
+    let (_, lb, draws_b) = run_with("tiny", 11, 3, &no_ema);
+    assert_ne!(la, lb, "different archs, different losses");
+    assert_eq!(draws_a.0.len(), 3 * 4);
+    // Same data indices, and the generator is at the same place after the timesteps and
+    // noise of every step.
+    assert_eq!(draws_a, draws_b);
+    let (_, _, other_seed) = run_with("tiny-nas", 12, 3, &no_ema);
+    assert_ne!(draws_a, other_seed);
 }
 
 #[test]
@@ -163,7 +288,7 @@ fn a_nan_loss_stops_the_run_with_an_error() {
     let err = train(
         unet,
         &Recipe::default(),
-        3,
+        20,
         &mut Rng::seed(0),
         &mut next,
         &mut |_, _| {},

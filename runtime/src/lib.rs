@@ -21,5 +21,5 @@ pub mod vae;
 pub mod weights;
 
 pub use error::RuntimeError;
-pub use unet::{UNet2DConditionModel, UNetBlock};
+pub use unet::{InheritStats, RoleWeights, SubNet, UNet2DConditionModel, UNetBlock};
 pub use weights::{LoadWeights, Weights};

@@ -402,10 +402,21 @@ budget_ms = 10.0
         let c = StudyConfig::from_source(&src(OK)).unwrap();
         assert_eq!(c.quality, ProxyConfig::default());
         assert!(c.references.is_empty());
-        let t = format!("references = [\"tiny\", \"tiny-nas\"]\n{OK}\n[quality]\nsteps = 4\n");
+        let t = format!(
+            "references = [\"tiny\", \"tiny-nas\"]\n{OK}\n[quality]\nsteps = 4\n\
+             [quality.recipe]\nema_fraction = 0.0\n"
+        );
         let c = StudyConfig::from_source(&src(&t)).unwrap();
         assert_eq!(c.quality.steps, 4);
         assert_eq!(c.references, ["tiny", "tiny-nas"]);
+        // 4 steps with the default EMA (the last half) would average 2 iterates: refused,
+        // naming the field.
+        let t = format!("{OK}\n[quality]\nsteps = 4\n");
+        let e = StudyConfig::from_source(&src(&t)).unwrap_err().to_string();
+        assert!(
+            e.contains("quality.recipe.ema_fraction") && e.contains("study.toml:"),
+            "{e}"
+        );
         let t = format!("references = [\"nope-arch\"]\n{OK}");
         let e = StudyConfig::from_source(&src(&t)).unwrap_err().to_string();
         assert!(e.contains("references") && e.contains("nope-arch"), "{e}");
@@ -418,6 +429,22 @@ budget_ms = 10.0
         let t = format!("{OK}\n[quality]\nstepz = 4\n");
         let e = StudyConfig::from_source(&src(&t)).unwrap_err().to_string();
         assert!(e.contains("stepz"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_study_files_are_valid() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                if let Err(e) = StudyConfig::load(&path) {
+                    panic!("{}: {e}", path.display());
+                }
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "{n} study files in {dir}");
     }
 
     #[test]

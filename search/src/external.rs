@@ -61,7 +61,7 @@ pub(crate) fn propose_next(
         n,
         p.arch,
         serde_json::to_string(&p.origin).expect("origin serialises"),
-        eval_seed(cfg.seed, &hash),
+        eval_seed(cfg.seed),
         known.get(&hash).copied(),
     );
     store.insert_trial(&record)?;

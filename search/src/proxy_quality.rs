@@ -3,18 +3,22 @@
 
 use std::collections::BTreeMap;
 
-use unas_evaluator::quality::proxy::{Proxy, ProxyConfig, ProxyScore};
+use unas_evaluator::quality::proxy::{Objective, Proxy, ProxyConfig, ProxyScore};
+use unas_evaluator::quality::supernet_scorer::SupernetScorer;
 use unas_evaluator::EvalError;
 use unas_space::UNetArch;
 
 use crate::error::SearchError;
 use crate::objective::{QualityError, QualityEvaluator, QualityResult};
 
-/// A prepared [`Proxy`] scoring candidates: score = Fréchet distance (lower is better),
-/// metric = the proxy's label, details = KID (and its spread), prompt adherence, final
-/// training loss, timings and the sample count.
+/// A prepared [`Proxy`] scoring candidates. With `objective = "fd"`: score = Fréchet distance
+/// (lower is better), metric = the proxy's label, details = KID (and its spread), prompt
+/// adherence, final training loss, timings and the sample count. With
+/// `objective = "supernet-val-loss"`: score = the validation loss with weights inherited from
+/// the candidate's supernet, details = the loss per timestep band.
 pub struct ProxyQuality {
     proxy: Proxy,
+    supernets: Option<SupernetScorer>,
 }
 
 impl ProxyQuality {
@@ -26,14 +30,17 @@ impl ProxyQuality {
         cross_attention_dim: usize,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Self, SearchError> {
-        Ok(Self {
-            proxy: Proxy::prepare(cfg, cross_attention_dim, progress)?,
-        })
+        let proxy = Proxy::prepare(cfg, cross_attention_dim, progress)?;
+        Self::new(proxy)
     }
 
-    /// Wraps a prepared proxy.
-    pub fn new(proxy: Proxy) -> Self {
-        Self { proxy }
+    /// Wraps a prepared proxy (loading its supernets when its objective needs them).
+    pub fn new(proxy: Proxy) -> Result<Self, SearchError> {
+        let supernets = match (proxy.config().objective, &proxy.config().supernets) {
+            (Objective::SupernetValLoss, Some(dir)) => Some(SupernetScorer::load(dir, &proxy)?),
+            _ => None,
+        };
+        Ok(Self { proxy, supernets })
     }
 
     /// The wrapped proxy.
@@ -73,10 +80,29 @@ pub fn quality_error(e: EvalError) -> QualityError {
 
 impl QualityEvaluator for ProxyQuality {
     fn describe(&self) -> String {
-        self.proxy.describe()
+        match &self.supernets {
+            Some(s) => s.describe(),
+            None => self.proxy.describe(),
+        }
     }
 
     fn evaluate(&self, arch: &UNetArch, seed: u64) -> Result<QualityResult, QualityError> {
+        if let Some(s) = &self.supernets {
+            // Deterministic: the evaluation seed plays no part.
+            let score = s.score(arch).map_err(quality_error)?;
+            let details = score
+                .loss
+                .bands
+                .iter()
+                .enumerate()
+                .map(|(j, v)| (format!("val_loss_band_{j}"), *v))
+                .collect();
+            return Ok(QualityResult {
+                score: score.loss.overall,
+                metric: score.metric,
+                details,
+            });
+        }
         self.proxy
             .evaluate(arch, seed)
             .map(|s| quality_result(&s))

@@ -213,10 +213,13 @@ fn quality_reference(config: &StudyConfig, trials: &[TrialRecord]) -> f64 {
     })
 }
 
-/// Seed passed to the quality evaluator for an arch: from the study seed and the arch hash,
-/// so duplicates and resumed runs see the same seed.
-pub fn eval_seed(study_seed: u64, hash: &str) -> u64 {
-    splitmix(study_seed ^ u64::from_str_radix(hash, 16).unwrap_or(0))
+/// Seed passed to the quality evaluator for every candidate of a study (trials and reference
+/// archs alike): derived from the study seed alone, so all candidates train with common random
+/// numbers (the same data order, timesteps and noise; their initialisations come from the same
+/// generator stream), and differences between them are not drowned in seed-to-seed noise.
+/// Duplicates and resumed runs see the same seed, as each trial records it.
+pub fn eval_seed(study_seed: u64) -> u64 {
+    splitmix(study_seed ^ 0x6576_616c_5eed)
 }
 
 fn first_difference(a: &serde_json::Value, b: &serde_json::Value, path: &str) -> Option<String> {
@@ -524,14 +527,13 @@ impl Study {
             if arch.name.is_empty() {
                 arch.name = spec.clone();
             }
-            let hash = arch.hash_id();
             let record = TrialRecord::pending(
                 &name,
                 i as u64,
                 arch,
                 serde_json::to_string(&Origin::Reference { name: spec.clone() })
                     .expect("origin serialises"),
-                eval_seed(self.config.seed, &hash),
+                eval_seed(self.config.seed),
                 None,
             );
             self.store.insert_trial(&record)?;

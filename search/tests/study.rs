@@ -1,12 +1,14 @@
 //! Study-level behaviour with the synthetic TEST FIXTURE evaluator (not a quality metric) and
 //! the A10G roofline latency model.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Mutex;
 
 use unas_evaluator::latency::profile::DeviceProfile;
 use unas_search::controller::{Controller, Origin};
 use unas_search::fixture::{tiny_study, CountingQuality, SyntheticQuality};
+use unas_search::study::eval_seed;
 use unas_search::{
     strategy_benchmark, ControllerConfig, Evaluators, QualityEvaluator, SearchError, SqliteStore,
     Study, StudyConfig, TrialRecord, TrialStatus,
@@ -134,6 +136,55 @@ fn every_trial_is_final_and_infeasible_ones_are_never_trained() {
         assert!(t.params.unwrap() <= 3_000_000);
         assert!(t.block_latency.as_deref().unwrap().contains("\"ms\""));
     }
+}
+
+/// TEST FIXTURE: [`SyntheticQuality`] that records the seed of every evaluation.
+#[derive(Default)]
+struct SeedLog {
+    inner: SyntheticQuality,
+    seeds: Mutex<Vec<(String, u64)>>,
+}
+
+impl QualityEvaluator for SeedLog {
+    fn describe(&self) -> String {
+        "seed-logging TEST FIXTURE".into()
+    }
+    fn evaluate(
+        &self,
+        arch: &unas_space::UNetArch,
+        seed: u64,
+    ) -> Result<unas_search::QualityResult, unas_search::QualityError> {
+        self.seeds.lock().unwrap().push((arch.hash_id(), seed));
+        self.inner.evaluate(arch, seed)
+    }
+}
+
+#[test]
+fn every_candidate_of_a_study_trains_with_the_same_seed() {
+    // Common random numbers: trials and reference archs get one evaluation seed, from the
+    // study seed alone, so the differences between candidates are not seed-to-seed noise.
+    let q = SeedLog::default();
+    let mut cfg = config("crn", AGING, 16);
+    cfg.latency.budget_ms = 100.0;
+    cfg.references = vec!["tiny".into(), "tiny-nas".into()];
+    let mut study = memory_study(cfg.clone());
+    let trials = run(&mut study, &q);
+    let refs = study.references().unwrap();
+    let seeds = q.seeds.lock().unwrap();
+    let archs: HashSet<&String> = seeds.iter().map(|(h, _)| h).collect();
+    assert!(archs.len() >= 8, "{} archs evaluated", archs.len());
+    let seed = eval_seed(cfg.seed);
+    for (h, s) in seeds.iter() {
+        assert_eq!(
+            *s, seed,
+            "{h} was evaluated with seed {s}, not the study's {seed}"
+        );
+    }
+    for t in trials.iter().chain(&refs) {
+        assert_eq!(t.eval_seed, seed, "{} `{}`", t.number, t.hash);
+    }
+    // Another study seed, another (common) evaluation seed.
+    assert_ne!(eval_seed(cfg.seed + 1), seed);
 }
 
 #[test]

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 /// How a U-Net's blocks wire their layers and skip connections.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
 pub enum Layout {
     /// diffusers' `UNet2DConditionModel`: a down block keeps a skip after each ResNet (+ its
@@ -26,7 +26,9 @@ pub enum Layout {
 }
 
 /// Order of ResNets and attentions inside a block.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Interleave {
     /// R, A, R, A, ... then the surplus of either kind (DeciDiffusion's `mix_block_in_forward`).

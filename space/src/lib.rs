@@ -16,7 +16,9 @@ pub mod load;
 pub mod plan;
 pub mod presets;
 pub mod rng;
+pub mod role;
 pub mod space;
+pub mod supernet;
 
 pub use arch::{DownStage, Interleave, Layout, MidBlock, Stem, UNetArch, UpStage};
 pub use cost::{Cost, CostQuery, ModuleCost};
@@ -24,4 +26,6 @@ pub use error::{ArchError, Location, SpaceError};
 pub use load::Source;
 pub use plan::{ModuleKind, Plan, PlanModule, Section, Step};
 pub use presets::{load_arch, preset};
+pub use role::{Role, RoleKind, RoleMap, RoleSection};
 pub use space::{Genome, SearchSpace};
+pub use supernet::Topology;

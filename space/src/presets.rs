@@ -25,6 +25,10 @@ pub const ARCH_PRESETS: &[(&str, &str)] = &[
 pub const SPACE_PRESETS: &[(&str, &str)] = &[
     ("default", include_str!("../../configs/spaces/default.toml")),
     ("tiny", include_str!("../../configs/spaces/tiny.toml")),
+    (
+        "tiny-depth",
+        include_str!("../../configs/spaces/tiny-depth.toml"),
+    ),
 ];
 
 /// Finds `spec` as an existing file, else as a preset name in `presets`.

@@ -312,7 +312,7 @@ impl SearchSpace {
     }
 
     /// Valid (down_resnets, down_attentions, up_attentions) triples of stage `s` under `layout`.
-    fn stage_combos(&self, layout: Layout, s: usize) -> Vec<(usize, usize, usize)> {
+    pub(crate) fn stage_combos(&self, layout: Layout, s: usize) -> Vec<(usize, usize, usize)> {
         let o = &self.stage[s];
         let mut out = Vec::new();
         for &r in &o.down_resnets {

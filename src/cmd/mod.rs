@@ -7,6 +7,7 @@ pub mod quality;
 pub mod search;
 pub mod space;
 pub mod store;
+pub mod supernet;
 pub mod worker;
 
 use std::fmt::Display;

@@ -7,10 +7,8 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use unas_evaluator::quality::metrics::kendall_tau;
 use unas_evaluator::quality::proxy::{Proxy, ProxyConfig};
 use unas_evaluator::quality::train::Recipe;
-use unas_space::rng::Rng;
 use unas_space::{load_arch, SearchSpace, UNetArch};
 
 use super::{CliError, CmdResult};
@@ -36,9 +34,11 @@ pub struct QualityArgs {
 
 #[derive(Subcommand)]
 enum QualityCommand {
-    /// Validate the proxy: score N architectures spanning a space at the proxy budget and at a
-    /// FACTOR times longer budget; report Kendall τ between the rankings, and the τ that the
-    /// parameter count alone reaches.
+    /// Validate quality proxies against a ground truth: N architectures stratified over the
+    /// space's cost, each trained from scratch with several seeds (validation loss on the
+    /// frozen held-out set), against parameters, MACs, early from-scratch losses and supernet
+    /// scores; Kendall τ / Spearman ρ with bootstrap CIs, ICCs and the ground truth's noise
+    /// ceiling. Resumable: every result is appended to OUT's tables as it comes.
     Calibrate(CalibrateArgs),
     /// Sample efficiency of the seed's recipe: train one architecture with recipe A
     /// (scaled-linear betas, epsilon) and recipe B (cosine, v-prediction, zero terminal SNR,
@@ -144,7 +144,7 @@ fn recipe(name: &str) -> Result<Recipe, CliError> {
 }
 
 /// Reads the `[quality]` table of a study file, or a whole file of proxy settings.
-fn read_proxy_config(path: &std::path::Path) -> Result<ProxyConfig, CliError> {
+pub(super) fn read_proxy_config(path: &std::path::Path) -> Result<ProxyConfig, CliError> {
     let src = unas_space::Source::read(path)?;
     let doc: toml::Value = src.parse()?;
     let table = match doc.get("quality") {
@@ -161,23 +161,43 @@ struct CalibrateArgs {
     /// Search space: preset or TOML file.
     #[arg(long, default_value = "tiny")]
     space: String,
-    /// Architectures (spread over the space's parameter range).
-    #[arg(short = 'n', long, default_value_t = 8)]
+    /// Architectures, stratified over the space's cost range (the cheapest and the most
+    /// expensive included); fixed once written to OUT/archs/.
+    #[arg(short = 'n', long, default_value_t = 12)]
     count: usize,
-    /// The long budget is FACTOR times the proxy's training steps.
-    #[arg(long, default_value_t = 5)]
-    factor: usize,
-    /// Sampling seed of the architectures (and the candidates' seed).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Evaluations run in parallel.
+    /// Ground-truth seeds per architecture (0..SEEDS; each seed's data, timestep and noise
+    /// draws are shared by all architectures).
+    #[arg(long, default_value_t = 4)]
+    seeds: u64,
+    /// Ground-truth budget: training steps from scratch (the proxy's recipe, batch and data).
+    #[arg(long, default_value_t = 400)]
+    steps: usize,
+    /// Learning-curve points: the validation loss of the current iterate after these steps
+    /// (also kept in ground_truth.csv, as `iterate` rows).
+    #[arg(long, value_delimiter = ',', default_value = "60,150,250")]
+    budgets: Vec<usize>,
+    /// Cost used to stratify the architectures: a latency lookup table (lut:FILE) at the
+    /// space's constraint setting, or `macs`.
+    #[arg(long, default_value = "macs")]
+    cost: String,
+    /// Trained supernets to score as proxies: a folder of `unas supernet train` outputs (one
+    /// sub-folder per topology and seed).
+    #[arg(long)]
+    supernets: Option<PathBuf>,
+    /// Trainings run in parallel.
     #[arg(long, default_value_t = 1)]
     jobs: usize,
+    /// Stop after this many new ground-truth trainings (the rest on the next run).
+    #[arg(long)]
+    max_runs: Option<usize>,
+    /// Only recompute the summary from the tables in OUT.
+    #[arg(long)]
+    summary_only: bool,
     #[command(flatten)]
     proxy: ProxyArgs,
-    /// Also write the table as Markdown to this file.
-    #[arg(long)]
-    out: Option<PathBuf>,
+    /// Output folder: archs/, ground_truth.csv, proxy_scores.csv, summary.csv, README.md.
+    #[arg(long, default_value = "docs/calibration")]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -216,7 +236,7 @@ fn spinner(msg: &str) -> ProgressBar {
 }
 
 /// Prints a line above the bar, or to stderr when the bar is hidden (not a terminal).
-fn say(bar: &ProgressBar, line: impl AsRef<str>) {
+pub(super) fn say(bar: &ProgressBar, line: impl AsRef<str>) {
     if bar.is_hidden() {
         eprintln!("{}", line.as_ref());
     } else {
@@ -224,7 +244,7 @@ fn say(bar: &ProgressBar, line: impl AsRef<str>) {
     }
 }
 
-fn prepare(cfg: &ProxyConfig, dim: usize) -> Result<Proxy, CliError> {
+pub(super) fn prepare(cfg: &ProxyConfig, dim: usize) -> Result<Proxy, CliError> {
     let bar = spinner("preparing the proxy data");
     let proxy = Proxy::prepare(cfg, dim, &mut |line| say(&bar, line))
         .map_err(|e| CliError::failure(format!("preparing the proxy: {e}")))?;
@@ -283,124 +303,385 @@ fn evaluate_one(args: QualityArgs) -> CmdResult {
     Ok(())
 }
 
-/// `n` archs of `space` spread over its parameter range: 8n uniform samples sorted by
-/// parameters, then evenly spaced picks.
-fn spread(space: &SearchSpace, n: usize, seed: u64) -> Result<Vec<UNetArch>, CliError> {
-    let mut rng = Rng::seed(seed);
-    let mut pool = Vec::with_capacity(8 * n);
-    for _ in 0..8 * n {
-        let a = space.decode(&space.sample(&mut rng)?);
-        pool.push((a.params().unwrap_or(0), a));
+/// The calibration architectures: those in OUT/archs/ (sorted by file name), or `n` picked
+/// from `space` stratified over `cost` and written there.
+fn calibration_archs(
+    space: &SearchSpace,
+    a: &CalibrateArgs,
+) -> Result<Vec<(String, UNetArch)>, CliError> {
+    let dir = a.out.join("archs");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    if !files.is_empty() {
+        return files
+            .iter()
+            .map(|f| {
+                let arch = load_arch(f.to_str().unwrap_or_default())?;
+                let rel = format!(
+                    "archs/{}",
+                    f.file_name().unwrap_or_default().to_string_lossy()
+                );
+                Ok((rel, arch))
+            })
+            .collect();
     }
-    pool.sort_by_key(|p| p.0);
-    pool.dedup_by(|a, b| a.1.hash_id() == b.1.hash_id());
-    let m = pool.len();
-    Ok((0..n)
-        .map(|i| pool[(i * (m - 1)) / (n - 1).max(1)].1.clone())
-        .collect())
+    let c = &space.constraints;
+    let cost: Box<dyn Fn(&UNetArch) -> f64> = match a.cost.strip_prefix("lut:") {
+        Some(file) => {
+            use unas_evaluator::latency::lut::LookupTable;
+            use unas_evaluator::latency::{Dtype, LatencyModel, LatencySetting};
+            let lut = LookupTable::load(std::path::Path::new(file)).map_err(CliError::input)?;
+            let setting = LatencySetting {
+                latent: c.latent,
+                batch: c.batch,
+                text_len: c.text_len,
+                dtype: Dtype::F32,
+            };
+            Box::new(move |arch| lut.predict(arch, &setting).map_or(f64::NAN, |r| r.total_ms))
+        }
+        None if a.cost == "macs" => {
+            let q = unas_space::CostQuery {
+                height: c.latent,
+                width: c.latent,
+                batch: c.batch,
+                text_len: c.text_len,
+            };
+            Box::new(move |arch| {
+                arch.plan()
+                    .ok()
+                    .and_then(|p| p.cost(&q).ok())
+                    .map_or(f64::NAN, |c| c.macs as f64)
+            })
+        }
+        None => {
+            return Err(CliError::input(format!(
+                "--cost: `{}`: expected macs or lut:FILE",
+                a.cost
+            )))
+        }
+    };
+    let archs =
+        unas_evaluator::quality::calibration::pick_archs(space, a.count, 40 * a.count, 0, &*cost)
+            .map_err(CliError::input)?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::failure(format!("{}: {e}", dir.display())))?;
+    let mut out = Vec::new();
+    for (i, arch) in archs.into_iter().enumerate() {
+        let rel = format!("archs/{i:02}-{}.toml", arch.hash_id());
+        let mut named = arch.clone();
+        named.name = format!("calibration-{i:02}");
+        let text = toml::to_string(&named).map_err(CliError::failure)?;
+        let file = a.out.join(&rel);
+        std::fs::write(&file, text)
+            .map_err(|e| CliError::failure(format!("{}: {e}", file.display())))?;
+        out.push((rel, named));
+    }
+    Ok(out)
 }
 
 fn calibrate(a: CalibrateArgs) -> CmdResult {
+    use unas_evaluator::quality::calibration::*;
     if a.count < 3 {
         return Err(CliError::input("-n: at least 3 architectures are needed"));
     }
-    if a.factor < 2 {
-        return Err(CliError::input("--factor: must be at least 2"));
+    if a.seeds == 0 || a.steps == 0 {
+        return Err(CliError::input("--seeds and --steps: at least 1"));
+    }
+    if a.budgets.iter().any(|&b| b == 0 || b >= a.steps) {
+        return Err(CliError::input(format!(
+            "--budgets: learning-curve points must lie in 1..{}",
+            a.steps
+        )));
     }
     let space = SearchSpace::load(&a.space)?;
-    let cfg = a.proxy.resolve()?;
-    let archs = spread(&space, a.count, a.seed)?;
-    let proxy = prepare(&cfg, space.stem.cross_attention_dim)?;
-    let long_steps = cfg.steps * a.factor;
-    let bar = ProgressBar::new(2 * archs.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{wide_bar} {pos}/{len} evaluations {msg} [{elapsed} < {eta}]",
-        )
-        .expect("valid"),
-    );
-    // Longest first so the parallel jobs finish together.
-    let mut tasks: Vec<(usize, usize)> = (0..archs.len())
-        .flat_map(|i| [(i, long_steps), (i, cfg.steps)])
-        .collect();
-    tasks.reverse();
-    let queue = std::sync::Mutex::new(tasks);
-    let results = std::sync::Mutex::new(std::collections::BTreeMap::new());
-    let failure = std::sync::Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..a.jobs.max(1) {
-            scope.spawn(|| loop {
-                let Some((i, steps)) = queue.lock().expect("queue").pop() else {
-                    break;
-                };
-                let id = archs[i].hash_id();
-                match proxy.evaluate_with(&archs[i], a.seed, steps) {
-                    Ok(score) => {
-                        say(
-                            &bar,
-                            format!(
-                                "{id}  FD@{steps} {:>9.3}  ({:.0} s)",
-                                score.fd,
-                                score.train_seconds + score.sample_seconds
-                            ),
-                        );
-                        results.lock().expect("results").insert((i, steps), score);
+    std::fs::create_dir_all(&a.out)
+        .map_err(|e| CliError::failure(format!("{}: {e}", a.out.display())))?;
+    let archs = calibration_archs(&space, &a)?;
+    let gt_file = a.out.join("ground_truth.csv");
+    let px_file = a.out.join("proxy_scores.csv");
+    let mut gt = read_ground_truth(&gt_file).map_err(CliError::input)?;
+    let mut px = read_proxy_scores(&px_file).map_err(CliError::input)?;
+
+    if !a.summary_only {
+        let cfg = a.proxy.resolve()?;
+        let proxy = prepare(&cfg, space.stem.cross_attention_dim)?;
+        for (_, arch) in &archs {
+            proxy.check_arch(arch).map_err(CliError::input)?;
+        }
+        let val = proxy.validation_set();
+        // Ground truth: every (arch, seed) without a final row at `steps`.
+        let done: std::collections::BTreeSet<(String, u64)> = gt
+            .iter()
+            .filter(|r| r.steps == a.steps && r.weights == "final")
+            .map(|r| (r.arch.clone(), r.seed))
+            .collect();
+        let mut tasks: Vec<(usize, u64)> = (0..a.seeds)
+            .flat_map(|s| (0..archs.len()).map(move |i| (i, s)))
+            .filter(|&(i, s)| !done.contains(&(archs[i].1.hash_id(), s)))
+            .collect();
+        if let Some(m) = a.max_runs {
+            tasks.truncate(m);
+        }
+        tasks.reverse();
+        let bar = ProgressBar::new(tasks.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{wide_bar} {pos}/{len} trainings {msg} [{elapsed} < {eta}]",
+            )
+            .expect("valid"),
+        );
+        say(
+            &bar,
+            format!(
+                "ground truth: {} trainings of {} steps to run ({} done); {}",
+                tasks.len(),
+                a.steps,
+                done.len(),
+                val.label()
+            ),
+        );
+        let queue = std::sync::Mutex::new(tasks);
+        let failure = std::sync::Mutex::new(None);
+        let written = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for _ in 0..a.jobs.max(1) {
+                scope.spawn(|| loop {
+                    let Some((i, seed)) = queue.lock().expect("queue").pop() else {
+                        break;
+                    };
+                    let (file, arch) = &archs[i];
+                    let id = arch.hash_id();
+                    let t0 = Instant::now();
+                    let row = |steps: usize, weights: &str, v: f64| GroundTruthRow {
+                        arch: id.clone(),
+                        arch_file: file.clone(),
+                        seed,
+                        steps,
+                        weights: weights.into(),
+                        val_loss: v,
+                        fd: None,
+                        kid: None,
+                    };
+                    let mut points = Vec::new();
+                    let result =
+                        proxy.train_curve(arch, seed, a.steps, &a.budgets, &val, &mut |k, l| {
+                            points.push(row(k, "iterate", l.overall));
+                        });
+                    match result {
+                        Ok(l) => {
+                            points.push(row(a.steps, "final", l.overall));
+                            if let Err(e) = append_ground_truth(&gt_file, &points) {
+                                *failure.lock().expect("failure") = Some(e.to_string());
+                                queue.lock().expect("queue").clear();
+                            }
+                            say(
+                                &bar,
+                                format!(
+                                    "{id} seed {seed}: val loss {:.5} after {} steps ({:.0} s)",
+                                    l.overall,
+                                    a.steps,
+                                    t0.elapsed().as_secs_f64()
+                                ),
+                            );
+                            written.lock().expect("rows").extend(points);
+                        }
+                        Err(e) => {
+                            *failure.lock().expect("failure") =
+                                Some(format!("{id} seed {seed}: {e}"));
+                            queue.lock().expect("queue").clear();
+                        }
                     }
-                    Err(e) => {
-                        *failure.lock().expect("failure") = Some(format!("{id}: {e}"));
-                        queue.lock().expect("queue").clear();
-                    }
+                    bar.inc(1);
+                });
+            }
+        });
+        bar.finish_and_clear();
+        if let Some(e) = failure.into_inner().expect("failure") {
+            return Err(CliError::failure(e));
+        }
+        gt.extend(written.into_inner().expect("rows"));
+
+        // Deterministic proxies: parameters and MACs (more = predicted better: negated).
+        let have: std::collections::BTreeSet<(String, String, u64)> = px
+            .iter()
+            .map(|r| (r.arch.clone(), r.proxy.clone(), r.supernet_seed))
+            .collect();
+        let c = &space.constraints;
+        let q = unas_space::CostQuery {
+            height: c.latent,
+            width: c.latent,
+            batch: c.batch,
+            text_len: c.text_len,
+        };
+        let mut new_rows = Vec::new();
+        for (_, arch) in &archs {
+            let id = arch.hash_id();
+            let plan = arch.plan().map_err(CliError::failure)?;
+            let cost = plan.cost(&q).map_err(CliError::failure)?;
+            for (name, v) in [("params", cost.params as f64), ("macs", cost.macs as f64)] {
+                if !have.contains(&(id.clone(), name.to_string(), 0)) {
+                    new_rows.push(ProxyRow {
+                        arch: id.clone(),
+                        proxy: name.into(),
+                        supernet_seed: 0,
+                        score: -v,
+                    });
                 }
-                bar.inc(1);
+            }
+        }
+        // Supernet zero-shot validation loss, for every supernet folder given.
+        if let Some(root) = &a.supernets {
+            for dir in supernet_dirs(root)? {
+                let (info, unet) =
+                    unas_evaluator::quality::supernet_store::load(&dir).map_err(CliError::input)?;
+                if info.data != proxy.describe_data() {
+                    return Err(CliError::input(format!(
+                        "{}: trained on {}, the calibration data is {}",
+                        dir.display(),
+                        info.data,
+                        proxy.describe_data()
+                    )));
+                }
+                for (_, arch) in &archs {
+                    if unas_runtime::SubNet::new(arch, &info.arch).is_err() {
+                        continue;
+                    }
+                    let id = arch.hash_id();
+                    let key = (
+                        id.clone(),
+                        "supernet-val-loss".to_string(),
+                        info.settings.seed,
+                    );
+                    if have.contains(&key) {
+                        continue;
+                    }
+                    let l = unas_evaluator::quality::supernet_store::score(
+                        &info,
+                        &unet,
+                        arch,
+                        &val,
+                        unas_evaluator::quality::proxy::VAL_BATCH,
+                    )
+                    .map_err(CliError::failure)?;
+                    new_rows.push(ProxyRow {
+                        arch: id,
+                        proxy: "supernet-val-loss".into(),
+                        supernet_seed: info.settings.seed,
+                        score: l.overall,
+                    });
+                }
+            }
+        }
+        append_proxy_scores(&px_file, &new_rows).map_err(CliError::failure)?;
+        px.extend(new_rows);
+    }
+    write_summary(&a, &archs, &gt, &px)
+}
+
+/// Sub-folders of `root` holding a trained supernet (or `root` itself).
+fn supernet_dirs(root: &std::path::Path) -> Result<Vec<PathBuf>, CliError> {
+    if root.join("supernet.json").exists() {
+        return Ok(vec![root.to_path_buf()]);
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .map_err(|e| CliError::input(format!("--supernets {}: {e}", root.display())))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("supernet.json").exists())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// summary.csv and README.md of a calibration folder, from its tables.
+fn write_summary(
+    a: &CalibrateArgs,
+    archs: &[(String, UNetArch)],
+    gt: &[unas_evaluator::quality::calibration::GroundTruthRow],
+    px: &[unas_evaluator::quality::calibration::ProxyRow],
+) -> CmdResult {
+    use unas_evaluator::quality::calibration::*;
+    let (means, seeds) = ground_truth_means(gt, a.steps, "final");
+    let table = seed_table(gt, a.steps, "final");
+    // Early from-scratch losses as proxies: one seed (0), as a search would use them.
+    let mut all = px.to_vec();
+    for &b in &a.budgets {
+        for r in gt
+            .iter()
+            .filter(|r| r.steps == b && r.weights == "iterate" && r.seed == 0)
+        {
+            all.push(ProxyRow {
+                arch: r.arch.clone(),
+                proxy: format!("scratch-val-loss@{b}"),
+                supernet_seed: 0,
+                score: r.val_loss,
             });
         }
-    });
-    if let Some(e) = failure.into_inner().expect("failure") {
-        return Err(CliError::failure(e));
     }
-    let mut results = results.into_inner().expect("results");
-    let rows: Vec<_> = archs
-        .iter()
-        .enumerate()
-        .map(|(i, arch)| {
-            let short = results.remove(&(i, cfg.steps)).expect("evaluated");
-            let long = results.remove(&(i, long_steps)).expect("evaluated");
-            (arch.hash_id(), arch.params().unwrap_or(0), short, long)
-        })
-        .collect();
-    bar.finish_and_clear();
-    let short: Vec<f64> = rows.iter().map(|r| r.2.fd).collect();
-    let long: Vec<f64> = rows.iter().map(|r| r.3.fd).collect();
-    // More parameters predicts a lower (better) FD: rank by −params.
-    let params: Vec<f64> = rows.iter().map(|r| -(r.1 as f64)).collect();
-    let tau_proxy = kendall_tau(&short, &long);
-    let tau_params = kendall_tau(&params, &long);
-    let mut md = String::new();
-    md.push_str(&format!(
-        "Proxy calibration: space `{}`, {} archs (seed {}), proxy {} steps vs long {} steps (x{}), batch {}, {} samples, {} DDIM steps, guidance {}, data {}\n\nmetric: {}\n\n",
-        space.name, rows.len(), a.seed, cfg.steps, long_steps, a.factor, cfg.batch, cfg.samples,
-        cfg.sampling_steps, cfg.guidance, cfg.data, rows[0].2.metric
-    ));
-    md.push_str(&format!(
-        "| arch | params | FD proxy ({} steps) | FD long ({} steps) | KID proxy | KID long | adherence proxy | adherence long | proxy time (s) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-        cfg.steps, long_steps
-    ));
-    for (id, params, s, l) in &rows {
+    let agreements = agreements(&means, &all, 2000);
+    let mut csv = String::from(SUMMARY_HEADER);
+    csv.push('\n');
+    for g in &agreements {
+        csv.push_str(&g.csv());
+        csv.push('\n');
+    }
+    let ceiling = noise_ceiling(&table);
+    let write = |name: &str, text: &str| {
+        let f = a.out.join(name);
+        std::fs::write(&f, text).map_err(|e| CliError::failure(format!("{}: {e}", f.display())))
+    };
+    write("summary.csv", &csv)?;
+    let n = means.len();
+    let mut md = format!(
+        "# Calibration tables (written by `unas quality calibrate`)\n\n\
+         Space `{}`; {} architectures in `archs/`; ground truth: validation loss after {} steps \
+         from scratch (`final` rows of `ground_truth.csv`), mean over the {} seed(s) every \
+         architecture has ({:?}). The no-signal sd of Kendall τ at n = {n} is {:.3}.\n\n",
+        a.space,
+        archs.len(),
+        a.steps,
+        seeds.len(),
+        seeds,
+        if n >= 2 { tau_null_sd(n) } else { f64::NAN },
+    );
+    match ceiling {
+        Some((tau, icc)) => md.push_str(&format!(
+            "Noise ceiling of the ground truth (τ between the means of the two halves of the \
+             seeds): **{tau:.3}**; ICC(1) over seeds: {icc:.3}.\n\n"
+        )),
+        None => md.push_str("Noise ceiling: needs ≥ 2 seeds of ≥ 3 architectures.\n\n"),
+    }
+    md.push_str(
+        "| proxy | n | τ | τ 95 % CI | Spearman ρ | ICC |\n|---|---:|---:|---|---:|---:|\n",
+    );
+    for g in &agreements {
         md.push_str(&format!(
-            "| {id} | {params} | {:.3} | {:.3} | {:.5} | {:.5} | {:.3} | {:.3} | {:.1} |\n",
-            s.fd,
-            l.fd,
-            s.kid,
-            l.kid,
-            s.adherence,
-            l.adherence,
-            s.train_seconds + s.sample_seconds
+            "| {} | {} | {:.3} | [{:.3}, {:.3}] | {:.3} | {} |\n",
+            g.proxy,
+            g.n,
+            g.tau,
+            g.tau_low,
+            g.tau_high,
+            g.spearman,
+            g.icc.map_or("–".into(), |v| format!("{v:.3}"))
         ));
     }
-    md.push_str(&format!(
-        "\nKendall τ (proxy FD vs long FD): **{tau_proxy:.3}**\n\nKendall τ (parameter count, more = better, vs long FD): {tau_params:.3}\n"
-    ));
-    emit_markdown(&md, a.out.as_deref())
+    md.push_str(
+        "\nScores are oriented lower = better (parameters and MACs negated: more is predicted \
+         better). τ is τ-b against the ground-truth mean; CIs are percentile bootstraps over \
+         architectures (2000 resamples). Recompute with `unas quality calibrate --summary-only \
+         --out DIR`.\n",
+    );
+    write("README.md", &md)?;
+    print!("{md}");
+    Ok(())
 }
 
 fn recipes(a: RecipesArgs) -> CmdResult {

@@ -2,14 +2,18 @@
 //! cache, candidate training, feature statistics and distribution distances, and the
 //! end-to-end proxy evaluation.
 
+pub mod calibration;
 pub mod caption_encoder;
 pub mod data;
 pub mod features;
 pub mod inception;
-pub mod inherit;
 pub mod latent_cache;
 pub mod metrics;
 pub mod module_file;
 pub mod proxy;
 pub mod small_vae;
+pub mod supernet;
+pub mod supernet_scorer;
+pub mod supernet_store;
 pub mod train;
+pub mod val_loss;

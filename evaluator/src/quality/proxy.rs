@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use burn::module::AutodiffModule;
 use burn::tensor::backend::BackendTypes;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -17,7 +18,7 @@ use unas_runtime::scheduler::{
     BetaSchedule, PredictionType, SchedulerConfig, SchedulerKind, TimestepSpacing,
 };
 use unas_runtime::vae::AutoencoderKL;
-use unas_runtime::UNet2DConditionModel;
+use unas_runtime::{RoleWeights, UNet2DConditionModel};
 use unas_space::rng::Rng;
 use unas_space::UNetArch;
 
@@ -28,12 +29,13 @@ use super::data::shapes::Shapes;
 use super::data::Dataset;
 use super::features::{accuracy, FeatureExtractor, FeatureTraining};
 use super::inception::InceptionFid;
-use super::inherit::TeacherWeights;
 use super::latent_cache::{LatentCache, Manifest};
 use super::metrics::{frechet_distance, kid, Features, GaussianStats, Kid};
 use super::module_file::{load_module, save_module};
 use super::small_vae::{image_batch, load_vae, save_vae, train_vae, VaeTraining};
-use super::train::{init_seeded, normal, train, Betas, Prediction, Recipe};
+use super::supernet::{draw_batch, TrainData};
+use super::train::{init_seeded, train_observed, Betas, Prediction, Recipe};
+use super::val_loss::{ValLoss, ValidationSet};
 use crate::EvalError;
 
 /// Settings of the proxy evaluation (the `[quality]` table of a study file).
@@ -50,6 +52,14 @@ pub struct ProxyConfig {
     /// Image side in pixels (default 32; the small VAE halves it, so latents are 16x16).
     #[serde(default = "default_image_size")]
     pub image_size: usize,
+    /// The last `val_items` cached latents are held out of every training run (candidates,
+    /// teacher, supernets) and form the frozen validation set (default 256).
+    #[serde(default = "default_val_items")]
+    pub val_items: usize,
+    /// Timestep bands of the validation set: each held-out latent is scored at one timestep
+    /// drawn inside each of `val_bands` equal bands of the schedule (default 8).
+    #[serde(default = "default_val_bands")]
+    pub val_bands: usize,
     /// Training steps per candidate (default 60).
     #[serde(default = "default_steps")]
     pub steps: usize,
@@ -57,7 +67,9 @@ pub struct ProxyConfig {
     #[serde(default = "default_batch")]
     pub batch: usize,
     /// Training recipe (default: DeciDiffusion's — cosine betas, v-prediction, zero terminal
-    /// SNR, Min-SNR-5, EMA over the last 5 %).
+    /// SNR, Min-SNR-5, EMA over the last 50 % of the steps; an EMA window shorter than
+    /// [`MIN_EMA_WINDOW`](super::train::MIN_EMA_WINDOW) steps is refused, so the default needs
+    /// at least 19 steps: set `recipe.ema_fraction = 0` for shorter runs).
     #[serde(default)]
     pub recipe: Recipe,
     /// Share of training captions replaced by the empty caption, so that classifier-free
@@ -74,8 +86,9 @@ pub struct ProxyConfig {
     #[serde(default = "default_guidance")]
     pub guidance: f64,
     /// Seed of the dataset, the VAE, the text encoder, the extractor, the prompts and the
-    /// sampling noise: shared by all candidates (default 0). The candidate's own seed only
-    /// drives its initialisation and training noise.
+    /// sampling noise: shared by all candidates (default 0). The evaluation seed passed to
+    /// [`Proxy::evaluate`] drives the initialisation and the training draws (latent samples,
+    /// caption dropout, timesteps, noise); a study passes the same one to all its candidates.
     #[serde(default)]
     pub data_seed: u64,
     /// Training steps of the dataset's small VAE (default 300; trained once, then cached).
@@ -108,6 +121,27 @@ pub struct ProxyConfig {
     /// (default: `$UNAS_CACHE_DIR`, else `$XDG_CACHE_HOME/unas`, else `~/.cache/unas`).
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
+    /// What a study minimises: `fd` (default: each candidate trained `steps` steps from the
+    /// evaluation seed, sampled, Fréchet distance on the extractor's features) or
+    /// `supernet-val-loss` (the candidate's validation loss with weights inherited from its
+    /// topology's trained supernet, from `supernets`; see docs/supernet.md).
+    #[serde(default)]
+    pub objective: Objective,
+    /// Folder of trained supernets (`unas supernet train --out DIR`), needed by
+    /// `objective = "supernet-val-loss"`; relative paths are read from the working directory.
+    #[serde(default)]
+    pub supernets: Option<PathBuf>,
+}
+
+/// The number a study minimises (see [`ProxyConfig::objective`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Objective {
+    /// Fréchet distance of samples of a briefly trained candidate.
+    #[default]
+    Fd,
+    /// Validation loss with weights inherited from a trained supernet.
+    SupernetValLoss,
 }
 
 fn default_data() -> String {
@@ -115,6 +149,12 @@ fn default_data() -> String {
 }
 fn default_images() -> usize {
     2000
+}
+fn default_val_items() -> usize {
+    256
+}
+fn default_val_bands() -> usize {
+    8
 }
 fn default_image_size() -> usize {
     32
@@ -215,7 +255,7 @@ pub struct Proxy {
 struct Teacher {
     /// `name x steps`, for labels.
     label: String,
-    weights: TeacherWeights,
+    weights: RoleWeights,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -271,11 +311,29 @@ impl ProxyConfig {
             ("extractor_images", self.extractor_images),
             ("extractor_epochs", self.extractor_epochs),
             ("teacher_steps", self.teacher_steps),
+            ("val_items", self.val_items),
+            ("val_bands", self.val_bands),
         ];
         for (field, v) in positive {
             if v == 0 {
                 return Err(config_err(field, "must be at least 1"));
             }
+        }
+        if self.objective == Objective::SupernetValLoss && self.supernets.is_none() {
+            return Err(config_err(
+                "supernets",
+                "objective = \"supernet-val-loss\" needs `supernets = \"DIR\"` (a folder of \
+                 `unas supernet train` outputs)",
+            ));
+        }
+        if self.val_items >= self.images {
+            return Err(config_err(
+                "val_items",
+                format!(
+                    "{} held-out latents leave none of the {} images to train on",
+                    self.val_items, self.images
+                ),
+            ));
         }
         if self.samples < 2 {
             return Err(config_err(
@@ -304,8 +362,15 @@ impl ProxyConfig {
         if self.recipe.timesteps < 2 {
             return Err(config_err("recipe.timesteps", "must be at least 2"));
         }
-        if !(0.0..=1.0).contains(&self.recipe.ema_fraction) {
-            return Err(config_err("recipe.ema_fraction", "must be in [0, 1]"));
+        // The EMA must average a real window of every run the settings train: the candidates'
+        // and, with weight inheritance, the teacher's.
+        self.recipe
+            .ema_window(self.steps)
+            .map_err(|m| config_err("recipe.ema_fraction", m))?;
+        if self.teacher.is_some() {
+            self.recipe
+                .ema_window(self.teacher_steps)
+                .map_err(|m| config_err("recipe.ema_fraction", format!("teacher: {m}")))?;
         }
         Ok(())
     }
@@ -574,7 +639,7 @@ impl Proxy {
         };
         Ok(Teacher {
             label: format!("{spec} x {steps}"),
-            weights: TeacherWeights::from_module(&unet),
+            weights: RoleWeights::from_unet(arch, &unet)?,
         })
     }
 
@@ -599,9 +664,9 @@ impl Proxy {
 
     /// `; inherits from TEACHER x STEPS` when candidates start from a teacher, else empty.
     fn teacher_note(&self) -> String {
-        self.teacher
-            .as_ref()
-            .map_or(String::new(), |t| format!("; inherits from {}", t.label))
+        self.teacher.as_ref().map_or(String::new(), |t| {
+            format!("; inherits by role from {}", t.label)
+        })
     }
 
     /// Name of the extractor the score uses.
@@ -621,6 +686,49 @@ impl Proxy {
     /// The settings.
     pub fn config(&self) -> &ProxyConfig {
         &self.cfg
+    }
+
+    /// The latent cache (latent posteriors and caption embeddings).
+    pub fn cache(&self) -> &LatentCache {
+        &self.cache
+    }
+
+    /// The empty caption's embedding `[text_len, text_dim]`.
+    pub fn uncond(&self) -> &[f32] {
+        &self.uncond
+    }
+
+    /// Cached items trained on: all but the last `val_items` (the held-out validation items).
+    pub fn train_items(&self) -> usize {
+        self.cache.len().saturating_sub(self.cfg.val_items).max(1)
+    }
+
+    /// The frozen validation set: the held-out latents × `val_bands` stratified timesteps ×
+    /// fixed noise, all from `data_seed` (common random numbers for every candidate).
+    pub fn validation_set(&self) -> ValidationSet {
+        let held_out: Vec<usize> = (self.train_items()..self.cache.len()).collect();
+        ValidationSet::new(
+            &self.cache,
+            &held_out,
+            self.cfg.val_bands,
+            self.cfg.recipe.timesteps,
+            self.cfg.data_seed,
+        )
+    }
+
+    /// The identity of the prepared data (cache key, latents, held-out split): what a
+    /// supernet trained on it records, and what scoring with it must match.
+    pub fn describe_data(&self) -> String {
+        format!(
+            "{} ({} latents {:?}, text {:?}, last {} held out)",
+            self.cache_dir
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().to_string()),
+            self.cache.len(),
+            self.cache.manifest.latent,
+            self.cache.manifest.text,
+            self.cache.len() - self.train_items()
+        )
     }
 
     /// Checks that `arch` fits the prepared data (latent channels, text width, latent side).
@@ -651,13 +759,28 @@ impl Proxy {
     }
 
     /// Trains `arch` from an initialisation seeded with `seed` and returns the trained model
-    /// and the mean loss over the last 10 % of the steps.
+    /// and the mean loss over the last 10 % of the steps. Every training draw (latent indices
+    /// and samples, caption dropout, timesteps, noise) comes from one stream seeded with `seed`
+    /// alone, and its number per step depends only on the batch, the latent shape and the
+    /// cache, never on the arch: candidates trained with the same seed see the same data,
+    /// timesteps and noise (common random numbers).
     pub fn train(
         &self,
         arch: &UNetArch,
         seed: u64,
         steps: usize,
         progress: &mut dyn FnMut(usize, f32),
+    ) -> Result<(UNet2DConditionModel<Cpu>, f64), EvalError> {
+        self.train_observed(arch, seed, steps, &mut |step, loss, _| progress(step, loss))
+    }
+
+    /// [`Proxy::train`], with `observe(steps done, loss, current weights)` after every step.
+    pub fn train_observed(
+        &self,
+        arch: &UNetArch,
+        seed: u64,
+        steps: usize,
+        observe: &mut dyn FnMut(usize, f32, &UNet2DConditionModel<Train>),
     ) -> Result<(UNet2DConditionModel<Cpu>, f64), EvalError> {
         self.check_arch(arch)?;
         let device = Default::default();
@@ -666,38 +789,14 @@ impl Proxy {
             UNet2DConditionModel::<Train>::from_plan(arch, &plan, &device)
         });
         if let Some(teacher) = &self.teacher {
-            unet = teacher.weights.inherit(unet).0;
+            unet = teacher.weights.inherit(arch, unet)?.0;
         }
-        let cache = &self.cache;
-        let [c, h, w] = cache.manifest.latent;
-        let [tl, td] = cache.manifest.text;
-        let (l, t) = (cache.latent_len(), cache.text_len());
-        let sf = cache.manifest.scaling_factor as f32;
-        let b = self.cfg.batch;
-        let dropout = self.cfg.cond_dropout;
-        let mut next = |rng: &mut Rng| {
-            let idx: Vec<usize> = (0..b).map(|_| rng.below(cache.len())).collect();
-            let eps = normal(rng, b * l);
-            let mut x0 = Vec::with_capacity(b * l);
-            let mut ctx = Vec::with_capacity(b * t);
-            for (k, &i) in idx.iter().enumerate() {
-                let (mean, logvar) = (&cache.mean[i * l..][..l], &cache.logvar[i * l..][..l]);
-                x0.extend(
-                    (0..l).map(|j| (mean[j] + (0.5 * logvar[j]).exp() * eps[k * l + j]) * sf),
-                );
-                if rng.uniform() < dropout {
-                    ctx.extend_from_slice(&self.uncond);
-                } else {
-                    ctx.extend_from_slice(&cache.context[i * t..][..t]);
-                }
-            }
-            (
-                Tensor::<Train, 4>::from_data(TensorData::new(x0, [b, c, h, w]), &device),
-                Tensor::<Train, 3>::from_data(TensorData::new(ctx, [b, tl, td]), &device),
-            )
-        };
+        let data = self.train_data();
+        let (b, dropout) = (self.cfg.batch, self.cfg.cond_dropout);
+        let mut next = |rng: &mut Rng| draw_batch::<Train>(&data, b, dropout, rng, &device);
         let mut rng = Rng::seed(seed ^ 0x7472_6169_6e00);
-        let (model, log) = train(unet, &self.cfg.recipe, steps, &mut rng, &mut next, progress)?;
+        let (model, log) =
+            train_observed(unet, &self.cfg.recipe, steps, &mut rng, &mut next, observe)?;
         let tail = (log.losses.len() / 10).max(1);
         let final_loss = log.losses[log.losses.len() - tail..]
             .iter()
@@ -705,6 +804,44 @@ impl Proxy {
             .sum::<f64>()
             / tail as f64;
         Ok((model, final_loss))
+    }
+
+    /// The training data: the cache's first [`Proxy::train_items`] latents and the empty
+    /// caption. Batches drawn from it know nothing of the arch, so the draws are the same for
+    /// every candidate.
+    pub fn train_data(&self) -> TrainData<'_> {
+        TrainData {
+            cache: &self.cache,
+            uncond: &self.uncond,
+            train_items: self.train_items(),
+        }
+    }
+
+    /// The ground truth of calibration: trains `arch` from scratch as [`Proxy::train`] does
+    /// for `steps` steps, calls `on_point(budget, loss)` with the validation loss of the
+    /// current iterate after each step count in `budgets` (a learning curve), and returns
+    /// the validation loss of the returned model (the EMA, when the recipe keeps one).
+    pub fn train_curve(
+        &self,
+        arch: &UNetArch,
+        seed: u64,
+        steps: usize,
+        budgets: &[usize],
+        val: &ValidationSet,
+        on_point: &mut dyn FnMut(usize, ValLoss),
+    ) -> Result<ValLoss, EvalError> {
+        let device: <Cpu as BackendTypes>::Device = Default::default();
+        let score = |unet: &UNet2DConditionModel<Cpu>| {
+            val.loss::<Cpu>(&self.cfg.recipe, VAL_BATCH, &device, &|x, t, c| {
+                unet.forward(x, t, c)
+            })
+        };
+        let (model, _) = self.train_observed(arch, seed, steps, &mut |k, _, unet| {
+            if budgets.contains(&k) {
+                on_point(k, score(&unet.valid()));
+            }
+        })?;
+        Ok(score(&model))
     }
 
     /// Samples the fixed prompts with the fixed noise (`sampling_steps` DDIM steps, trailing
@@ -857,6 +994,17 @@ impl Proxy {
         Ok(score)
     }
 
+    /// As [`Proxy::evaluate_with`], computed from scratch: never reads nor writes the score
+    /// memo (determinism checks, noise measurements).
+    pub fn evaluate_uncached(
+        &self,
+        arch: &UNetArch,
+        seed: u64,
+        steps: usize,
+    ) -> Result<ProxyScore, EvalError> {
+        self.compute(arch, seed, steps)
+    }
+
     /// Where the memoised score of (`arch`, `seed`, `steps`) lives.
     pub fn memo_path(&self, arch: &UNetArch, seed: u64, steps: usize) -> PathBuf {
         let mut cfg = self.cfg.clone();
@@ -900,6 +1048,9 @@ impl Proxy {
 const SAMPLE_CHUNK: usize = 64;
 
 type Train = burn::backend::Autodiff<Cpu>;
+
+/// Rows per forward when scoring the validation set (part of the score's arithmetic: fixed).
+pub const VAL_BATCH: usize = 64;
 
 /// Trains the VAE and the extractor, encodes the dataset, and writes the cache folder `dir`
 /// atomically (built beside it, then renamed).

@@ -55,7 +55,10 @@ pub struct Recipe {
     /// AdamW learning rate (default 1e-3).
     pub lr: f64,
     /// Keep an exponential moving average of the weights over this last fraction of the steps
-    /// and return it (0 = no EMA; default 0.05, as DeciDiffusion's EMA-only-at-the-end).
+    /// and return it (0 = no EMA; default 0.5: an EMA late in training, as DeciDiffusion's,
+    /// over a window long enough to average out the last iterates' noise). A non-zero fraction
+    /// whose window is shorter than [`MIN_EMA_WINDOW`] steps is refused
+    /// ([`Recipe::ema_window`]).
     pub ema_fraction: f64,
 }
 
@@ -66,7 +69,59 @@ impl Default for Recipe {
     }
 }
 
+/// The fewest iterates a non-zero `ema_fraction` may average: a shorter window (5 % of 60
+/// steps is 3 iterates at decay 0.5, 5 % of 20 steps the last iterate alone) is a noisy copy of
+/// the last weights, not an average.
+pub const MIN_EMA_WINDOW: usize = 10;
+
+/// The EMA of a training run (see [`Recipe::ema_window`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EmaWindow {
+    /// Final iterates averaged: `ceil(ema_fraction * steps)`.
+    pub window: usize,
+    /// Decay per update: 1 − 2 / (window + 1) (the usual span rule).
+    pub decay: f64,
+}
+
 impl Recipe {
+    /// The EMA of a `steps`-step run: `None` without one (`ema_fraction` 0, or no steps), else
+    /// the window of the last `ceil(ema_fraction * steps)` iterates and its decay. `Err` (the
+    /// message, without the field name) when the fraction is outside [0, 1] or its window is
+    /// shorter than [`MIN_EMA_WINDOW`] iterates.
+    pub fn ema_window(&self, steps: usize) -> Result<Option<EmaWindow>, String> {
+        let f = self.ema_fraction;
+        if !(0.0..=1.0).contains(&f) {
+            return Err("must be in [0, 1]".into());
+        }
+        let window_of = |steps: usize| (f * steps as f64).ceil() as usize;
+        let window = window_of(steps);
+        if window == 0 {
+            return Ok(None);
+        }
+        if window < MIN_EMA_WINDOW {
+            // The fewest steps whose window is long enough (window_of grows with the steps).
+            let estimate = ((MIN_EMA_WINDOW - 1) as f64 / f).floor();
+            let more_steps = if estimate < 1e12 {
+                let mut need = estimate as usize;
+                while window_of(need) < MIN_EMA_WINDOW {
+                    need += 1;
+                }
+                format!("train at least {need} steps, ")
+            } else {
+                String::new()
+            };
+            return Err(format!(
+                "{f} of {steps} training steps is an EMA over {window} iterate(s), fewer than \
+                 {MIN_EMA_WINDOW}; {more_steps}raise the fraction, or set ema_fraction = 0 \
+                 (no EMA)"
+            ));
+        }
+        Ok(Some(EmaWindow {
+            window,
+            decay: 1.0 - 2.0 / (window as f64 + 1.0),
+        }))
+    }
+
     /// Recipe B: cosine betas, v-prediction, zero terminal SNR, Min-SNR-γ 5.
     pub fn decidiffusion() -> Self {
         Self {
@@ -76,7 +131,7 @@ impl Recipe {
             min_snr_gamma: Some(5.0),
             timesteps: 1000,
             lr: 1e-3,
-            ema_fraction: 0.05,
+            ema_fraction: 0.5,
         }
     }
 
@@ -89,7 +144,7 @@ impl Recipe {
             min_snr_gamma: None,
             timesteps: 1000,
             lr: 1e-3,
-            ema_fraction: 0.05,
+            ema_fraction: 0.5,
         }
     }
 
@@ -160,21 +215,27 @@ pub fn normal(rng: &mut Rng, n: usize) -> Vec<f32> {
         .collect()
 }
 
-/// The weighted denoising loss of one batch.
-///
-/// - `x0`: clean latents `[b, c, h, w]`
-/// - `context`: text embeddings `[b, len, cross_attention_dim]`
-/// - `timesteps`, `noise`: per-sample timesteps and `b*c*h*w` standard normal values
-/// - returns the scalar loss `[1]`
-pub fn diffusion_loss<B: Backend>(
-    unet: &UNet2DConditionModel<B>,
+/// A noised batch: the U-Net's inputs, its regression target and the per-sample loss weights.
+pub struct NoisyBatch<B: Backend> {
+    /// Noisy latents x_t `[b, c, h, w]`.
+    pub xt: Tensor<B, 4>,
+    /// Timesteps `[b]` (as floats).
+    pub t: Tensor<B, 1>,
+    /// ε or v, per the recipe `[b, c, h, w]`.
+    pub target: Tensor<B, 4>,
+    /// Loss weight of each sample `[b, 1, 1, 1]` (Min-SNR-γ, or 1).
+    pub weights: Tensor<B, 4>,
+}
+
+/// Noises clean latents `x0` `[b, c, h, w]` at `timesteps` with `noise` (`b*c*h*w` standard
+/// normal values): x_t = √ᾱ·x0 + √(1−ᾱ)·ε, and the recipe's target and weights.
+pub fn noisy_batch<B: Backend>(
     x0: Tensor<B, 4>,
-    context: Tensor<B, 3>,
     timesteps: &[usize],
     noise: Vec<f32>,
     recipe: &Recipe,
     alphas_cumprod: &[f64],
-) -> Tensor<B, 1> {
+) -> NoisyBatch<B> {
     let device = x0.device();
     let dims = x0.dims();
     let b = dims[0];
@@ -196,13 +257,48 @@ pub fn diffusion_loss<B: Backend>(
     };
     let t: Vec<f32> = timesteps.iter().map(|&t| t as f32).collect();
     let t = Tensor::<B, 1>::from_data(TensorData::new(t, [b]), &device);
-    let pred = unet.forward(xt, t, context);
+    NoisyBatch {
+        xt,
+        t,
+        target,
+        weights,
+    }
+}
+
+/// Mean over the batch of each sample's weighted mean squared error.
+///
+/// - `pred`, `target`: `[b, c, h, w]`; `weights`: `[b, 1, 1, 1]`; returns `[1]`
+pub fn weighted_mse<B: Backend>(
+    pred: Tensor<B, 4>,
+    target: Tensor<B, 4>,
+    weights: Tensor<B, 4>,
+) -> Tensor<B, 1> {
     let per_sample = (pred - target)
         .powi_scalar(2)
         .mean_dim(3)
         .mean_dim(2)
         .mean_dim(1);
     (per_sample * weights).mean()
+}
+
+/// The weighted denoising loss of one batch.
+///
+/// - `x0`: clean latents `[b, c, h, w]`
+/// - `context`: text embeddings `[b, len, cross_attention_dim]`
+/// - `timesteps`, `noise`: per-sample timesteps and `b*c*h*w` standard normal values
+/// - returns the scalar loss `[1]`
+pub fn diffusion_loss<B: Backend>(
+    unet: &UNet2DConditionModel<B>,
+    x0: Tensor<B, 4>,
+    context: Tensor<B, 3>,
+    timesteps: &[usize],
+    noise: Vec<f32>,
+    recipe: &Recipe,
+    alphas_cumprod: &[f64],
+) -> Tensor<B, 1> {
+    let nb = noisy_batch(x0, timesteps, noise, recipe, alphas_cumprod);
+    let pred = unet.forward(nb.xt, nb.t, context);
+    weighted_mse(pred, nb.target, nb.weights)
 }
 
 /// Clean latents `[b, c, h, w]` and text embeddings `[b, len, dim]`.
@@ -262,6 +358,11 @@ impl<B: Backend, M: Module<B>> Ema<B, M> {
         self.avg = self.avg.clone().map(&mut blend);
     }
 
+    /// The averaged module so far.
+    pub fn average(&self) -> &M {
+        &self.avg
+    }
+
     /// The averaged module.
     pub fn into_inner(self) -> M {
         self.avg
@@ -279,20 +380,43 @@ pub struct TrainLog {
 /// embeddings); timesteps and noise are drawn from `rng`. Stops with an error naming the step
 /// when the loss is NaN or infinite. With `recipe.ema_fraction > 0` the returned model is the
 /// exponential moving average over the last `ceil(fraction * steps)` steps (decay
-/// 1 − 2 / (window + 1), the usual span rule).
+/// 1 − 2 / (window + 1), the usual span rule); a window shorter than [`MIN_EMA_WINDOW`] steps
+/// is refused before training ([`Recipe::ema_window`]).
 pub fn train<B: AutodiffBackend>(
-    mut unet: UNet2DConditionModel<B>,
+    unet: UNet2DConditionModel<B>,
     recipe: &Recipe,
     steps: usize,
     rng: &mut Rng,
     next_batch: &mut dyn FnMut(&mut Rng) -> Batch<B>,
     progress: &mut dyn FnMut(usize, f32),
 ) -> Result<(UNet2DConditionModel<B::InnerBackend>, TrainLog), EvalError> {
+    train_observed(
+        unet,
+        recipe,
+        steps,
+        rng,
+        next_batch,
+        &mut |step, loss, _| progress(step, loss),
+    )
+}
+
+/// [`train`], with `observe(steps done, loss, current weights)` called after every step (a
+/// learning curve evaluates the current iterate at chosen budgets this way).
+pub fn train_observed<B: AutodiffBackend>(
+    mut unet: UNet2DConditionModel<B>,
+    recipe: &Recipe,
+    steps: usize,
+    rng: &mut Rng,
+    next_batch: &mut dyn FnMut(&mut Rng) -> Batch<B>,
+    observe: &mut dyn FnMut(usize, f32, &UNet2DConditionModel<B>),
+) -> Result<(UNet2DConditionModel<B::InnerBackend>, TrainLog), EvalError> {
     let acp = recipe.alphas_cumprod();
     let mut opt = AdamWConfig::new().init::<B, UNet2DConditionModel<B>>();
     let mut losses = Vec::with_capacity(steps);
-    let window = (recipe.ema_fraction.clamp(0.0, 1.0) * steps as f64).ceil() as usize;
-    let ema_start = steps - window;
+    let window = recipe
+        .ema_window(steps)
+        .map_err(|m| EvalError::Unsupported(format!("recipe.ema_fraction: {m}")))?;
+    let ema_start = steps - window.map_or(0, |w| w.window);
     let mut ema: Option<Ema<B::InnerBackend, UNet2DConditionModel<B::InnerBackend>>> = None;
     for step in 0..steps {
         let (x0, context) = next_batch(rng);
@@ -307,14 +431,14 @@ pub fn train<B: AutodiffBackend>(
         losses.push(value);
         let grads = GradientsParams::from_grads(loss.backward(), &unet);
         unet = opt.step(recipe.lr, unet, grads);
-        if window > 0 && step >= ema_start {
+        if let Some(w) = window.filter(|_| step >= ema_start) {
             let current = unet.valid();
             match &mut ema {
-                None => ema = Some(Ema::new(current, 1.0 - 2.0 / (window as f64 + 1.0))),
+                None => ema = Some(Ema::new(current, w.decay)),
                 Some(e) => e.update(&current),
             }
         }
-        progress(step + 1, value);
+        observe(step + 1, value, &unet);
     }
     let model = match ema {
         Some(e) => e.into_inner(),

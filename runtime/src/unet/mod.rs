@@ -6,10 +6,14 @@ pub mod basic_transformer_block;
 pub mod conv_out;
 pub mod downsample;
 pub mod feed_forward;
+pub mod inherit;
 pub mod model;
 pub mod resnet;
+pub mod supernet;
 pub mod time_embedding;
 pub mod transformer_2d;
 pub mod upsample;
 
+pub use inherit::{InheritStats, RoleWeights};
 pub use model::{UNet2DConditionModel, UNetBlock};
+pub use supernet::SubNet;

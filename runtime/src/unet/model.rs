@@ -178,12 +178,20 @@ impl<B: Backend> UNet2DConditionModel<B> {
 
     /// Builds the U-Net of an already computed plan of `arch` with random weights.
     pub fn from_plan(arch: &UNetArch, plan: &Plan, device: &B::Device) -> Self {
+        let blocks = plan
+            .modules
+            .iter()
+            .map(|m| UNetBlock::init(arch, m, device))
+            .collect();
+        Self::from_blocks(arch, plan, blocks)
+    }
+
+    /// Assembles the U-Net of `plan` from existing modules, one per plan module in plan order
+    /// (the caller guarantees their kinds and shapes; a supernet's sub-network uses this).
+    pub fn from_blocks(arch: &UNetArch, plan: &Plan, blocks: Vec<UNetBlock<B>>) -> Self {
+        debug_assert_eq!(blocks.len(), plan.modules.len());
         Self {
-            blocks: plan
-                .modules
-                .iter()
-                .map(|m| UNetBlock::init(arch, m, device))
-                .collect(),
+            blocks,
             keys: plan.modules.iter().map(|m| m.key.clone()).collect(),
             steps: plan.steps.clone(),
             max_div: plan.max_div,
@@ -286,7 +294,12 @@ impl<B: Backend> UNet2DConditionModel<B> {
 
     /// Runs forward step `i` of the plan on `state`.
     pub fn step(&self, i: usize, state: &mut ForwardState<B>) {
-        let step = &self.steps[i];
+        self.run_step(&self.steps[i], state);
+    }
+
+    /// Runs `step` (whose `module` indexes [`Self::blocks`]) on `state`: a sub-network of a
+    /// supernet runs its own steps over the supernet's modules this way.
+    pub fn run_step(&self, step: &Step, state: &mut ForwardState<B>) {
         let h = state.hidden.clone();
         let temb = || state.temb.clone().expect("time embedding runs first");
         state.hidden = match &self.blocks[step.module] {

@@ -1,0 +1,503 @@
+//! Calibration of quality proxies against a ground truth: the architectures (stratified over a
+//! cost range, smallest and largest included), the machine-readable tables
+//! (`ground_truth.csv`, `proxy_scores.csv`, `summary.csv`) appended row by row so that a run
+//! can be resumed, and the statistics: Kendall τ and Spearman ρ with bootstrap confidence
+//! intervals, the no-signal spread of τ, ICC(1) of repeated scores, and the noise ceiling of
+//! the ground truth (τ between the means of two disjoint halves of its seeds).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use unas_space::rng::Rng;
+use unas_space::{SearchSpace, UNetArch};
+
+use super::metrics::kendall_tau;
+use crate::EvalError;
+
+fn io_err(file: &Path, e: impl std::fmt::Display) -> EvalError {
+    EvalError::File {
+        file: file.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// `n` distinct architectures of `space` stratified over `cost`: `pool` uniform samples
+/// sorted by cost, the cheapest and the most expensive included, the rest at evenly spaced
+/// ranks in between.
+pub fn pick_archs(
+    space: &SearchSpace,
+    n: usize,
+    pool: usize,
+    seed: u64,
+    cost: &dyn Fn(&UNetArch) -> f64,
+) -> Result<Vec<UNetArch>, EvalError> {
+    let mut rng = Rng::seed(seed);
+    let mut all: Vec<(f64, String, UNetArch)> = Vec::with_capacity(pool);
+    for _ in 0..pool {
+        let g = space.sample(&mut rng)?;
+        let a = space.decode(&g);
+        all.push((cost(&a), a.hash_id(), a));
+    }
+    all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    all.dedup_by(|a, b| a.1 == b.1);
+    let m = all.len();
+    if m < n {
+        return Err(EvalError::Unsupported(format!(
+            "only {m} distinct architectures in {pool} samples, {n} requested"
+        )));
+    }
+    let mut picks: Vec<usize> = (0..n).map(|i| i * (m - 1) / (n - 1).max(1)).collect();
+    picks.dedup();
+    Ok(picks.into_iter().map(|i| all[i].2.clone()).collect())
+}
+
+/// One ground-truth measurement: `arch` trained from scratch with `seed` for `steps` steps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroundTruthRow {
+    /// Architecture id (hash).
+    pub arch: String,
+    /// Its TOML file, relative to the calibration folder.
+    pub arch_file: String,
+    /// Training seed (initialisation and draws; shared by all archs: common random numbers).
+    pub seed: u64,
+    /// Training steps.
+    pub steps: usize,
+    /// `iterate` (the weights after `steps` steps of a longer run) or `final` (the returned
+    /// weights of a run of exactly `steps` steps: the EMA when the recipe keeps one).
+    pub weights: String,
+    /// Validation loss.
+    pub val_loss: f64,
+    /// Fréchet distance, when measured.
+    pub fd: Option<f64>,
+    /// KID, when measured.
+    pub kid: Option<f64>,
+}
+
+/// Header of `ground_truth.csv`.
+pub const GROUND_TRUTH_HEADER: &str = "arch,arch_file,seed,steps,weights,val_loss,fd,kid";
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or(String::new(), |v| format!("{v}"))
+}
+
+impl GroundTruthRow {
+    fn csv(&self) -> String {
+        format!(
+            "{},{},{},{},{},{},{},{}",
+            self.arch,
+            self.arch_file,
+            self.seed,
+            self.steps,
+            self.weights,
+            self.val_loss,
+            opt(self.fd),
+            opt(self.kid)
+        )
+    }
+
+    fn parse(line: &str) -> Option<Self> {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 8 {
+            return None;
+        }
+        let num = |s: &str| (!s.is_empty()).then(|| s.parse::<f64>().ok()).flatten();
+        Some(Self {
+            arch: f[0].into(),
+            arch_file: f[1].into(),
+            seed: f[2].parse().ok()?,
+            steps: f[3].parse().ok()?,
+            weights: f[4].into(),
+            val_loss: f[5].parse().ok()?,
+            fd: num(f[6]),
+            kid: num(f[7]),
+        })
+    }
+}
+
+/// Reads the rows of a CSV table written by [`append_rows`] (missing file: none).
+fn read_lines(file: &Path, header: &str) -> Result<Vec<String>, EvalError> {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return Ok(Vec::new());
+    };
+    let mut lines = text.lines();
+    match lines.next() {
+        Some(h) if h == header => {}
+        Some(h) => return Err(io_err(file, format!("header `{h}`, expected `{header}`"))),
+        None => return Ok(Vec::new()),
+    }
+    Ok(lines
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect())
+}
+
+/// Appends CSV lines to `file`, writing `header` first when the file is new; each call is one
+/// write followed by a sync, so an interrupted run loses at most the rows it was writing.
+fn append_rows(file: &Path, header: &str, lines: &[String]) -> Result<(), EvalError> {
+    let new = !file.exists();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .map_err(|e| io_err(file, e))?;
+    let mut text = String::new();
+    if new {
+        text.push_str(header);
+        text.push('\n');
+    }
+    for l in lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    f.write_all(text.as_bytes()).map_err(|e| io_err(file, e))?;
+    f.sync_all().map_err(|e| io_err(file, e))
+}
+
+/// Reads `ground_truth.csv`.
+pub fn read_ground_truth(file: &Path) -> Result<Vec<GroundTruthRow>, EvalError> {
+    read_lines(file, GROUND_TRUTH_HEADER)?
+        .iter()
+        .map(|l| GroundTruthRow::parse(l).ok_or_else(|| io_err(file, format!("bad row `{l}`"))))
+        .collect()
+}
+
+/// Appends rows to `ground_truth.csv`.
+pub fn append_ground_truth(file: &Path, rows: &[GroundTruthRow]) -> Result<(), EvalError> {
+    let lines: Vec<String> = rows.iter().map(GroundTruthRow::csv).collect();
+    append_rows(file, GROUND_TRUTH_HEADER, &lines)
+}
+
+/// One proxy score of one architecture.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProxyRow {
+    /// Architecture id.
+    pub arch: String,
+    /// Proxy name (`params`, `macs`, `supernet-val-loss`, …).
+    pub proxy: String,
+    /// Seed of the supernet (or of the proxy's training); 0 for deterministic proxies.
+    pub supernet_seed: u64,
+    /// Score (lower = predicted better).
+    pub score: f64,
+}
+
+/// Header of `proxy_scores.csv`.
+pub const PROXY_HEADER: &str = "arch,proxy,supernet_seed,score";
+
+/// Reads `proxy_scores.csv`.
+pub fn read_proxy_scores(file: &Path) -> Result<Vec<ProxyRow>, EvalError> {
+    read_lines(file, PROXY_HEADER)?
+        .iter()
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let parsed = (f.len() == 4)
+                .then(|| {
+                    Some(ProxyRow {
+                        arch: f[0].into(),
+                        proxy: f[1].into(),
+                        supernet_seed: f[2].parse().ok()?,
+                        score: f[3].parse().ok()?,
+                    })
+                })
+                .flatten();
+            parsed.ok_or_else(|| io_err(file, format!("bad row `{l}`")))
+        })
+        .collect()
+}
+
+/// Appends rows to `proxy_scores.csv`.
+pub fn append_proxy_scores(file: &Path, rows: &[ProxyRow]) -> Result<(), EvalError> {
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{},{},{},{}", r.arch, r.proxy, r.supernet_seed, r.score))
+        .collect();
+    append_rows(file, PROXY_HEADER, &lines)
+}
+
+/// Spearman's ρ (Pearson correlation of average ranks).
+pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    fn ranks(v: &[f64]) -> Vec<f64> {
+        let mut idx: Vec<usize> = (0..v.len()).collect();
+        idx.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
+        let mut r = vec![0.0; v.len()];
+        let mut i = 0;
+        while i < idx.len() {
+            let mut j = i;
+            while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+                j += 1;
+            }
+            let avg = (i + j) as f64 / 2.0 + 1.0;
+            for &k in &idx[i..=j] {
+                r[k] = avg;
+            }
+            i = j + 1;
+        }
+        r
+    }
+    let (ra, rb) = (ranks(a), ranks(b));
+    let n = ra.len() as f64;
+    let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
+    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = ra.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = rb.iter().map(|y| (y - mb).powi(2)).sum();
+    cov / (va * vb).sqrt()
+}
+
+/// The standard deviation of Kendall τ between `n` items under no association:
+/// √(2(2n+5) / (9n(n−1))).
+pub fn tau_null_sd(n: usize) -> f64 {
+    let n = n as f64;
+    (2.0 * (2.0 * n + 5.0) / (9.0 * n * (n - 1.0))).sqrt()
+}
+
+/// Percentile bootstrap CI (2.5 %, 97.5 %) of Kendall τ-b over items resampled with
+/// replacement (`iters` resamples from `seed`; resamples where τ is undefined are skipped).
+pub fn bootstrap_tau(a: &[f64], b: &[f64], iters: usize, seed: u64) -> (f64, f64) {
+    let n = a.len().min(b.len());
+    let mut rng = Rng::seed(seed);
+    let mut taus = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let idx: Vec<usize> = (0..n).map(|_| rng.below(n)).collect();
+        let (x, y): (Vec<f64>, Vec<f64>) = idx.iter().map(|&i| (a[i], b[i])).unzip();
+        let t = kendall_tau(&x, &y);
+        if t.is_finite() {
+            taus.push(t);
+        }
+    }
+    taus.sort_by(f64::total_cmp);
+    if taus.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let q = |p: f64| taus[((p * (taus.len() - 1) as f64).round() as usize).min(taus.len() - 1)];
+    (q(0.025), q(0.975))
+}
+
+/// ICC(1) of a table of scores, `rows[item][repeat]` (each item scored the same number of
+/// times, ≥ 2): σ²_item / (σ²_item + σ²_repeat) from the one-way ANOVA mean squares
+/// (MSB − MSW) / (MSB + (k − 1)·MSW).
+pub fn icc1(rows: &[Vec<f64>]) -> f64 {
+    let n = rows.len();
+    let k = rows.first().map_or(0, Vec::len);
+    if n < 2 || k < 2 || rows.iter().any(|r| r.len() != k) {
+        return f64::NAN;
+    }
+    let means: Vec<f64> = rows
+        .iter()
+        .map(|r| r.iter().sum::<f64>() / k as f64)
+        .collect();
+    let grand = means.iter().sum::<f64>() / n as f64;
+    let msb = k as f64 * means.iter().map(|m| (m - grand).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let msw = rows
+        .iter()
+        .zip(&means)
+        .map(|(r, m)| r.iter().map(|v| (v - m).powi(2)).sum::<f64>())
+        .sum::<f64>()
+        / (n * (k - 1)) as f64;
+    (msb - msw) / (msb + (k as f64 - 1.0) * msw)
+}
+
+/// A proxy's agreement with the ground truth.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Agreement {
+    /// Proxy name.
+    pub proxy: String,
+    /// Architectures compared.
+    pub n: usize,
+    /// Kendall τ-b with the ground-truth mean.
+    pub tau: f64,
+    /// Bootstrap 95 % CI of τ.
+    pub tau_low: f64,
+    /// Upper end.
+    pub tau_high: f64,
+    /// Spearman ρ.
+    pub spearman: f64,
+    /// ICC(1) over the proxy's repeats (supernet seeds), when it has ≥ 2.
+    pub icc: Option<f64>,
+}
+
+/// Header of `summary.csv`.
+pub const SUMMARY_HEADER: &str = "proxy,n,tau,tau_low,tau_high,spearman,icc";
+
+impl Agreement {
+    /// The CSV line of `summary.csv`.
+    pub fn csv(&self) -> String {
+        format!(
+            "{},{},{:.4},{:.4},{:.4},{:.4},{}",
+            self.proxy,
+            self.n,
+            self.tau,
+            self.tau_low,
+            self.tau_high,
+            self.spearman,
+            self.icc.map_or(String::new(), |v| format!("{v:.4}"))
+        )
+    }
+}
+
+/// Mean ground-truth validation loss per architecture over the seeds that every architecture
+/// has at `steps` with `weights`; returns (arch → mean, seeds used). Seeds missing for some
+/// architecture are left out, so every mean averages the same seeds.
+pub fn ground_truth_means(
+    rows: &[GroundTruthRow],
+    steps: usize,
+    weights: &str,
+) -> (BTreeMap<String, f64>, Vec<u64>) {
+    let table = seed_table(rows, steps, weights);
+    let seeds = common_seeds(&table);
+    let means = table
+        .iter()
+        .map(|(a, by_seed)| {
+            let v: Vec<f64> = seeds.iter().map(|s| by_seed[s]).collect();
+            (a.clone(), v.iter().sum::<f64>() / v.len().max(1) as f64)
+        })
+        .collect();
+    (means, seeds)
+}
+
+/// arch → seed → validation loss, at `steps` with `weights`.
+pub fn seed_table(
+    rows: &[GroundTruthRow],
+    steps: usize,
+    weights: &str,
+) -> BTreeMap<String, BTreeMap<u64, f64>> {
+    let mut t: BTreeMap<String, BTreeMap<u64, f64>> = BTreeMap::new();
+    for r in rows
+        .iter()
+        .filter(|r| r.steps == steps && r.weights == weights)
+    {
+        t.entry(r.arch.clone())
+            .or_default()
+            .insert(r.seed, r.val_loss);
+    }
+    t
+}
+
+fn common_seeds(table: &BTreeMap<String, BTreeMap<u64, f64>>) -> Vec<u64> {
+    let mut it = table.values();
+    let Some(first) = it.next() else {
+        return Vec::new();
+    };
+    let mut seeds: Vec<u64> = first.keys().copied().collect();
+    for m in it {
+        seeds.retain(|s| m.contains_key(s));
+    }
+    seeds
+}
+
+/// The ground truth's noise ceiling: Kendall τ between the per-arch means of the first and
+/// the second half of the common seeds (sorted), and its ICC(1) over seeds.
+pub fn noise_ceiling(table: &BTreeMap<String, BTreeMap<u64, f64>>) -> Option<(f64, f64)> {
+    let seeds = common_seeds(table);
+    if seeds.len() < 2 || table.len() < 3 {
+        return None;
+    }
+    let half = seeds.len() / 2;
+    let mean =
+        |m: &BTreeMap<u64, f64>, s: &[u64]| s.iter().map(|k| m[k]).sum::<f64>() / s.len() as f64;
+    let a: Vec<f64> = table.values().map(|m| mean(m, &seeds[..half])).collect();
+    let b: Vec<f64> = table.values().map(|m| mean(m, &seeds[half..])).collect();
+    let rows: Vec<Vec<f64>> = table
+        .values()
+        .map(|m| seeds.iter().map(|s| m[s]).collect())
+        .collect();
+    Some((kendall_tau(&a, &b), icc1(&rows)))
+}
+
+/// The agreement of every proxy in `scores` with the ground-truth `means` (archs missing
+/// from either side are left out; a proxy's score is its mean over its seeds).
+pub fn agreements(
+    means: &BTreeMap<String, f64>,
+    scores: &[ProxyRow],
+    iters: usize,
+) -> Vec<Agreement> {
+    let mut by_proxy: BTreeMap<&str, BTreeMap<&str, BTreeMap<u64, f64>>> = BTreeMap::new();
+    for r in scores {
+        by_proxy
+            .entry(&r.proxy)
+            .or_default()
+            .entry(&r.arch)
+            .or_default()
+            .insert(r.supernet_seed, r.score);
+    }
+    by_proxy
+        .into_iter()
+        .map(|(proxy, archs)| {
+            let (mut p, mut g, mut reps) = (Vec::new(), Vec::new(), Vec::new());
+            for (arch, seeds) in &archs {
+                if let Some(&m) = means.get(*arch) {
+                    p.push(seeds.values().sum::<f64>() / seeds.len() as f64);
+                    g.push(m);
+                    reps.push(seeds.values().copied().collect::<Vec<f64>>());
+                }
+            }
+            let (tau_low, tau_high) = bootstrap_tau(&p, &g, iters, 0);
+            let k = reps.first().map_or(0, Vec::len);
+            let icc = (k >= 2 && reps.iter().all(|r| r.len() == k)).then(|| icc1(&reps));
+            Agreement {
+                proxy: proxy.to_string(),
+                n: p.len(),
+                tau: kendall_tau(&p, &g),
+                tau_low,
+                tau_high,
+                spearman: spearman(&p, &g),
+                icc,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics_on_known_values() {
+        // Perfect agreement and perfect disagreement.
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let r = [5.0, 4.0, 3.0, 2.0, 1.0];
+        assert_eq!(spearman(&a, &a), 1.0);
+        assert_eq!(spearman(&a, &r), -1.0);
+        // Null sd of τ: 0.289 at n = 8, 0.221 at n = 12.
+        assert!((tau_null_sd(8) - 0.2887).abs() < 1e-3);
+        assert!((tau_null_sd(12) - 0.2210).abs() < 1e-3);
+        // ICC: no seed noise → 1; pure noise around equal means → ≤ 0.
+        assert!((icc1(&[vec![1.0, 1.0], vec![2.0, 2.0], vec![3.0, 3.0]]) - 1.0).abs() < 1e-12);
+        assert!(icc1(&[vec![1.0, 2.0], vec![2.0, 1.0], vec![1.5, 1.5]]) < 0.0);
+        // A bootstrap CI contains the point estimate for a clean monotone relation.
+        let b = [1.1, 1.9, 3.2, 3.9, 5.3, 6.0, 7.2, 7.9];
+        let c = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        let (lo, hi) = bootstrap_tau(&b, &c, 200, 1);
+        assert!(lo <= 1.0 && hi == 1.0 && lo > 0.5, "{lo} {hi}");
+    }
+
+    #[test]
+    fn tables_round_trip_and_means_use_common_seeds() {
+        let dir = tempfile_dir();
+        let file = dir.join("ground_truth.csv");
+        let row = |arch: &str, seed, v| GroundTruthRow {
+            arch: arch.into(),
+            arch_file: format!("archs/{arch}.toml"),
+            seed,
+            steps: 100,
+            weights: "final".into(),
+            val_loss: v,
+            fd: None,
+            kid: Some(0.5),
+        };
+        let rows = vec![row("a", 0, 1.0), row("a", 1, 3.0), row("b", 0, 2.0)];
+        append_ground_truth(&file, &rows[..2]).unwrap();
+        append_ground_truth(&file, &rows[2..]).unwrap();
+        assert_eq!(read_ground_truth(&file).unwrap(), rows);
+        // Seed 1 is missing for b: means use seed 0 only.
+        let (means, seeds) = ground_truth_means(&rows, 100, "final");
+        assert_eq!(seeds, vec![0]);
+        assert_eq!(means["a"], 1.0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("unas-cal-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}

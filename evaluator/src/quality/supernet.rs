@@ -1,0 +1,546 @@
+//! Training a weight-sharing supernet with the sandwich rule (BigNAS, Yu et al. 2020; used for
+//! diffusion U-Nets by DDSM, Yang et al. 2024): every step trains the largest sub-network (the
+//! covering architecture), the smallest and `random_subnets` uniformly drawn ones of one
+//! topology on the same minibatch, timesteps and noise; the smaller ones also regress onto the
+//! largest's prediction (inplace distillation). The seed's recipe (cosine betas, v-prediction,
+//! zero terminal SNR, Min-SNR-γ), linear warm-up then cosine decay of the learning rate, an EMA
+//! of the weights over the last part of training, and zero-initialised residual outputs (ResNet
+//! `conv2`, attention `proj_out`, `conv_out`) so that every sub-network starts as a smooth
+//! function of the ones it contains.
+//!
+//! Checkpoints (weights, optimiser state, EMA, step, losses) are written every
+//! `checkpoint_every` steps, atomically; all randomness of step `k` is drawn from a generator
+//! seeded with (`seed`, `k`), so a resumed run continues to the same final weights as an
+//! uninterrupted one.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Tensor};
+use serde::{Deserialize, Serialize};
+use unas_runtime::{RoleWeights, SubNet, UNet2DConditionModel};
+use unas_space::rng::Rng;
+use unas_space::{SearchSpace, Topology, UNetArch};
+
+use super::latent_cache::LatentCache;
+use super::train::{init_seeded, noisy_batch, normal, weighted_mse, Ema, Recipe};
+use crate::EvalError;
+
+/// Settings of supernet training; every field is part of the supernet's identity (hash).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupernetSettings {
+    /// Optimiser steps (default 600).
+    pub steps: usize,
+    /// Minibatch (default 16).
+    pub batch: usize,
+    /// Peak AdamW learning rate (default 1e-3).
+    pub lr: f64,
+    /// Linear warm-up steps before the cosine decay (default 30).
+    pub warmup_steps: usize,
+    /// Uniformly drawn sub-networks per step besides the largest and the smallest (default 2).
+    pub random_subnets: usize,
+    /// Weight of the inplace-distillation term ‖pred_sub − sg(pred_largest)‖² (0 = off;
+    /// default 1).
+    pub distill_weight: f64,
+    /// The returned weights are an EMA over this last fraction of the steps (0 = the last
+    /// iterate; default 0.3; decay 1 − 2/(window + 1)).
+    pub ema_fraction: f64,
+    /// Checkpoint every this many steps (default 50).
+    pub checkpoint_every: usize,
+    /// Seed of the initialisation and of every step's draws (default 0).
+    pub seed: u64,
+    /// Share of captions replaced by the empty one (default 0.1).
+    pub cond_dropout: f64,
+    /// Noise schedule, prediction target and loss weighting (the learning rate and EMA of
+    /// the recipe are not used: see `lr`, `ema_fraction`).
+    pub recipe: Recipe,
+}
+
+impl Default for SupernetSettings {
+    fn default() -> Self {
+        Self {
+            steps: 600,
+            batch: 16,
+            lr: 1e-3,
+            warmup_steps: 30,
+            random_subnets: 2,
+            distill_weight: 1.0,
+            ema_fraction: 0.3,
+            checkpoint_every: 50,
+            seed: 0,
+            cond_dropout: 0.1,
+            recipe: Recipe::default(),
+        }
+    }
+}
+
+impl SupernetSettings {
+    /// Checks the settings; the error names the field.
+    pub fn check(&self) -> Result<(), EvalError> {
+        let bad = |f: &str, m: &str| Err(EvalError::Unsupported(format!("supernet.{f}: {m}")));
+        if self.steps == 0 {
+            return bad("steps", "must be at least 1");
+        }
+        if self.batch == 0 {
+            return bad("batch", "must be at least 1");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("lr", "must be positive");
+        }
+        if let Err(m) = self.ema_window() {
+            return bad("ema_fraction", &m);
+        }
+        if !(0.0..=1.0).contains(&self.cond_dropout) {
+            return bad("cond_dropout", "must be in [0, 1]");
+        }
+        if !(self.distill_weight >= 0.0 && self.distill_weight.is_finite()) {
+            return bad("distill_weight", "must be >= 0");
+        }
+        if self.checkpoint_every == 0 {
+            return bad("checkpoint_every", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Learning rate at step `k`: linear warm-up to `lr`, then cosine decay to 0.
+    pub fn lr_at(&self, k: usize) -> f64 {
+        let w = self.warmup_steps.min(self.steps.saturating_sub(1));
+        if k < w {
+            return self.lr * (k + 1) as f64 / w as f64;
+        }
+        let span = (self.steps - w).max(1) as f64;
+        let p = (k - w) as f64 / span;
+        self.lr * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
+    }
+
+    /// The EMA window, by the recipe's rule ([`Recipe::ema_window`]: at least
+    /// [`MIN_EMA_WINDOW`](super::train::MIN_EMA_WINDOW) iterates when not 0).
+    fn ema_window(&self) -> Result<Option<super::train::EmaWindow>, String> {
+        Recipe {
+            ema_fraction: self.ema_fraction,
+            ..self.recipe.clone()
+        }
+        .ema_window(self.steps)
+    }
+
+    /// First step inside the EMA window, and its decay.
+    fn ema(&self) -> Option<(usize, f64)> {
+        self.ema_window()
+            .ok()
+            .flatten()
+            .map(|w| (self.steps - w.window, w.decay))
+    }
+}
+
+/// The training data: cached latents (posterior mean and log-variance) with caption
+/// embeddings, of which the first `train_items` are trained on (the rest are held out).
+pub struct TrainData<'a> {
+    /// The latent cache.
+    pub cache: &'a LatentCache,
+    /// The empty caption's embedding `[text_len, text_dim]`.
+    pub uncond: &'a [f32],
+    /// Items `0..train_items` are drawn for training.
+    pub train_items: usize,
+}
+
+/// One step's progress.
+#[derive(Clone, Copy, Debug)]
+pub struct StepInfo {
+    /// Steps done.
+    pub step: usize,
+    /// Of.
+    pub steps: usize,
+    /// The step's mean task loss over its sub-networks.
+    pub loss: f32,
+}
+
+/// State written at every checkpoint.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct CheckpointState {
+    step: usize,
+    losses: Vec<f32>,
+    settings_hash: String,
+}
+
+/// The result of a training run.
+pub struct TrainedSupernet<B: Backend> {
+    /// The covering architecture.
+    pub arch: UNetArch,
+    /// Its weights (the EMA when `ema_fraction > 0`).
+    pub unet: UNet2DConditionModel<B>,
+    /// Mean task loss of every step.
+    pub losses: Vec<f32>,
+    /// Steps run in this call (0 when the run was already complete).
+    pub steps_run: usize,
+}
+
+fn io_err(file: &Path, e: impl std::fmt::Display) -> EvalError {
+    EvalError::File {
+        file: file.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+fn mix(seed: u64, k: u64) -> u64 {
+    let mut z = seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Zeroes the residual output layers: ResNet `conv2`, attention `proj_out`, `conv_out`.
+struct ZeroResidualOutputs {
+    path: Vec<String>,
+}
+
+impl<B: Backend> ModuleMapper<B> for ZeroResidualOutputs {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let p = self.path.join(".");
+        let zero = p.contains("Resnet.conv2.")
+            || p.contains("Attention.proj_out.")
+            || p.contains("ConvOut.conv_out.");
+        if !zero {
+            return param;
+        }
+        // A new leaf: it must require gradients when the initialised one did.
+        param.map(|t| {
+            let grad = t.is_require_grad();
+            t.zeros_like().set_require_grad(grad)
+        })
+    }
+}
+
+/// The covering architecture, a fresh supernet initialised from `seed` with zeroed residual
+/// outputs, and (with `from`) every same-role, same-shape tensor of a pretrained U-Net.
+pub fn init_supernet<B: Backend>(
+    space: &SearchSpace,
+    topology: &Topology,
+    seed: u64,
+    from: Option<&RoleWeights>,
+    device: &B::Device,
+) -> Result<(UNetArch, UNet2DConditionModel<B>), EvalError> {
+    let arch = space.supernet_arch(topology);
+    let plan = arch.plan()?;
+    let unet = init_seeded::<B, _>(device, seed, || {
+        UNet2DConditionModel::<B>::from_plan(&arch, &plan, device)
+    });
+    let unet = unet.map(&mut ZeroResidualOutputs { path: Vec::new() });
+    let unet = match from {
+        Some(w) => w.inherit(&arch, unet)?.0,
+        None => unet,
+    };
+    Ok((arch, unet))
+}
+
+/// One training batch drawn from `rng`: `batch` training items, each latent sampled from its
+/// posterior and scaled, its caption or (with probability `dropout`) the empty one.
+///
+/// Returns `([b, c, h, w]` latents, `[b, text_len, text_dim]` embeddings).
+pub fn draw_batch<B: Backend>(
+    data: &TrainData,
+    batch: usize,
+    dropout: f64,
+    rng: &mut Rng,
+    device: &B::Device,
+) -> (Tensor<B, 4>, Tensor<B, 3>) {
+    use burn::tensor::TensorData;
+    let cache = data.cache;
+    let [c, h, w] = cache.manifest.latent;
+    let [tl, td] = cache.manifest.text;
+    let (l, t) = (cache.latent_len(), cache.text_len());
+    let sf = cache.manifest.scaling_factor as f32;
+    let idx: Vec<usize> = (0..batch).map(|_| rng.below(data.train_items)).collect();
+    let eps = normal(rng, batch * l);
+    let mut x0 = Vec::with_capacity(batch * l);
+    let mut ctx = Vec::with_capacity(batch * t);
+    for (k, &i) in idx.iter().enumerate() {
+        let (mean, logvar) = (&cache.mean[i * l..][..l], &cache.logvar[i * l..][..l]);
+        x0.extend((0..l).map(|j| (mean[j] + (0.5 * logvar[j]).exp() * eps[k * l + j]) * sf));
+        if rng.uniform() < dropout {
+            ctx.extend_from_slice(data.uncond);
+        } else {
+            ctx.extend_from_slice(&cache.context[i * t..][..t]);
+        }
+    }
+    (
+        Tensor::from_data(TensorData::new(x0, [batch, c, h, w]), device),
+        Tensor::from_data(TensorData::new(ctx, [batch, tl, td]), device),
+    )
+}
+
+/// Where the checkpoints of a run live, and how to read and write them.
+struct Checkpoints {
+    dir: PathBuf,
+    hash: String,
+}
+
+type Rec = NamedMpkFileRecorder<FullPrecisionSettings>;
+
+impl Checkpoints {
+    fn latest(&self) -> PathBuf {
+        self.dir.join("latest.json")
+    }
+
+    fn read(&self) -> Result<Option<(CheckpointState, PathBuf)>, EvalError> {
+        let file = self.latest();
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            return Ok(None);
+        };
+        let state: CheckpointState = serde_json::from_str(&text).map_err(|e| io_err(&file, e))?;
+        if state.settings_hash != self.hash {
+            return Err(io_err(
+                &file,
+                format!(
+                    "checkpoint of other settings (hash {}, these are {}); use another \
+                     directory or delete it",
+                    state.settings_hash, self.hash
+                ),
+            ));
+        }
+        let dir = self.dir.join(format!("step-{}", state.step));
+        Ok(Some((state, dir)))
+    }
+
+    fn write<B: AutodiffBackend, O: Optimizer<UNet2DConditionModel<B>, B>>(
+        &self,
+        state: &CheckpointState,
+        unet: &UNet2DConditionModel<B>,
+        opt: &O,
+        ema: Option<&UNet2DConditionModel<B::InnerBackend>>,
+    ) -> Result<(), EvalError> {
+        let tmp = self.dir.join(format!(".step-{}.tmp", state.step));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+        let rec = Rec::new();
+        unet.clone()
+            .save_file(tmp.join("weights"), &rec)
+            .map_err(|e| io_err(&tmp, e))?;
+        rec.record(opt.to_record(), tmp.join("optimizer"))
+            .map_err(|e| io_err(&tmp, e))?;
+        if let Some(ema) = ema {
+            ema.clone()
+                .save_file(tmp.join("ema"), &rec)
+                .map_err(|e| io_err(&tmp, e))?;
+        }
+        let dir = self.dir.join(format!("step-{}", state.step));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::rename(&tmp, &dir).map_err(|e| io_err(&dir, e))?;
+        let latest_tmp = self.dir.join(".latest.json.tmp");
+        std::fs::write(&latest_tmp, serde_json::to_string(state).expect("json"))
+            .map_err(|e| io_err(&latest_tmp, e))?;
+        std::fs::rename(&latest_tmp, self.latest()).map_err(|e| io_err(&self.latest(), e))?;
+        // Older checkpoints are no longer needed.
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if name.starts_with("step-") && name != format!("step-{}", state.step) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The sub-networks of step `k`: the largest (`None` = the supernet itself), the smallest and
+/// `random_subnets` drawn uniformly from the topology with `rng`.
+fn step_subnets(
+    space: &SearchSpace,
+    topology: &Topology,
+    sup_arch: &UNetArch,
+    smallest: &SubNet,
+    n_random: usize,
+    rng: &mut Rng,
+) -> Result<Vec<SubNet>, EvalError> {
+    let mut out = vec![smallest.clone()];
+    for _ in 0..n_random {
+        let arch = space.sample_in(topology, rng, 10_000).ok_or_else(|| {
+            EvalError::Unsupported(format!(
+                "no candidate of topology {topology} could be drawn"
+            ))
+        })?;
+        out.push(SubNet::new(&arch, sup_arch)?);
+    }
+    Ok(out)
+}
+
+/// Trains (or resumes, from the checkpoints in `dir`) the supernet of `topology`; see the
+/// module docs. `from` is a pretrained U-Net's weights and a label naming them (part of the
+/// settings hash). `stop_after` ends the call early after that many steps of this call (tests
+/// use it to interrupt a run; `None` = to the end).
+#[allow(clippy::too_many_arguments)]
+pub fn train_supernet<B: AutodiffBackend>(
+    space: &SearchSpace,
+    topology: &Topology,
+    data: &TrainData,
+    settings: &SupernetSettings,
+    from: Option<(&RoleWeights, &str)>,
+    dir: &Path,
+    device: &B::Device,
+    stop_after: Option<usize>,
+    progress: &mut dyn FnMut(StepInfo),
+) -> Result<TrainedSupernet<B::InnerBackend>, EvalError> {
+    settings.check()?;
+    if data.train_items == 0 {
+        return Err(EvalError::Unsupported(
+            "supernet: no training items in the latent cache".into(),
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    let ck = Checkpoints {
+        dir: dir.to_path_buf(),
+        hash: settings_hash(space, topology, settings, from.map(|f| f.1)),
+    };
+    let (sup_arch, mut unet) =
+        init_supernet::<B>(space, topology, settings.seed, from.map(|f| f.0), device)?;
+    let mut opt = AdamWConfig::new().init::<B, UNet2DConditionModel<B>>();
+    let ema_cfg = settings.ema();
+    let mut ema: Option<Ema<B::InnerBackend, UNet2DConditionModel<B::InnerBackend>>> = None;
+    let mut losses = Vec::new();
+    let mut start = 0;
+    if let Some((state, cdir)) = ck.read()? {
+        let rec = Rec::new();
+        unet = unet
+            .load_file(cdir.join("weights"), &rec, device)
+            .map_err(|e| io_err(&cdir, e))?;
+        let record = rec
+            .load(cdir.join("optimizer"), device)
+            .map_err(|e| io_err(&cdir, e))?;
+        opt = opt.load_record(record);
+        if let Some((_, decay)) = ema_cfg.filter(|(s, _)| state.step > *s) {
+            let avg = unet
+                .valid()
+                .load_file(cdir.join("ema"), &rec, device)
+                .map_err(|e| io_err(&cdir, e))?;
+            ema = Some(Ema::new(avg, decay));
+        }
+        start = state.step;
+        losses = state.losses;
+    }
+    let smallest_arch = space
+        .smallest_arch(topology)
+        .ok_or_else(|| EvalError::Unsupported(format!("topology {topology} has no candidate")))?;
+    let smallest = SubNet::new(&smallest_arch, &sup_arch)?;
+    let acp = settings.recipe.alphas_cumprod();
+    let mut run = 0;
+    for k in start..settings.steps {
+        if stop_after.is_some_and(|n| run >= n) {
+            break;
+        }
+        let mut rng = Rng::seed(mix(settings.seed, k as u64 + 1));
+        let (x0, ctx) = draw_batch::<B>(
+            data,
+            settings.batch,
+            settings.cond_dropout,
+            &mut rng,
+            device,
+        );
+        let dims = x0.dims();
+        let timesteps: Vec<usize> = (0..dims[0])
+            .map(|_| rng.below(settings.recipe.timesteps))
+            .collect();
+        let noise = normal(&mut rng, dims.iter().product());
+        let subs = step_subnets(
+            space,
+            topology,
+            &sup_arch,
+            &smallest,
+            settings.random_subnets,
+            &mut rng,
+        )?;
+        let nb = noisy_batch(x0, &timesteps, noise, &settings.recipe, &acp);
+        let pred_l = unet.forward(nb.xt.clone(), nb.t.clone(), ctx.clone());
+        let mut task = weighted_mse(pred_l.clone(), nb.target.clone(), nb.weights.clone());
+        let teacher = pred_l.detach();
+        let mut total = task.clone();
+        for sub in &subs {
+            let pred = sub.forward(&unet, nb.xt.clone(), nb.t.clone(), ctx.clone());
+            let l = weighted_mse(pred.clone(), nb.target.clone(), nb.weights.clone());
+            task = task + l.clone();
+            total = total + l;
+            if settings.distill_weight > 0.0 {
+                let d = (pred - teacher.clone()).powi_scalar(2).mean();
+                total = total + d * settings.distill_weight;
+            }
+        }
+        let n = (subs.len() + 1) as f64;
+        let value = task.into_scalar().elem::<f64>() / n;
+        if !value.is_finite() {
+            return Err(EvalError::Diverged(format!(
+                "supernet loss {value} at step {k}; the last good checkpoint is in {}",
+                dir.display()
+            )));
+        }
+        let grads = GradientsParams::from_grads((total / n).backward(), &unet);
+        unet = opt.step(settings.lr_at(k), unet, grads);
+        if let Some((ema_start, decay)) = ema_cfg {
+            if k >= ema_start {
+                let current = unet.valid();
+                match &mut ema {
+                    None => ema = Some(Ema::new(current, decay)),
+                    Some(e) => e.update(&current),
+                }
+            }
+        }
+        losses.push(value as f32);
+        run += 1;
+        let done = k + 1;
+        if done % settings.checkpoint_every == 0 || done == settings.steps {
+            let state = CheckpointState {
+                step: done,
+                losses: losses.clone(),
+                settings_hash: ck.hash.clone(),
+            };
+            let avg = ema.as_ref().map(|e| e.average());
+            ck.write(&state, &unet, &opt, avg)?;
+        }
+        progress(StepInfo {
+            step: done,
+            steps: settings.steps,
+            loss: value as f32,
+        });
+    }
+    let unet = match ema {
+        Some(e) => e.into_inner(),
+        None => unet.valid(),
+    };
+    Ok(TrainedSupernet {
+        arch: sup_arch,
+        unet,
+        losses,
+        steps_run: run,
+    })
+}
+
+/// Hash of everything that determines a supernet's weights (space, topology, settings, the
+/// label of a pretrained start): its cache key and the settings hash recorded beside an
+/// artifact.
+pub fn settings_hash(
+    space: &SearchSpace,
+    topology: &Topology,
+    settings: &SupernetSettings,
+    from: Option<&str>,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let key = serde_json::json!({
+        "space": space,
+        "topology": topology,
+        "settings": settings,
+        "from": from,
+        "version": 1,
+    });
+    Sha256::digest(key.to_string().as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

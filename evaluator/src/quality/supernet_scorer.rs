@@ -1,0 +1,134 @@
+//! The supernet objective of a search: each candidate's validation loss with the weights it
+//! inherits from the trained supernet of its topology, on the proxy's frozen validation set.
+
+use std::path::{Path, PathBuf};
+
+use unas_runtime::device::Cpu;
+use unas_runtime::{SubNet, UNet2DConditionModel};
+use unas_space::UNetArch;
+
+use super::proxy::{Proxy, VAL_BATCH};
+use super::supernet_store::{self, SupernetInfo};
+use super::val_loss::{ValLoss, ValidationSet};
+use crate::EvalError;
+
+/// Trained supernets (one per topology) and the validation set they score on.
+pub struct SupernetScorer {
+    supernets: Vec<(SupernetInfo, UNet2DConditionModel<Cpu>)>,
+    val: ValidationSet,
+    root: PathBuf,
+}
+
+impl std::fmt::Debug for SupernetScorer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SupernetScorer")
+            .field("root", &self.root)
+            .field("supernets", &self.supernets.len())
+            .finish()
+    }
+}
+
+/// A candidate's supernet score.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SupernetScore {
+    /// The validation loss (overall and per band).
+    pub loss: ValLoss,
+    /// What the score is: the validation set, the supernet's topology, hash and seed.
+    pub metric: String,
+}
+
+impl SupernetScorer {
+    /// Loads every supernet under `root` (the folder itself, or its sub-folders holding a
+    /// `supernet.json`); each must have been trained on `proxy`'s data.
+    pub fn load(root: &Path, proxy: &Proxy) -> Result<Self, EvalError> {
+        let mut dirs: Vec<PathBuf> = if root.join("supernet.json").exists() {
+            vec![root.to_path_buf()]
+        } else {
+            std::fs::read_dir(root)
+                .map_err(|e| EvalError::File {
+                    file: root.to_path_buf(),
+                    message: e.to_string(),
+                })?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.join("supernet.json").exists())
+                .collect()
+        };
+        dirs.sort();
+        if dirs.is_empty() {
+            return Err(EvalError::File {
+                file: root.to_path_buf(),
+                message: "no trained supernet here (run `unas supernet train --out DIR`)".into(),
+            });
+        }
+        let data = proxy.describe_data();
+        let mut supernets = Vec::new();
+        for d in dirs {
+            let (info, unet) = supernet_store::load(&d)?;
+            if info.data != data {
+                return Err(EvalError::File {
+                    file: d.join("supernet.json"),
+                    message: format!(
+                        "trained on {}, the study's [quality] data is {data}",
+                        info.data
+                    ),
+                });
+            }
+            supernets.push((info, unet));
+        }
+        Ok(Self {
+            supernets,
+            val: proxy.validation_set(),
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// One line describing the objective.
+    pub fn describe(&self) -> String {
+        let names: Vec<String> = self
+            .supernets
+            .iter()
+            .map(|(i, _)| {
+                format!(
+                    "{} {} seed {}",
+                    i.topology, i.settings_hash, i.settings.seed
+                )
+            })
+            .collect();
+        format!(
+            "supernet validation loss on {} ({})",
+            self.val.label(),
+            names.join(", ")
+        )
+    }
+
+    /// The validation loss of `arch` with weights inherited from its topology's supernet;
+    /// an error when no loaded supernet contains it.
+    pub fn score(&self, arch: &UNetArch) -> Result<SupernetScore, EvalError> {
+        let mut why = Vec::new();
+        for (info, unet) in &self.supernets {
+            match SubNet::new(arch, &info.arch) {
+                Ok(_) => {
+                    let loss = supernet_store::score(info, unet, arch, &self.val, VAL_BATCH)?;
+                    return Ok(SupernetScore {
+                        loss,
+                        metric: format!(
+                            "supernet-val-loss[{}; supernet {} {} seed {}]",
+                            self.val.label(),
+                            info.topology,
+                            info.settings_hash,
+                            info.settings.seed
+                        ),
+                    });
+                }
+                Err(e) => why.push(format!("{}: {e}", info.topology)),
+            }
+        }
+        Err(EvalError::Unsupported(format!(
+            "arch `{}` is in none of the supernets in {} ({})",
+            arch.hash_id(),
+            self.root.display(),
+            why.join("; ")
+        )))
+    }
+}

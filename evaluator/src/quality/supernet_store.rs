@@ -1,0 +1,230 @@
+//! Trained supernets on disk: `supernet.mpk` (burn's named MessagePack, full precision) and
+//! `supernet.json` (what made it: space, topology, covering architecture, settings and their
+//! hash, the pretrained start, the data, the command, the commit, the date, the losses), and
+//! scoring a candidate with weights inherited from one.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+use unas_runtime::device::Cpu;
+use unas_runtime::{SubNet, UNet2DConditionModel};
+use unas_space::{SearchSpace, Topology, UNetArch};
+
+use super::supernet::{SupernetSettings, TrainedSupernet};
+use super::val_loss::{ValLoss, ValidationSet};
+use crate::EvalError;
+
+/// What made a supernet (`supernet.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupernetInfo {
+    /// Space name.
+    pub space: String,
+    /// Topology name.
+    pub topology: String,
+    /// Covering architecture.
+    pub arch: UNetArch,
+    /// Training settings.
+    pub settings: SupernetSettings,
+    /// Hash of space, topology, settings and pretrained start ([`super::supernet::settings_hash`]).
+    pub settings_hash: String,
+    /// Pretrained start, when there was one.
+    pub from: Option<String>,
+    /// The proxy data it was trained on (dataset, images, VAE, text encoder).
+    pub data: String,
+    /// Steps trained.
+    pub steps: usize,
+    /// Mean task loss over the last 10 % of the steps.
+    pub final_loss: f64,
+    /// Task loss of every 10th step.
+    pub loss_curve: Vec<f32>,
+    /// The command line that trained it.
+    pub command: String,
+    /// unas version.
+    pub version: String,
+    /// Git commit of the working tree it was trained from, when known.
+    pub commit: Option<String>,
+    /// When it finished (UTC, RFC 3339).
+    pub date: String,
+}
+
+impl SupernetInfo {
+    /// The record of a finished training run.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        space: &SearchSpace,
+        topology: &Topology,
+        arch: &UNetArch,
+        settings: &SupernetSettings,
+        settings_hash: &str,
+        from: Option<String>,
+        data: String,
+        losses: &[f32],
+        command: String,
+    ) -> Self {
+        let tail = (losses.len() / 10).max(1).min(losses.len().max(1));
+        let final_loss = if losses.is_empty() {
+            f64::NAN
+        } else {
+            losses[losses.len() - tail..]
+                .iter()
+                .map(|&v| v as f64)
+                .sum::<f64>()
+                / tail as f64
+        };
+        Self {
+            space: space.name.clone(),
+            topology: topology.to_string(),
+            arch: arch.clone(),
+            settings: settings.clone(),
+            settings_hash: settings_hash.to_string(),
+            from,
+            data,
+            steps: losses.len(),
+            final_loss,
+            loss_curve: losses.iter().step_by(10).copied().collect(),
+            command,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            commit: git_commit(),
+            date: utc_now(),
+        }
+    }
+}
+
+fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn io_err(file: &Path, e: impl std::fmt::Display) -> EvalError {
+    EvalError::File {
+        file: file.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+type Rec = NamedMpkFileRecorder<FullPrecisionSettings>;
+
+/// True when `dir` holds a finished supernet with settings hash `hash`.
+pub fn is_complete(dir: &Path, hash: &str) -> bool {
+    std::fs::read_to_string(dir.join("supernet.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<SupernetInfo>(&t).ok())
+        .is_some_and(|i| i.settings_hash == hash && dir.join("supernet.mpk").exists())
+}
+
+/// Writes `supernet.mpk` and then `supernet.json` into `dir` (each written beside its place
+/// and renamed: a reader never sees half a file; the JSON, written last, marks completion).
+pub fn save<B: Backend>(
+    dir: &Path,
+    info: &SupernetInfo,
+    unet: &UNet2DConditionModel<B>,
+) -> Result<(), EvalError> {
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    // burn's recorder appends `.mpk`.
+    let tmp = dir.join("tmp-supernet");
+    unet.clone()
+        .save_file(&tmp, &Rec::new())
+        .map_err(|e| io_err(&tmp, e))?;
+    let file = dir.join("supernet.mpk");
+    std::fs::rename(tmp.with_extension("mpk"), &file).map_err(|e| io_err(&file, e))?;
+    let json = dir.join("supernet.json");
+    let tmp_json = dir.join(".supernet.json.tmp");
+    std::fs::write(
+        &tmp_json,
+        serde_json::to_string_pretty(info).expect("serialisable"),
+    )
+    .map_err(|e| io_err(&tmp_json, e))?;
+    std::fs::rename(&tmp_json, &json).map_err(|e| io_err(&json, e))
+}
+
+/// Reads a supernet folder written by [`save`], on the CPU.
+pub fn load(dir: &Path) -> Result<(SupernetInfo, UNet2DConditionModel<Cpu>), EvalError> {
+    let json = dir.join("supernet.json");
+    let text = std::fs::read_to_string(&json).map_err(|e| io_err(&json, e))?;
+    let info: SupernetInfo = serde_json::from_str(&text).map_err(|e| io_err(&json, e))?;
+    let device = Default::default();
+    let unet = UNet2DConditionModel::<Cpu>::init(&info.arch, &device)?;
+    let file = dir.join("supernet.mpk");
+    let unet = unet
+        .load_file(&file, &Rec::new(), &device)
+        .map_err(|e| io_err(&file, e))?;
+    Ok((info, unet))
+}
+
+/// The weights of a supernet trained on another backend, on the CPU (through the same file
+/// format).
+pub fn to_cpu<B: Backend>(t: TrainedSupernet<B>) -> Result<TrainedSupernet<Cpu>, EvalError> {
+    let dir = tempdir()?;
+    let tmp = dir.join("weights");
+    t.unet
+        .save_file(&tmp, &Rec::new())
+        .map_err(|e| io_err(&tmp, e))?;
+    let device = Default::default();
+    let unet = UNet2DConditionModel::<Cpu>::init(&t.arch, &device)?
+        .load_file(&tmp, &Rec::new(), &device)
+        .map_err(|e| io_err(&tmp, e))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(TrainedSupernet {
+        arch: t.arch,
+        unet,
+        losses: t.losses,
+        steps_run: t.steps_run,
+    })
+}
+
+fn tempdir() -> Result<std::path::PathBuf, EvalError> {
+    let dir = std::env::temp_dir().join(format!("unas-supernet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+    Ok(dir)
+}
+
+/// The validation loss of `arch` with the weights it inherits from the supernet `unet`
+/// (covering architecture `info.arch`), scored on `val` in chunks of `batch`.
+pub fn score(
+    info: &SupernetInfo,
+    unet: &UNet2DConditionModel<Cpu>,
+    arch: &UNetArch,
+    val: &ValidationSet,
+    batch: usize,
+) -> Result<ValLoss, EvalError> {
+    let sub = SubNet::new(arch, &info.arch)?;
+    let device = Default::default();
+    Ok(
+        val.loss::<Cpu>(&info.settings.recipe, batch, &device, &|x, t, c| {
+            sub.forward(unet, x, t, c)
+        }),
+    )
+}

@@ -1,0 +1,406 @@
+//! `unas supernet …`: weight-sharing supernets of a search space — list a space's topologies,
+//! train one supernet per topology with the sandwich rule (resumable), and score candidates
+//! with weights inherited from a trained supernet (deterministic validation loss).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use unas_evaluator::quality::proxy::{default_cache_root, ProxyConfig};
+use unas_evaluator::quality::supernet::{
+    settings_hash, StepInfo, SupernetSettings, TrainData, TrainedSupernet,
+};
+use unas_evaluator::quality::supernet_store::{self, SupernetInfo};
+use unas_evaluator::quality::val_loss::ValLoss;
+use unas_runtime::device::Device;
+use unas_runtime::{RoleWeights, UNet2DConditionModel};
+use unas_space::{load_arch, SearchSpace, Topology};
+
+use super::quality::{prepare, read_proxy_config, say};
+use super::{CliError, CmdResult};
+
+/// `unas supernet …`.
+#[derive(Subcommand)]
+pub enum SupernetCommand {
+    /// List the topologies of a space (one supernet each) with their covering architectures.
+    List(ListArgs),
+    /// Train the supernet of one topology (or of all) with the sandwich rule: every step the
+    /// largest, the smallest and random sub-networks on one minibatch, inplace distillation,
+    /// the seed's recipe, warm-up + cosine decay, EMA. Checkpoints every N steps; run the same
+    /// command again to resume after an interruption.
+    Train(Box<TrainArgs>),
+    /// Validation loss of an architecture with weights inherited from its trained supernet.
+    Score(ScoreArgs),
+}
+
+/// The proxy data the supernet trains on (the latent cache of `unas quality`).
+#[derive(Args, Clone)]
+pub struct DataArgs {
+    /// A study file (its `[quality]` table) or a TOML file with the proxy settings: its data
+    /// settings (dataset, images, VAE, text encoder) choose the latent cache.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// builtin, fashion-mnist or a folder of captioned images.
+    #[arg(long)]
+    data: Option<String>,
+    /// Cache folder (trained VAE, latents, text embeddings).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+}
+
+impl DataArgs {
+    fn resolve(&self) -> Result<ProxyConfig, CliError> {
+        let mut cfg = match &self.config {
+            None => ProxyConfig::default(),
+            Some(path) => read_proxy_config(path)?,
+        };
+        if let Some(v) = &self.data {
+            cfg.data = v.clone();
+        }
+        if let Some(v) = &self.cache {
+            cfg.cache_dir = Some(v.clone());
+        }
+        cfg.check().map_err(CliError::input)?;
+        Ok(cfg)
+    }
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    /// Search space: preset or TOML file.
+    #[arg(long, default_value = "tiny")]
+    space: String,
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Search space: preset or TOML file.
+    #[arg(long, default_value = "tiny")]
+    space: String,
+    /// Topology to train (a name from `unas supernet list`), or `all`.
+    #[arg(long, default_value = "all")]
+    topology: String,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Optimiser steps.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Minibatch.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Random sub-networks per step besides the largest and the smallest.
+    #[arg(long)]
+    random_subnets: Option<usize>,
+    /// Weight of inplace distillation onto the largest sub-network (0 = off).
+    #[arg(long)]
+    distill: Option<f64>,
+    /// EMA over this last fraction of the steps (0 = none).
+    #[arg(long)]
+    ema_fraction: Option<f64>,
+    /// Checkpoint every N steps.
+    #[arg(long)]
+    checkpoint_every: Option<usize>,
+    /// Seed of the initialisation and of every step's draws.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Start from a pretrained diffusers U-Net folder (`config.json` +
+    /// `diffusion_pytorch_model.safetensors`, e.g. SD1.5's `unet/`): weights mapped by role
+    /// where shapes match.
+    #[arg(long)]
+    from: Option<PathBuf>,
+    /// Device: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Output folder (default: the cache's `supernets/TOPOLOGY-HASH`). With `--topology all`,
+    /// one sub-folder per topology.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ScoreArgs {
+    /// Architecture: preset or unas TOML file.
+    #[arg(long)]
+    arch: String,
+    /// A trained supernet folder (written by `unas supernet train`).
+    #[arg(long)]
+    supernet: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `unas supernet …`.
+pub fn run(c: SupernetCommand) -> CmdResult {
+    match c {
+        SupernetCommand::List(a) => list(a),
+        SupernetCommand::Train(a) => train(*a),
+        SupernetCommand::Score(a) => score(a),
+    }
+}
+
+fn list(a: ListArgs) -> CmdResult {
+    let space = SearchSpace::load(&a.space)?;
+    println!("{:<32} {:>12}  covering architecture", "topology", "params");
+    for t in space.topologies() {
+        let arch = space.supernet_arch(&t);
+        let plan = arch.plan().map_err(CliError::failure)?;
+        let params = plan
+            .cost(&unas_space::CostQuery {
+                height: 16,
+                width: 16,
+                batch: 1,
+                text_len: 1,
+            })
+            .map_err(CliError::failure)?
+            .params;
+        let depth: Vec<String> = arch
+            .down
+            .iter()
+            .map(|d| format!("{}R{}A", d.resnets, d.attentions))
+            .collect();
+        println!(
+            "{:<32} {:>12}  down {} | mid {}R{}A",
+            t.to_string(),
+            params,
+            depth.join(" "),
+            arch.mid.resnets,
+            arch.mid.attentions
+        );
+    }
+    Ok(())
+}
+
+fn settings(a: &TrainArgs) -> SupernetSettings {
+    let mut s = SupernetSettings::default();
+    if let Some(v) = a.steps {
+        s.steps = v;
+    }
+    if let Some(v) = a.batch {
+        s.batch = v;
+    }
+    if let Some(v) = a.lr {
+        s.lr = v;
+    }
+    if let Some(v) = a.random_subnets {
+        s.random_subnets = v;
+    }
+    if let Some(v) = a.distill {
+        s.distill_weight = v;
+    }
+    if let Some(v) = a.ema_fraction {
+        s.ema_fraction = v;
+    }
+    if let Some(v) = a.checkpoint_every {
+        s.checkpoint_every = v;
+    }
+    if let Some(v) = a.seed {
+        s.seed = v;
+    }
+    s
+}
+
+/// Reads a pretrained diffusers U-Net folder into role-addressed weights and its label.
+fn read_pretrained(dir: &Path) -> Result<(RoleWeights, String), CliError> {
+    use unas_runtime::pipeline::model_dir::find_weights;
+    use unas_runtime::pipeline::stable_diffusion::read_unet_arch;
+    let config = dir.join("config.json");
+    let arch = read_unet_arch(&config).map_err(CliError::input)?;
+    let file = find_weights(dir, "diffusion_pytorch_model").map_err(CliError::input)?;
+    let device = Default::default();
+    let unet = UNet2DConditionModel::<unas_runtime::device::Cpu>::load(&arch, &file, &device)
+        .map_err(CliError::input)?;
+    let weights = RoleWeights::from_unet(&arch, &unet).map_err(CliError::failure)?;
+    Ok((weights, format!("{} ({})", dir.display(), arch.hash_id())))
+}
+
+fn train(a: TrainArgs) -> CmdResult {
+    let space = SearchSpace::load(&a.space)?;
+    let device: Device = a.device.parse().map_err(CliError::input)?;
+    device.check().map_err(CliError::input)?;
+    let all = space.topologies();
+    let topologies: Vec<Topology> = if a.topology == "all" {
+        all
+    } else {
+        let t = all
+            .into_iter()
+            .find(|t| t.to_string() == a.topology)
+            .ok_or_else(|| {
+                CliError::input(format!(
+                    "--topology: `{}` is not a topology of space `{}` (see `unas supernet list \
+                     --space {}`)",
+                    a.topology, a.space, a.space
+                ))
+            })?;
+        vec![t]
+    };
+    let s = settings(&a);
+    s.check().map_err(CliError::input)?;
+    let from = a.from.as_deref().map(read_pretrained).transpose()?;
+    let cfg = a.data.resolve()?;
+    let proxy = prepare(&cfg, space.stem.cross_attention_dim)?;
+    for t in &topologies {
+        let hash = settings_hash(&space, t, &s, from.as_ref().map(|f| f.1.as_str()));
+        let dir = match (&a.out, topologies.len()) {
+            (Some(o), 1) => o.clone(),
+            (Some(o), _) => o.join(format!("{t}-{hash}")),
+            (None, _) => proxy_cache_root(&cfg)
+                .join("supernets")
+                .join(format!("{t}-{hash}")),
+        };
+        if supernet_store::is_complete(&dir, &hash) {
+            println!("{t}: already trained ({})", dir.display());
+            continue;
+        }
+        let bar = ProgressBar::new(s.steps as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg} [{bar:30}] {pos}/{len} steps, loss {prefix}, {elapsed} (ETA {eta})",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_message(t.to_string());
+        let t0 = Instant::now();
+        let mut last_log = Instant::now();
+        let mut on_step = |i: StepInfo| {
+            bar.set_position(i.step as u64);
+            bar.set_prefix(format!("{:.4}", i.loss));
+            if bar.is_hidden() && (last_log.elapsed().as_secs() >= 10 || i.step == i.steps) {
+                eprintln!("{t}: step {}/{} loss {:.4}", i.step, i.steps, i.loss);
+                last_log = Instant::now();
+            }
+        };
+        let data = TrainData {
+            cache: proxy.cache(),
+            uncond: proxy.uncond(),
+            train_items: proxy.train_items(),
+        };
+        let from_ref = from.as_ref().map(|(w, l)| (w, l.as_str()));
+        let trained = train_on(device, &space, t, &data, &s, from_ref, &dir, &mut on_step)?;
+        bar.finish_and_clear();
+        let info = SupernetInfo::new(
+            &space,
+            t,
+            &trained.arch,
+            &s,
+            &hash,
+            from.as_ref().map(|f| f.1.clone()),
+            proxy.describe_data(),
+            &trained.losses,
+            std::env::args().collect::<Vec<_>>().join(" "),
+        );
+        supernet_store::save(&dir, &info, &trained.unet).map_err(CliError::failure)?;
+        say(
+            &bar,
+            format!(
+                "{t}: {} steps in {:.0} s, final loss {:.4} -> {}",
+                trained.steps_run,
+                t0.elapsed().as_secs_f64(),
+                info.final_loss,
+                dir.display()
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn proxy_cache_root(cfg: &ProxyConfig) -> PathBuf {
+    cfg.cache_dir.clone().unwrap_or_else(default_cache_root)
+}
+
+/// Trains on `device` (burn's autodiff over the CPU backend, or CUDA with the feature).
+#[allow(clippy::too_many_arguments)]
+fn train_on(
+    device: Device,
+    space: &SearchSpace,
+    t: &Topology,
+    data: &TrainData,
+    s: &SupernetSettings,
+    from: Option<(&RoleWeights, &str)>,
+    dir: &Path,
+    progress: &mut dyn FnMut(StepInfo),
+) -> Result<TrainedSupernet<unas_runtime::device::Cpu>, CliError> {
+    use unas_evaluator::quality::supernet::train_supernet;
+    let err = |e: unas_evaluator::EvalError| CliError::failure(format!("training {t}: {e}"));
+    match device {
+        Device::Cpu => train_supernet::<burn::backend::Autodiff<unas_runtime::device::Cpu>>(
+            space,
+            t,
+            data,
+            s,
+            from,
+            dir,
+            &Default::default(),
+            None,
+            progress,
+        )
+        .map_err(err),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(i) => {
+            let trained = train_supernet::<burn::backend::Autodiff<unas_runtime::device::Cuda>>(
+                space,
+                t,
+                data,
+                s,
+                from,
+                dir,
+                &burn::backend::cuda::CudaDevice::new(i),
+                None,
+                progress,
+            )
+            .map_err(err)?;
+            // Weights move to the host for saving and scoring.
+            supernet_store::to_cpu(trained).map_err(err)
+        }
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(_) => unreachable!("Device::check rejects CUDA without the feature"),
+    }
+}
+
+fn score(a: ScoreArgs) -> CmdResult {
+    let arch = load_arch(&a.arch)?;
+    let (info, unet) = supernet_store::load(&a.supernet).map_err(CliError::input)?;
+    let cfg = a.data.resolve()?;
+    let proxy = prepare(&cfg, arch.stem.cross_attention_dim)?;
+    if proxy.describe_data() != info.data {
+        return Err(CliError::input(format!(
+            "{}: the supernet was trained on {}, these settings give {}",
+            a.supernet.display(),
+            info.data,
+            proxy.describe_data()
+        )));
+    }
+    let val = proxy.validation_set();
+    let loss: ValLoss =
+        supernet_store::score(&info, &unet, &arch, &val, 64).map_err(CliError::input)?;
+    if a.json {
+        let out = serde_json::json!({
+            "arch": arch.hash_id(),
+            "supernet": info.settings_hash,
+            "topology": info.topology,
+            "metric": val.label(),
+            "val_loss": loss.overall,
+            "bands": loss.bands,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+    } else {
+        println!(
+            "{}: validation loss {:.5} ({}; supernet {} {})",
+            arch.hash_id(),
+            loss.overall,
+            val.label(),
+            info.topology,
+            info.settings_hash
+        );
+        let bands: Vec<String> = loss.bands.iter().map(|b| format!("{b:.4}")).collect();
+        println!("  per timestep band (low noise first): {}", bands.join(" "));
+    }
+    Ok(())
+}

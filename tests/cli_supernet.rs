@@ -1,0 +1,211 @@
+//! CLI-level tests of `unas supernet` (list, train, resume, score) and of a search on the
+//! supernet objective, at a tiny budget (a 3-step supernet of `tiny-depth`'s diffusers
+//! topology on 200 built-in images, in a private cache).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn unas_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_unas"))
+        .args(args)
+        .current_dir(dir)
+        .env("UNAS_CACHE_DIR", dir.join(".unas-cache"))
+        .output()
+        .expect("run unas")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+const QUALITY: &str = r#"
+[quality]
+data = "builtin"
+images = 200
+val_items = 24
+val_bands = 2
+steps = 4
+batch = 4
+samples = 16
+sampling_steps = 4
+vae_steps = 20
+extractor_images = 300
+extractor_epochs = 1
+
+[quality.recipe]
+ema_fraction = 0.0
+"#;
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
+#[test]
+fn train_resume_score_and_search_on_a_supernet() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("data.toml"), QUALITY).unwrap();
+
+    let out = ok(&unas_in(d, &["supernet", "list", "--space", "tiny-depth"]));
+    assert!(
+        out.contains("diffusers-32-64-64-64") && out.contains("flexible-32-64-64-64"),
+        "{out}"
+    );
+
+    // Bad input: one clear error each, exit 2.
+    let o = unas_in(
+        d,
+        &[
+            "supernet",
+            "train",
+            "--space",
+            "tiny-depth",
+            "--topology",
+            "nope",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("nope"), "{}", text(&o.stderr));
+    let o = unas_in(
+        d,
+        &[
+            "supernet",
+            "train",
+            "--space",
+            "tiny-depth",
+            "--device",
+            "cuda",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).to_lowercase().contains("cuda"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    let train = [
+        "supernet",
+        "train",
+        "--space",
+        "tiny-depth",
+        "--topology",
+        "diffusers-32-64-64-64",
+        "--config",
+        "data.toml",
+        "--steps",
+        "3",
+        "--batch",
+        "2",
+        "--random-subnets",
+        "1",
+        "--checkpoint-every",
+        "2",
+        // 3 steps are too few for an EMA (at least 10 iterates).
+        "--ema-fraction",
+        "0",
+        "--out",
+        "sn/diffusers",
+    ];
+    ok(&unas_in(d, &train));
+    let info: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(d.join("sn/diffusers/supernet.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(info["topology"], "diffusers-32-64-64-64");
+    assert_eq!(info["steps"], 3);
+    assert!(info["settings_hash"].as_str().unwrap().len() == 16);
+    // The same command again: nothing to do.
+    let again = ok(&unas_in(d, &train));
+    assert!(again.contains("already trained"), "{again}");
+
+    // Scores: deterministic, and an arch of another topology is refused.
+    let score = |arch: &str| {
+        unas_in(
+            d,
+            &[
+                "supernet",
+                "score",
+                "--supernet",
+                "sn/diffusers",
+                "--arch",
+                arch,
+                "--config",
+                "data.toml",
+                "--json",
+            ],
+        )
+    };
+    let a: serde_json::Value = serde_json::from_str(&ok(&score("tiny"))).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&ok(&score("tiny"))).unwrap();
+    assert_eq!(a["val_loss"], b["val_loss"]);
+    assert!(a["val_loss"].as_f64().unwrap().is_finite());
+    assert_eq!(a["bands"].as_array().unwrap().len(), 2);
+    let o = score("tiny-nas");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("supernet"), "{}", text(&o.stderr));
+
+    // A search of the diffusers-layout candidates on the supernet objective.
+    let space = std::fs::read_to_string(root().join("configs/spaces/tiny-depth.toml"))
+        .unwrap()
+        .replace(
+            "layouts = [\"diffusers\", \"flexible\"]",
+            "layouts = [\"diffusers\"]",
+        );
+    std::fs::write(d.join("space.toml"), space).unwrap();
+    let study = format!(
+        r#"
+name = "sn"
+space = "space.toml"
+trials = 4
+seed = 0
+jobs = 1
+references = ["tiny"]
+
+[controller]
+kind = "random"
+
+[latency]
+model = "lut:{lut}"
+budget_ms = 1000.0
+latent = 16
+batch = 2
+text_len = 16
+dtype = "f32"
+{QUALITY}objective = "supernet-val-loss"
+supernets = "sn"
+"#,
+        lut = root().join("configs/devices/cpu-tiny.lut.toml").display()
+    );
+    // `objective`/`supernets` belong to [quality]: put them before its sub-table.
+    let study = study.replace(
+        "\n[quality.recipe]\nema_fraction = 0.0\nobjective = \"supernet-val-loss\"\nsupernets = \"sn\"\n",
+        "objective = \"supernet-val-loss\"\nsupernets = \"sn\"\n\n[quality.recipe]\nema_fraction = 0.0\n",
+    );
+    std::fs::write(d.join("study.toml"), study).unwrap();
+    let o = unas_in(
+        d,
+        &[
+            "search",
+            "--config",
+            "study.toml",
+            "--out",
+            "run",
+            "--quiet",
+        ],
+    );
+    ok(&o);
+    let report = std::fs::read_to_string(d.join("run/report.md")).unwrap();
+    assert!(report.contains("supernet-val-loss"), "{report}");
+}
