@@ -21,7 +21,7 @@ use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
 use serde::{Deserialize, Serialize};
-use unas_runtime::{RoleWeights, SubNet, UNet2DConditionModel};
+use unas_runtime::{InheritStats, RoleWeights, SubNet, UNet2DConditionModel};
 use unas_space::rng::Rng;
 use unas_space::{SearchSpace, Topology, UNetArch};
 
@@ -221,25 +221,29 @@ impl<B: Backend> ModuleMapper<B> for ZeroResidualOutputs {
 }
 
 /// The covering architecture, a fresh supernet initialised from `seed` with zeroed residual
-/// outputs, and (with `from`) every same-role, same-shape tensor of a pretrained U-Net.
+/// outputs, and (with `from`) every same-role, same-shape tensor of a pretrained U-Net, with
+/// the counts of inherited and fresh tensors.
 pub fn init_supernet<B: Backend>(
     space: &SearchSpace,
     topology: &Topology,
     seed: u64,
     from: Option<&RoleWeights>,
     device: &B::Device,
-) -> Result<(UNetArch, UNet2DConditionModel<B>), EvalError> {
+) -> Result<(UNetArch, UNet2DConditionModel<B>, Option<InheritStats>), EvalError> {
     let arch = space.supernet_arch(topology);
     let plan = arch.plan()?;
     let unet = init_seeded::<B, _>(device, seed, || {
         UNet2DConditionModel::<B>::from_plan(&arch, &plan, device)
     });
     let unet = unet.map(&mut ZeroResidualOutputs { path: Vec::new() });
-    let unet = match from {
-        Some(w) => w.inherit(&arch, unet)?.0,
-        None => unet,
+    let (unet, stats) = match from {
+        Some(w) => {
+            let (unet, stats) = w.inherit(&arch, unet)?;
+            (unet, Some(stats))
+        }
+        None => (unet, None),
     };
-    Ok((arch, unet))
+    Ok((arch, unet, stats))
 }
 
 /// One training batch drawn from `rng`: `batch` training items, each latent sampled from its
@@ -401,7 +405,7 @@ pub fn train_supernet<B: AutodiffBackend>(
         dir: dir.to_path_buf(),
         hash: settings_hash(space, topology, settings, from.map(|f| f.1)),
     };
-    let (sup_arch, mut unet) =
+    let (sup_arch, mut unet, _) =
         init_supernet::<B>(space, topology, settings.seed, from.map(|f| f.0), device)?;
     let mut opt = AdamWConfig::new().init::<B, UNet2DConditionModel<B>>();
     let ema_cfg = settings.ema();
