@@ -6,6 +6,7 @@
 //! - [`quality`]: captioned datasets (procedural shapes, Fashion-MNIST, image folders) and
 //!   distribution distances (Fréchet distance, KID).
 
+pub mod clock;
 pub mod error;
 pub mod latency;
 pub mod quality;

@@ -46,15 +46,51 @@ enum QualityCommand {
     Recipes(RecipesArgs),
 }
 
-/// Proxy settings; each overrides the value from `--config` (or the default).
+/// Where the proxy settings and data come from: `--config`, `--data`, `--cache` (the rest
+/// of [`ProxyArgs`], and all `unas supernet` needs).
 #[derive(Args, Clone)]
-struct ProxyArgs {
+pub(super) struct DataArgs {
     /// A study file (its `[quality]` table) or a TOML file with the proxy settings.
     #[arg(long)]
     config: Option<PathBuf>,
     /// builtin, fashion-mnist or a folder of captioned images.
     #[arg(long)]
     data: Option<String>,
+    /// Cache folder (trained VAE, latents, text embeddings, extractor).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+}
+
+impl DataArgs {
+    /// The settings of `--config` (or the defaults) with `--data` and `--cache` applied,
+    /// unchecked.
+    fn base(&self) -> Result<ProxyConfig, CliError> {
+        let mut cfg = match &self.config {
+            None => ProxyConfig::default(),
+            Some(path) => read_proxy_config(path)?,
+        };
+        if let Some(v) = &self.data {
+            cfg.data = v.clone();
+        }
+        if let Some(v) = &self.cache {
+            cfg.cache_dir = Some(v.clone());
+        }
+        Ok(cfg)
+    }
+
+    /// [`Self::base`], checked.
+    pub(super) fn resolve(&self) -> Result<ProxyConfig, CliError> {
+        let cfg = self.base()?;
+        cfg.check().map_err(CliError::input)?;
+        Ok(cfg)
+    }
+}
+
+/// Proxy settings; each overrides the value from `--config` (or the default).
+#[derive(Args, Clone)]
+struct ProxyArgs {
+    #[command(flatten)]
+    source: DataArgs,
     /// Training steps.
     #[arg(long)]
     steps: Option<usize>,
@@ -84,20 +120,11 @@ struct ProxyArgs {
     /// Training steps of the teacher (trained once, cached).
     #[arg(long)]
     teacher_steps: Option<usize>,
-    /// Cache folder (trained VAE, latents, text embeddings, extractor).
-    #[arg(long)]
-    cache: Option<PathBuf>,
 }
 
 impl ProxyArgs {
     fn resolve(&self) -> Result<ProxyConfig, CliError> {
-        let mut cfg = match &self.config {
-            None => ProxyConfig::default(),
-            Some(path) => read_proxy_config(path)?,
-        };
-        if let Some(v) = &self.data {
-            cfg.data = v.clone();
-        }
+        let mut cfg = self.source.base()?;
         if let Some(v) = self.steps {
             cfg.steps = v;
         }
@@ -124,9 +151,6 @@ impl ProxyArgs {
         }
         if let Some(v) = self.teacher_steps {
             cfg.teacher_steps = v;
-        }
-        if let Some(v) = &self.cache {
-            cfg.cache_dir = Some(v.clone());
         }
         cfg.check().map_err(CliError::input)?;
         Ok(cfg)

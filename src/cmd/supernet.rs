@@ -17,7 +17,7 @@ use unas_runtime::device::Device;
 use unas_runtime::{RoleWeights, UNet2DConditionModel};
 use unas_space::{load_arch, SearchSpace, Topology};
 
-use super::quality::{prepare, read_proxy_config, say};
+use super::quality::{prepare, say, DataArgs};
 use super::{CliError, CmdResult};
 
 /// `unas supernet …`.
@@ -32,38 +32,6 @@ pub enum SupernetCommand {
     Train(Box<TrainArgs>),
     /// Validation loss of an architecture with weights inherited from its trained supernet.
     Score(ScoreArgs),
-}
-
-/// The proxy data the supernet trains on (the latent cache of `unas quality`).
-#[derive(Args, Clone)]
-pub struct DataArgs {
-    /// A study file (its `[quality]` table) or a TOML file with the proxy settings: its data
-    /// settings (dataset, images, VAE, text encoder) choose the latent cache.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// builtin, fashion-mnist or a folder of captioned images.
-    #[arg(long)]
-    data: Option<String>,
-    /// Cache folder (trained VAE, latents, text embeddings).
-    #[arg(long)]
-    cache: Option<PathBuf>,
-}
-
-impl DataArgs {
-    fn resolve(&self) -> Result<ProxyConfig, CliError> {
-        let mut cfg = match &self.config {
-            None => ProxyConfig::default(),
-            Some(path) => read_proxy_config(path)?,
-        };
-        if let Some(v) = &self.data {
-            cfg.data = v.clone();
-        }
-        if let Some(v) = &self.cache {
-            cfg.cache_dir = Some(v.clone());
-        }
-        cfg.check().map_err(CliError::input)?;
-        Ok(cfg)
-    }
 }
 
 #[derive(Args)]
