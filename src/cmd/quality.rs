@@ -700,8 +700,10 @@ fn write_summary(
     md.push_str(
         "\nScores are oriented lower = better (parameters and MACs negated: more is predicted \
          better). τ is τ-b against the ground-truth mean; CIs are percentile bootstraps over \
-         architectures (2000 resamples). Recompute with `unas quality calibrate --summary-only \
-         --out DIR`.\n",
+         architectures (2000 resamples). `scratch-val-loss@B` is the validation loss after B \
+         steps of seed 0's ground-truth run itself: while seed 0 is part of the ground-truth \
+         mean it is not an independent proxy (an upper bound for early stopping). Recompute \
+         with `unas quality calibrate --summary-only --out DIR`.\n",
     );
     write("README.md", &md)?;
     print!("{md}");
