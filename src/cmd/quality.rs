@@ -217,8 +217,9 @@ struct CalibrateArgs {
     /// Only recompute the summary from the tables in OUT.
     #[arg(long)]
     summary_only: bool,
+    /// The proxy's data and training settings (batch, recipe) come from `--config`.
     #[command(flatten)]
-    proxy: ProxyArgs,
+    proxy: DataArgs,
     /// Output folder: archs/, ground_truth.csv, proxy_scores.csv, summary.csv, README.md.
     #[arg(long, default_value = "docs/calibration")]
     out: PathBuf,
@@ -229,9 +230,10 @@ struct RecipesArgs {
     /// Architecture: preset or unas TOML file.
     #[arg(long, default_value = "tiny-nas")]
     arch: String,
-    /// Sampling-step counts to score.
+    /// Sampling-step counts to score (comma-separated; named apart from the proxy's single
+    /// `--sampling-steps`).
     #[arg(long, value_delimiter = ',', default_value = "10,20,30,50")]
-    sampling_steps: Vec<usize>,
+    compare_steps: Vec<usize>,
     /// Candidate seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -712,8 +714,8 @@ fn write_summary(
 
 fn recipes(a: RecipesArgs) -> CmdResult {
     let arch = load_arch(&a.arch)?;
-    if a.sampling_steps.is_empty() || a.sampling_steps.contains(&0) {
-        return Err(CliError::input("--sampling-steps: positive step counts"));
+    if a.compare_steps.is_empty() || a.compare_steps.contains(&0) {
+        return Err(CliError::input("--compare-steps: positive step counts"));
     }
     let base = a.proxy.resolve()?;
     let mut md = format!(
@@ -726,12 +728,12 @@ fn recipes(a: RecipesArgs) -> CmdResult {
         base.samples,
         base.guidance,
         base.data,
-        a.sampling_steps
+        a.compare_steps
             .iter()
             .map(|s| format!("FD @ {s} steps"))
             .collect::<Vec<_>>()
             .join(" | "),
-        "---:|".repeat(a.sampling_steps.len())
+        "---:|".repeat(a.compare_steps.len())
     );
     let mut results = Vec::new();
     for (label, r) in [
@@ -752,7 +754,7 @@ fn recipes(a: RecipesArgs) -> CmdResult {
             .train(&arch, a.seed, cfg.steps, &mut |_, _| {})
             .map_err(|e| CliError::failure(format!("recipe {label}: {e}")))?;
         let mut fds = Vec::new();
-        for &s in &a.sampling_steps {
+        for &s in &a.compare_steps {
             bar.set_message(format!("recipe {label}: sampling with {s} steps"));
             let images = proxy
                 .sample(&unet, s)
@@ -768,9 +770,9 @@ fn recipes(a: RecipesArgs) -> CmdResult {
                 .collect::<Vec<_>>()
                 .join(" | ")
         ));
-        results.push((fds, proxy.metric_label(a.sampling_steps[0])));
+        results.push((fds, proxy.metric_label(a.compare_steps[0])));
     }
-    let find = |s: usize| a.sampling_steps.iter().position(|&x| x == s);
+    let find = |s: usize| a.compare_steps.iter().position(|&x| x == s);
     if let (Some(i30), Some(i50)) = (find(30), find(50)) {
         let (b30, a50) = (results[1].0[i30], results[0].0[i50]);
         md.push_str(&format!(
