@@ -96,13 +96,7 @@ impl SearchSpace {
                 }
             })
             .collect();
-        let (mid_resnets, mid_attentions) = match t.layout {
-            Layout::Diffusers => (2, 1),
-            Layout::Flexible => (
-                self.knobs.mid_resnets.iter().copied().max().unwrap_or(1),
-                self.knobs.mid_attentions.iter().copied().max().unwrap_or(0),
-            ),
-        };
+        let (mid_resnets, mid_attentions) = self.mid_extreme(t.layout, true);
         let mut arch = self.decode(&Genome {
             layout: t.layout,
             interleave: t.interleave,
@@ -112,6 +106,22 @@ impl SearchSpace {
         });
         arch.name = format!("supernet-{t}");
         arch
+    }
+
+    /// The largest (`max`) or smallest mid block (ResNets, attentions) of `layout`: the
+    /// diffusers layout's is always R, A, R.
+    fn mid_extreme(&self, layout: Layout, max: bool) -> (usize, usize) {
+        let pick = |v: &[usize], default: usize| {
+            let it = v.iter().copied();
+            if max { it.max() } else { it.min() }.unwrap_or(default)
+        };
+        match layout {
+            Layout::Diffusers => (2, 1),
+            Layout::Flexible => (
+                pick(&self.knobs.mid_resnets, 1),
+                pick(&self.knobs.mid_attentions, 0),
+            ),
+        }
     }
 
     /// The smallest candidate of a topology: the fewest stages whose candidates belong to it,
@@ -135,13 +145,7 @@ impl SearchSpace {
                     })
                 })
                 .collect();
-            let (mid_resnets, mid_attentions) = match t.layout {
-                Layout::Diffusers => (2, 1),
-                Layout::Flexible => (
-                    self.knobs.mid_resnets.iter().copied().min().unwrap_or(1),
-                    self.knobs.mid_attentions.iter().copied().min().unwrap_or(0),
-                ),
-            };
+            let (mid_resnets, mid_attentions) = self.mid_extreme(t.layout, false);
             let g = Genome {
                 layout: t.layout,
                 interleave: t.interleave,
