@@ -564,7 +564,9 @@ fn calibrate(a: CalibrateArgs) -> CmdResult {
         }
         // Supernet zero-shot validation loss, for every supernet folder given.
         if let Some(root) = &a.supernets {
-            for dir in supernet_dirs(root)? {
+            let dirs = unas_evaluator::quality::supernet_store::supernet_dirs(root)
+                .map_err(|e| CliError::input(format!("--supernets: {e}")))?;
+            for dir in dirs {
                 let (info, unet) =
                     unas_evaluator::quality::supernet_store::load(&dir).map_err(CliError::input)?;
                 if info.data != proxy.describe_data() {
@@ -609,21 +611,6 @@ fn calibrate(a: CalibrateArgs) -> CmdResult {
         px.extend(new_rows);
     }
     write_summary(&a, &archs, &gt, &px)
-}
-
-/// Sub-folders of `root` holding a trained supernet (or `root` itself).
-fn supernet_dirs(root: &std::path::Path) -> Result<Vec<PathBuf>, CliError> {
-    if root.join("supernet.json").exists() {
-        return Ok(vec![root.to_path_buf()]);
-    }
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
-        .map_err(|e| CliError::input(format!("--supernets {}: {e}", root.display())))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("supernet.json").exists())
-        .collect();
-    dirs.sort();
-    Ok(dirs)
 }
 
 /// summary.csv and README.md of a calibration folder, from its tables.

@@ -41,20 +41,7 @@ impl SupernetScorer {
     /// Loads every supernet under `root` (the folder itself, or its sub-folders holding a
     /// `supernet.json`); each must have been trained on `proxy`'s data.
     pub fn load(root: &Path, proxy: &Proxy) -> Result<Self, EvalError> {
-        let mut dirs: Vec<PathBuf> = if root.join("supernet.json").exists() {
-            vec![root.to_path_buf()]
-        } else {
-            std::fs::read_dir(root)
-                .map_err(|e| EvalError::File {
-                    file: root.to_path_buf(),
-                    message: e.to_string(),
-                })?
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.join("supernet.json").exists())
-                .collect()
-        };
-        dirs.sort();
+        let dirs = supernet_store::supernet_dirs(root)?;
         if dirs.is_empty() {
             return Err(EvalError::File {
                 file: root.to_path_buf(),

@@ -113,6 +113,22 @@ fn io_err(file: &Path, e: impl std::fmt::Display) -> EvalError {
 
 type Rec = NamedMpkFileRecorder<FullPrecisionSettings>;
 
+/// The supernet folders under `root`: `root` itself when it holds a `supernet.json`, else its
+/// sub-folders that do, sorted.
+pub fn supernet_dirs(root: &Path) -> Result<Vec<std::path::PathBuf>, EvalError> {
+    if root.join("supernet.json").exists() {
+        return Ok(vec![root.to_path_buf()]);
+    }
+    let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir(root)
+        .map_err(|e| io_err(root, e))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("supernet.json").exists())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
 /// True when `dir` holds a finished supernet with settings hash `hash`.
 pub fn is_complete(dir: &Path, hash: &str) -> bool {
     std::fs::read_to_string(dir.join("supernet.json"))
