@@ -12,6 +12,7 @@ fn every_command_prints_its_help() {
         &["space", "stats"],
         &["space", "export"],
         &["bench", "unet"],
+        &["bench", "train"],
         &["latency"],
         &["profile"],
         &["generate"],

@@ -27,6 +27,59 @@ pub enum BenchCommand {
                       (tools/fixtures/requirements.txt) and runs from the repository root."
     )]
     Unet(UnetArgs),
+    /// Time one training step of the CPU proxy (random weights and data): forward + the
+    /// recipe's weighted loss, backward through burn's autodiff, the AdamW update. Prints each
+    /// phase's median and IQR. With --vs-torch, also times the same step in PyTorch eager
+    /// (tools/bench/torch_train.py: same model, loss and AdamW settings) on the same number of CPU
+    /// threads and prints the ratios burn / torch.
+    #[command(
+        after_help = "Examples:\n  unas bench train --arch tiny --vs-torch\n  \
+                      unas bench train --arch tiny-nas --batch 16 --latent 16 --vs-torch --threads 2\n  \
+                      unas bench train --arch tiny --device cuda\n\n\
+                      Defaults are the CPU proxy's shapes (batch 16, latent 16, 16 tokens). The CPU \
+                      thread count is RAYON_NUM_THREADS (or --threads), default: all cores. \
+                      --vs-torch needs python3 with torch and diffusers \
+                      (tools/fixtures/requirements.txt) and runs from the repository root."
+    )]
+    Train(TrainArgs),
+}
+
+/// Arguments of `unas bench train`.
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Architecture: a preset (sd15, decidiffusion, tiny, tiny-nas) or a .toml file.
+    #[arg(long)]
+    arch: String,
+    /// Latent height and width.
+    #[arg(long, default_value_t = 16)]
+    latent: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Text tokens attended to.
+    #[arg(long, default_value_t = 16)]
+    text_len: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Untimed warm-up steps before the timed ones.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Device: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// CPU threads for burn and torch (default: RAYON_NUM_THREADS, else all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Also time PyTorch eager on the CPU and print the ratios burn / torch.
+    #[arg(long)]
+    vs_torch: bool,
+    /// Python interpreter for --vs-torch.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Print the results as one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `unas bench unet`.
@@ -74,6 +127,7 @@ pub struct UnetArgs {
 pub fn run(cmd: BenchCommand) -> CmdResult {
     match cmd {
         BenchCommand::Unet(args) => unet(args),
+        BenchCommand::Train(args) => train(args),
     }
 }
 
@@ -99,8 +153,8 @@ fn on_progress<'a>(bar: &'a ProgressBar, label: &str) -> impl FnMut(Progress) + 
     }
 }
 
-fn threads(args: &UnetArgs) -> Result<usize, CliError> {
-    if let Some(n) = args.threads {
+fn threads(requested: Option<usize>) -> Result<usize, CliError> {
+    if let Some(n) = requested {
         if n == 0 {
             return Err(CliError::input("--threads must be at least 1"));
         }
@@ -121,7 +175,7 @@ fn threads(args: &UnetArgs) -> Result<usize, CliError> {
 fn unet(args: UnetArgs) -> CmdResult {
     let arch = unas_space::load_arch(&args.arch)?;
     let device: Device = args.device.parse().map_err(CliError::input)?;
-    let n_threads = threads(&args)?;
+    let n_threads = threads(args.threads)?;
     if args.vs_torch && device != Device::Cpu {
         return Err(CliError::input(
             "--vs-torch compares against PyTorch on the CPU; use it with --device cpu",
@@ -174,7 +228,20 @@ fn unet(args: UnetArgs) -> CmdResult {
         let bar = ProgressBar::new_spinner();
         bar.set_message("torch eager: building and timing");
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
-        let t = run_torch(&args, &arch, n_threads);
+        let t = run_torch(
+            "tools/bench/torch_unet.py",
+            &args.python,
+            &arch,
+            &[
+                ("--latent", args.latent),
+                ("--batch", args.batch),
+                ("--text-len", args.text_len),
+                ("--warmup", args.warmup),
+                ("--repeats", args.repeats),
+                ("--threads", n_threads),
+            ],
+        )
+        .and_then(|raw| Ok((timing_of(&raw, "", "torch_unet.py")?, raw)));
         bar.finish_and_clear();
         Some(t?)
     } else {
@@ -264,8 +331,8 @@ fn timing_line(t: &Timing, build_ms: f64) -> String {
     )
 }
 
-fn torch_script() -> Result<PathBuf, CliError> {
-    let rel = Path::new("tools/bench/torch_unet.py");
+fn torch_script(rel: &str) -> Result<PathBuf, CliError> {
+    let rel = Path::new(rel);
     if rel.exists() {
         return Ok(rel.to_path_buf());
     }
@@ -273,32 +340,33 @@ fn torch_script() -> Result<PathBuf, CliError> {
     if built.exists() {
         return Ok(built);
     }
-    Err(CliError::input(
-        "--vs-torch needs tools/bench/torch_unet.py: run from the unas repository root",
-    ))
+    Err(CliError::input(format!(
+        "--vs-torch needs {}: run from the unas repository root",
+        rel.display()
+    )))
 }
 
+/// Runs a PyTorch baseline script with the architecture as JSON on stdin and `flags`; returns
+/// the JSON object it prints.
 fn run_torch(
-    args: &UnetArgs,
+    script: &str,
+    python: &str,
     arch: &unas_space::UNetArch,
-    threads: usize,
-) -> Result<(Timing, serde_json::Value), CliError> {
-    let script = torch_script()?;
+    flags: &[(&str, usize)],
+) -> Result<serde_json::Value, CliError> {
+    let script = torch_script(script)?;
     let json = serde_json::to_string(arch).expect("UNetArch serialises");
-    let mut child = Command::new(&args.python)
-        .arg(&script)
-        .args(["--arch", "-"])
-        .args(["--latent", &args.latent.to_string()])
-        .args(["--batch", &args.batch.to_string()])
-        .args(["--text-len", &args.text_len.to_string()])
-        .args(["--warmup", &args.warmup.to_string()])
-        .args(["--repeats", &args.repeats.to_string()])
-        .args(["--threads", &threads.to_string()])
+    let mut cmd = Command::new(python);
+    cmd.arg(&script).args(["--arch", "-"]);
+    for (flag, v) in flags {
+        cmd.arg(flag).arg(v.to_string());
+    }
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| CliError::input(format!("cannot run {}: {e}", args.python)))?;
+        .map_err(|e| CliError::input(format!("cannot run {python}: {e}")))?;
     child
         .stdin
         .take()
@@ -319,17 +387,185 @@ fn run_torch(
             tail.join("\n")
         )));
     }
-    let raw: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| CliError::failure(format!("{} printed no JSON: {e}", script.display())))?;
-    let samples: Vec<f64> = raw["samples_ms"]
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| CliError::failure(format!("{} printed no JSON: {e}", script.display())))
+}
+
+/// The timings under `key` of a baseline's JSON (`""`: at the top level).
+fn timing_of(raw: &serde_json::Value, key: &str, script: &str) -> Result<Timing, CliError> {
+    let node = if key.is_empty() { raw } else { &raw[key] };
+    let samples: Vec<f64> = node["samples_ms"]
         .as_array()
         .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
         .unwrap_or_default();
     if samples.is_empty() {
         return Err(CliError::failure(format!(
-            "{} reported no timings",
-            script.display()
+            "{script} reported no timings{}",
+            if key.is_empty() {
+                String::new()
+            } else {
+                format!(" for `{key}`")
+            }
         )));
     }
-    Ok((Timing::from_samples(samples), raw))
+    Ok(Timing::from_samples(samples))
+}
+
+fn train(args: TrainArgs) -> CmdResult {
+    use unas_evaluator::quality::bench_train::{bench_train, TrainBenchConfig};
+    let arch = unas_space::load_arch(&args.arch)?;
+    let device: Device = args.device.parse().map_err(CliError::input)?;
+    device.check().map_err(CliError::input)?;
+    let n_threads = threads(args.threads)?;
+    if args.vs_torch && device != Device::Cpu {
+        return Err(CliError::input(
+            "--vs-torch compares against PyTorch on the CPU; use it with --device cpu",
+        ));
+    }
+    let cfg = TrainBenchConfig {
+        latent: args.latent,
+        batch: args.batch,
+        text_len: args.text_len,
+        warmup: args.warmup,
+        repeats: args.repeats,
+    };
+    let describe = match device {
+        Device::Cpu => format!("{} (burn flex, {n_threads} threads)", device.describe()),
+        Device::Cuda(_) => device.describe(),
+    };
+    let bar = progress_bar("burn");
+    let report = {
+        let mut progress = on_progress(&bar, "burn");
+        match device {
+            Device::Cpu => bench_train::<burn::backend::Autodiff<unas_runtime::device::Cpu>>(
+                &arch,
+                &cfg,
+                &Default::default(),
+                &mut progress,
+            ),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(i) => bench_train::<burn::backend::Autodiff<unas_runtime::device::Cuda>>(
+                &arch,
+                &cfg,
+                &burn::backend::cuda::CudaDevice::new(i),
+                &mut progress,
+            ),
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(_) => unreachable!("Device::check rejects CUDA without the feature"),
+        }
+    };
+    bar.finish_and_clear();
+    let report = report.map_err(|e| match e {
+        unas_evaluator::EvalError::Unsupported(_) => CliError::input(e),
+        _ => CliError::failure(e),
+    })?;
+
+    let torch = if args.vs_torch {
+        let bar = ProgressBar::new_spinner();
+        bar.set_message("torch eager: building and timing training steps");
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        let raw = run_torch(
+            "tools/bench/torch_train.py",
+            &args.python,
+            &arch,
+            &[
+                ("--latent", args.latent),
+                ("--batch", args.batch),
+                ("--text-len", args.text_len),
+                ("--warmup", args.warmup),
+                ("--repeats", args.repeats),
+                ("--threads", n_threads),
+            ],
+        );
+        bar.finish_and_clear();
+        let raw = raw?;
+        let mut phases = Vec::new();
+        for key in ["forward", "backward", "optimizer", "step"] {
+            phases.push(timing_of(&raw, key, "torch_train.py")?);
+        }
+        Some((phases, raw))
+    } else {
+        None
+    };
+    let ours = [
+        ("forward + loss", &report.forward),
+        ("backward", &report.backward),
+        ("AdamW step", &report.optimizer),
+        ("training step", &report.step),
+    ];
+
+    if args.json {
+        let mut out = serde_json::json!({
+            "arch": arch.name,
+            "device": describe,
+            "threads": n_threads,
+            "params": report.params,
+            "burn": report,
+        });
+        if let Some((phases, raw)) = &torch {
+            out["torch"] = raw.clone();
+            out["ratio_burn_over_torch"] = serde_json::json!({
+                "forward": report.forward.median_ms / phases[0].median_ms,
+                "backward": report.backward.median_ms / phases[1].median_ms,
+                "optimizer": report.optimizer.median_ms / phases[2].median_ms,
+                "step": report.step.median_ms / phases[3].median_ms,
+            });
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("serialisable")
+        );
+        return Ok(());
+    }
+    println!(
+        "training step of `{}` ({:?} layout): {} params",
+        if arch.name.is_empty() {
+            &args.arch
+        } else {
+            &arch.name
+        },
+        arch.layout,
+        report.params
+    );
+    println!(
+        "latent {0}x{0}, batch {1}, text {2} tokens; {3} warm-up + {4} timed steps",
+        args.latent, args.batch, args.text_len, args.warmup, args.repeats
+    );
+    println!("device: {describe}");
+    let version = torch
+        .as_ref()
+        .and_then(|(_, raw)| raw["torch_version"].as_str().map(str::to_string));
+    match &version {
+        Some(v) => println!(
+            "{:<16} {:>12} {:>12} {:>8}   (medians; IQR in brackets)",
+            "",
+            "burn ms",
+            format!("torch {}", v.split('+').next().unwrap_or(v)),
+            "ratio"
+        ),
+        None => println!("{:<16} {:>12}   (medians; IQR in brackets)", "", "burn ms"),
+    }
+    for (i, (name, t)) in ours.iter().enumerate() {
+        match &torch {
+            Some((phases, _)) => println!(
+                "{:<16} {:>12} {:>12} {:>7.2}x",
+                name,
+                format!("{:.1} [{:.1}]", t.median_ms, t.iqr_ms()),
+                format!("{:.1} [{:.1}]", phases[i].median_ms, phases[i].iqr_ms()),
+                t.median_ms / phases[i].median_ms
+            ),
+            None => println!(
+                "{:<16} {:>12}",
+                name,
+                format!("{:.1} [{:.1}]", t.median_ms, t.iqr_ms())
+            ),
+        }
+    }
+    let first = report.losses.first().copied().unwrap_or(f32::NAN);
+    let last = report.losses.last().copied().unwrap_or(f32::NAN);
+    println!(
+        "loss over the {} steps: {first:.4} -> {last:.4}",
+        report.losses.len()
+    );
+    Ok(())
 }

@@ -2,6 +2,7 @@
 //! cache, candidate training, feature statistics and distribution distances, and the
 //! end-to-end proxy evaluation.
 
+pub mod bench_train;
 pub mod calibration;
 pub mod caption_encoder;
 pub mod data;

@@ -39,6 +39,44 @@ macro_rules! multiversion {
         }
     };
 }
+pub(crate) use multiversion;
+
+/// A per-thread scratch buffer, reused across calls so large temporaries are neither
+/// allocated nor zeroed again on every task. Its contents are stale: callers overwrite every
+/// element they read.
+pub(crate) struct Scratch {
+    buf: Vec<f32>,
+    len: usize,
+}
+
+thread_local! {
+    static POOL: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Scratch {
+    /// A buffer of `len` floats from this thread's pool (grown, zeroed once, when too short).
+    pub(crate) fn new(len: usize) -> Self {
+        let mut buf = POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
+        Self { buf, len }
+    }
+
+    /// The buffer.
+    pub(crate) fn get(&mut self) -> &mut [f32] {
+        &mut self.buf[..self.len]
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        // Never borrowed across user code, so a task nested on this thread (rayon work
+        // stealing inside a parallel matmul) finds the pool free.
+        POOL.with(|p| p.borrow_mut().push(buf));
+    }
+}
 
 /// Sum with 16 independent accumulators (vectorisable, and more accurate than a running sum).
 #[inline(always)]
@@ -160,7 +198,7 @@ fn max16(x: &[f32]) -> f32 {
 
 multiversion! {
     /// In-place softmax of each row of `scores` (`[rows, len]`).
-    fn softmax_rows(scores: &mut [f32], len: usize) {
+    pub(crate) fn softmax_rows(scores: &mut [f32], len: usize) {
         for row in scores.chunks_exact_mut(len) {
             let max = max16(row);
             for v in row.iter_mut() {
@@ -176,17 +214,50 @@ multiversion! {
 
 /// A raw pointer that rayon tasks may share: each task writes a disjoint region.
 #[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
+pub(crate) struct SharedMut(*mut f32);
 // SAFETY: only used to write disjoint output regions from parallel tasks (see `attention`).
 unsafe impl Send for SharedMut {}
 // SAFETY: as above.
 unsafe impl Sync for SharedMut {}
 
 impl SharedMut {
+    /// Wraps the buffer's pointer.
+    pub(crate) fn new(buf: &mut [f32]) -> Self {
+        Self(buf.as_mut_ptr())
+    }
+
     /// The pointer (a method, so closures capture the `Send` wrapper, not its field).
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
+}
+
+/// Transposes each `[rows, cols]` matrix of `x` (`batch` of them, row-major) into `out`
+/// (`[cols, rows]` each): parallel over matrices and bands of 16 output rows; each band reads
+/// the input row by row (16 contiguous values) and writes 16 output streams.
+pub fn transpose(x: &[f32], out: &mut [f32], batch: usize, rows: usize, cols: usize) {
+    assert_eq!(x.len(), batch * rows * cols, "transpose: input shape");
+    assert_eq!(out.len(), x.len(), "transpose: output shape");
+    if x.is_empty() {
+        return;
+    }
+    const T: usize = 16;
+    out.par_chunks_mut(rows * cols)
+        .zip(x.par_chunks(rows * cols))
+        .for_each(|(o, src)| {
+            o.par_chunks_mut(T * rows)
+                .enumerate()
+                .for_each(|(band, ob)| {
+                    let c0 = band * T;
+                    let t = ob.len() / rows;
+                    for i in 0..rows {
+                        let s = &src[i * cols + c0..i * cols + c0 + t];
+                        for (j, &v) in s.iter().enumerate() {
+                            ob[j * rows + i] = v;
+                        }
+                    }
+                });
+        });
 }
 
 /// Shapes of a multi-head attention call.
@@ -232,8 +303,9 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], dims: Attenti
     let blocks = n.div_ceil(rows);
     let dst = SharedMut(out.as_mut_ptr());
     (0..batch * heads * blocks).into_par_iter().for_each_init(
-        || vec![0f32; rows * m],
+        || Scratch::new(rows * m),
         |scores, task| {
+            let scores = scores.get();
             let b = task / (heads * blocks);
             let h = (task / blocks) % heads;
             let r0 = (task % blocks) * rows;
@@ -331,6 +403,7 @@ pub struct ConvDims {
 
 /// Copies the receptive fields of output pixels `p0 .. p0 + len` of one sample `x` into
 /// columns `j0 .. j0 + len` of `col` = `[c_in·kh·kw, width]` (im2col), zero outside the input.
+#[allow(clippy::too_many_arguments)]
 fn im2col(
     x: &[f32],
     col: &mut [f32],
@@ -340,43 +413,78 @@ fn im2col(
     p0: usize,
     len: usize,
 ) {
-    let (ih, iw) = if d.upsample {
-        (2 * d.h, 2 * d.w)
-    } else {
-        (d.h, d.w)
-    };
-    let shift = usize::from(d.upsample);
-    for ci in 0..d.c_in {
-        let plane = &x[ci * d.h * d.w..(ci + 1) * d.h * d.w];
-        for ky in 0..d.kh {
-            for kx in 0..d.kw {
-                let k = (ci * d.kh + ky) * d.kw + kx;
-                let row = &mut col[k * width + j0..k * width + j0 + len];
-                let mut j = 0;
-                while j < len {
-                    let p = p0 + j;
-                    let (oy, ox0) = (p / d.out_w, p % d.out_w);
-                    let seg = (d.out_w - ox0).min(len - j);
-                    let out = &mut row[j..j + seg];
-                    let iy = (oy * d.stride + ky) as isize - d.pad_top as isize;
-                    if iy < 0 || iy >= ih as isize {
-                        out.fill(0.0);
-                    } else {
-                        let src = &plane[(iy as usize >> shift) * d.w..][..d.w];
-                        for (t, o) in out.iter_mut().enumerate() {
-                            let ix = ((ox0 + t) * d.stride + kx) as isize - d.pad_left as isize;
-                            *o = if ix < 0 || ix >= iw as isize {
-                                0.0
-                            } else {
-                                src[ix as usize >> shift]
-                            };
+    im2col_impl(x, col, width, j0, d, p0, len)
+}
+
+multiversion! {
+    #[allow(clippy::too_many_arguments)]
+    fn im2col_impl(
+        x: &[f32],
+        col: &mut [f32],
+        width: usize,
+        j0: usize,
+        d: &ConvDims,
+        p0: usize,
+        len: usize,
+    ) {
+        let (ih, iw) = if d.upsample {
+            (2 * d.h, 2 * d.w)
+        } else {
+            (d.h, d.w)
+        };
+        let shift = usize::from(d.upsample);
+        let contiguous = d.stride == 1 && !d.upsample;
+        for ci in 0..d.c_in {
+            let plane = &x[ci * d.h * d.w..(ci + 1) * d.h * d.w];
+            for ky in 0..d.kh {
+                for kx in 0..d.kw {
+                    let k = (ci * d.kh + ky) * d.kw + kx;
+                    let row = &mut col[k * width + j0..k * width + j0 + len];
+                    // Output columns whose input column lies inside the image (stride 1).
+                    let ox_lo = d.pad_left.saturating_sub(kx);
+                    let ox_hi = (iw + d.pad_left).saturating_sub(kx).min(d.out_w);
+                    let mut j = 0;
+                    while j < len {
+                        let p = p0 + j;
+                        let (oy, ox0) = (p / d.out_w, p % d.out_w);
+                        let seg = (d.out_w - ox0).min(len - j);
+                        let out = &mut row[j..j + seg];
+                        let iy = (oy * d.stride + ky) as isize - d.pad_top as isize;
+                        if iy < 0 || iy >= ih as isize {
+                            out.fill(0.0);
+                        } else if contiguous {
+                            let src = &plane[iy as usize * d.w..][..d.w];
+                            let lo = ox_lo.clamp(ox0, ox0 + seg);
+                            let hi = ox_hi.clamp(lo, ox0 + seg);
+                            out[..lo - ox0].fill(0.0);
+                            out[hi - ox0..].fill(0.0);
+                            if hi > lo {
+                                let s0 = lo + kx - d.pad_left;
+                                out[lo - ox0..hi - ox0].copy_from_slice(&src[s0..s0 + hi - lo]);
+                            }
+                        } else {
+                            let src = &plane[(iy as usize >> shift) * d.w..][..d.w];
+                            for (t, o) in out.iter_mut().enumerate() {
+                                let ix = ((ox0 + t) * d.stride + kx) as isize - d.pad_left as isize;
+                                *o = if ix < 0 || ix >= iw as isize {
+                                    0.0
+                                } else {
+                                    src[ix as usize >> shift]
+                                };
+                            }
                         }
+                        j += seg;
                     }
-                    j += seg;
                 }
             }
         }
     }
+}
+
+/// im2col of one whole sample `x` = `[c_in, h, w]` into `col` = `[c_in·kh·kw, out_h·out_w]`.
+pub(crate) fn im2col_sample(x: &[f32], col: &mut [f32], d: &ConvDims) {
+    let p = d.out_h * d.out_w;
+    im2col(x, col, p, 0, d, 0, p);
 }
 
 /// The (sample, first pixel, column, length) runs of columns `c0 .. c0 + n` when columns
@@ -446,8 +554,9 @@ fn conv2d_tiled(
     let in_len = d.c_in * d.h * d.w;
     let dst = SharedMut(out.as_mut_ptr());
     (0..tiles).into_par_iter().for_each_init(
-        || (vec![0f32; k * tp], vec![0f32; d.c_out * tp]),
+        || (Scratch::new(k * tp), Scratch::new(d.c_out * tp)),
         |(col, tmp), tile| {
+            let (col, tmp) = (col.get(), tmp.get());
             let c0 = tile * tp;
             let n = tp.min(cols - c0);
             for (b, px, j0, len) in column_runs(c0, n, p) {
@@ -668,6 +777,22 @@ mod tests {
                 conv2d_tiled(&x, &wt, Some(&bias), &mut out, d, tile);
                 for (o, w) in out.iter().zip(&want) {
                     assert!((*o as f64 - w).abs() < 1e-5, "{d:?}: {o} vs {w}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transpose_swaps_the_last_two_axes() {
+        for (b, r, c) in [(2, 5, 37), (1, 33, 16), (3, 1, 1)] {
+            let x: Vec<f32> = (0..b * r * c).map(|i| i as f32).collect();
+            let mut out = vec![0.0; x.len()];
+            transpose(&x, &mut out, b, r, c);
+            for bi in 0..b {
+                for i in 0..r {
+                    for j in 0..c {
+                        assert_eq!(out[(bi * c + j) * r + i], x[(bi * r + i) * c + j]);
+                    }
                 }
             }
         }

@@ -5,13 +5,15 @@
 //! ops. Both paths compute the same function (the parity tests run the fast path; unit tests
 //! below compare it with the composed one).
 
+mod autodiff;
 pub mod cpu;
+pub mod cpu_grad;
 pub mod math;
 
 use std::any::{Any, TypeId};
 
 use burn::nn::conv::Conv2d;
-use burn::nn::{GroupNorm, Linear, PaddingConfig2d};
+use burn::nn::{GroupNorm, LayerNorm, Linear, PaddingConfig2d};
 use burn::tensor::activation::{gelu, silu};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::{attention as burn_attention, interpolate};
@@ -52,6 +54,16 @@ fn fused_group_norm<B: Backend>(norm: &GroupNorm<B>, x: Tensor<B, 4>, act: bool)
         let y = norm.forward(x);
         return if act { silu(y) } else { y };
     };
+    if autodiff::applies::<B>(&[x.dtype(), gamma.dtype(), beta.dtype()]) {
+        return autodiff::group_norm(
+            x,
+            gamma.val(),
+            beta.val(),
+            norm.num_groups,
+            norm.epsilon as f32,
+            act,
+        );
+    }
     if !is_flex::<B>() {
         let y = norm.forward(x);
         return if act { silu(y) } else { y };
@@ -90,34 +102,40 @@ fn fast_conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>, upsample: bool) ->
         PaddingConfig2d::Valid => Some((0, 0, 0, 0)),
         PaddingConfig2d::Same => None,
     };
-    let simple = is_flex::<B>()
-        && conv.groups == 1
+    let simple = conv.groups == 1
         && conv.dilation == [1, 1]
         && conv.stride[0] == conv.stride[1]
         && c_in_w == c_in;
     if let (true, Some((top, left, bottom, right))) = (simple, padding) {
         let stride = conv.stride[0];
-        let bias = conv.bias.as_ref().map(|b| b.val());
-        if let (Some(xf), Some(wf)) = (flex_f32(x.clone()), flex_f32(conv.weight.val())) {
-            let bf = bias.and_then(flex_f32);
-            let d = cpu::ConvDims {
-                batch,
-                c_in,
-                h,
-                w,
-                c_out,
-                kh,
-                kw,
-                stride,
-                pad_top: top,
-                pad_left: left,
-                out_h: (uh + top + bottom - kh) / stride + 1,
-                out_w: (uw + left + right - kw) / stride + 1,
-                upsample,
-            };
-            let mut out = vec![0f32; batch * c_out * d.out_h * d.out_w];
-            cpu::conv2d(slice(&xf), slice(&wf), bf.as_ref().map(slice), &mut out, d);
-            return from_vec(out, [batch, c_out, d.out_h, d.out_w]);
+        let d = cpu::ConvDims {
+            batch,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh,
+            kw,
+            stride,
+            pad_top: top,
+            pad_left: left,
+            out_h: (uh + top + bottom - kh) / stride + 1,
+            out_w: (uw + left + right - kw) / stride + 1,
+            upsample,
+        };
+        if let Some(bias) = conv.bias.as_ref() {
+            if autodiff::applies::<B>(&[x.dtype(), conv.weight.dtype(), bias.dtype()]) {
+                return autodiff::conv2d(x, conv.weight.val(), bias.val(), d);
+            }
+        }
+        if is_flex::<B>() {
+            let bias = conv.bias.as_ref().map(|b| b.val());
+            if let (Some(xf), Some(wf)) = (flex_f32(x.clone()), flex_f32(conv.weight.val())) {
+                let bf = bias.and_then(flex_f32);
+                let mut out = vec![0f32; batch * c_out * d.out_h * d.out_w];
+                cpu::conv2d(slice(&xf), slice(&wf), bf.as_ref().map(slice), &mut out, d);
+                return from_vec(out, [batch, c_out, d.out_h, d.out_w]);
+            }
         }
     }
     let x = if upsample {
@@ -147,7 +165,28 @@ pub fn upsample_conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<
 /// matmul (a batched matmul against a broadcast weight reads the weight once per sample).
 pub fn linear<B: Backend>(lin: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     let [b, n, d] = x.dims();
-    let y = lin.forward(x.reshape([b * n, d]));
+    let x = x.reshape([b * n, d]);
+    let bias_dtype = lin.bias.as_ref().map_or(DType::F32, |b| b.dtype());
+    let y = if autodiff::applies::<B>(&[x.dtype(), lin.weight.dtype(), bias_dtype]) {
+        let d_out = lin.weight.dims()[1];
+        let bias = match lin.bias.as_ref() {
+            Some(b) => b.val(),
+            None => Tensor::zeros([d_out], &x.device()),
+        };
+        autodiff::linear(x, lin.weight.val(), bias)
+    } else if let (Some(xf), Some(wf)) = (flex_f32(x.clone()), flex_f32(lin.weight.val())) {
+        let [d_in, d_out] = lin.weight.dims();
+        let bias = match lin.bias.as_ref().map(|b| flex_f32(b.val())) {
+            Some(Some(bf)) => slice(&bf).to_vec(),
+            Some(None) => return lin.forward(x).reshape([b, n, d_out]),
+            None => vec![0f32; d_out],
+        };
+        let mut out = vec![0f32; b * n * d_out];
+        cpu_grad::linear(slice(&xf), slice(&wf), &bias, &mut out, d_in);
+        from_vec(out, [b * n, d_out])
+    } else {
+        lin.forward(x)
+    };
     let d_out = y.dims()[1];
     y.reshape([b, n, d_out])
 }
@@ -162,11 +201,57 @@ pub fn group_norm_silu<B: Backend>(norm: &GroupNorm<B>, x: Tensor<B, 4>) -> Tens
     fused_group_norm(norm, x, true)
 }
 
+/// Swaps the last two axes, `[batch, r, c]` → `[batch, c, r]`, materialised (contiguous) on
+/// the CPU, where a strided view would be copied element by element by the next op.
+pub fn transpose<B: Backend>(x: Tensor<B, 3>) -> Tensor<B, 3> {
+    if autodiff::applies::<B>(&[x.dtype()]) {
+        return autodiff::transpose(x);
+    }
+    let [b, r, c] = x.dims();
+    if let Some(xf) = flex_f32(x.clone()) {
+        let mut out = vec![0f32; b * r * c];
+        cpu::transpose(slice(&xf), &mut out, b, r, c);
+        return from_vec(out, [b, c, r]);
+    }
+    x.swap_dims(1, 2)
+}
+
+/// LayerNorm over the last axis of `[batch, n, d]` with epsilon `eps` (burn's `LayerNorm`
+/// keeps its epsilon private, so the caller passes the one it was built with).
+pub fn layer_norm<B: Backend>(norm: &LayerNorm<B>, x: Tensor<B, 3>, eps: f64) -> Tensor<B, 3> {
+    if let Some(beta) = norm.beta.as_ref() {
+        if autodiff::applies::<B>(&[x.dtype(), norm.gamma.dtype(), beta.dtype()]) {
+            return autodiff::layer_norm(x, norm.gamma.val(), beta.val(), eps as f32);
+        }
+        let dims = x.dims();
+        if let (Some(xf), Some(gf), Some(bf)) = (
+            flex_f32(x.clone()),
+            flex_f32(norm.gamma.val()),
+            flex_f32(beta.val()),
+        ) {
+            let mut out = vec![0f32; dims.iter().product()];
+            cpu_grad::layer_norm(
+                slice(&xf),
+                &mut out,
+                dims[2],
+                slice(&gf),
+                slice(&bf),
+                eps as f32,
+            );
+            return from_vec(out, dims);
+        }
+    }
+    norm.forward(x)
+}
+
 /// GEGLU: `[batch, n, 2·inner]` (hidden half, then gate half) → `[batch, n, inner]`,
 /// hidden · GELU(gate) with the exact (erf) GELU.
 pub fn geglu<B: Backend>(h: Tensor<B, 3>) -> Tensor<B, 3> {
     let [b, n, two_inner] = h.dims();
     let inner = two_inner / 2;
+    if autodiff::applies::<B>(&[h.dtype()]) {
+        return autodiff::geglu(h);
+    }
     if let Some(hf) = flex_f32(h.clone()) {
         let mut out = vec![0f32; b * n * inner];
         cpu::geglu(slice(&hf), &mut out, inner);
@@ -189,6 +274,9 @@ pub fn attention<B: Backend>(
 ) -> Tensor<B, 3> {
     let [batch, n, c] = q.dims();
     let m = k.dims()[1];
+    if autodiff::applies::<B>(&[q.dtype(), k.dtype(), v.dtype()]) {
+        return autodiff::attention(q, k, v, heads);
+    }
     if is_flex::<B>() {
         if let (Some(qf), Some(kf), Some(vf)) = (
             flex_f32(q.clone()),
@@ -251,6 +339,23 @@ mod tests {
         assert!(max_diff(group_norm(&norm, x.clone()), norm.forward(x.clone())) < 1e-5);
         assert!(max_diff(group_norm_silu(&norm, x.clone()), silu(norm.forward(x))) < 1e-5);
 
+        let x3 = Tensor::<B, 3>::random([2, 70, 6], n, &device);
+        let mut ln = burn::nn::LayerNormConfig::new(6).init::<B>(&device);
+        ln.gamma = burn::module::Param::from_tensor(Tensor::random([6], n, &device));
+        ln.beta = Some(burn::module::Param::from_tensor(Tensor::random(
+            [6],
+            n,
+            &device,
+        )));
+        assert!(max_diff(layer_norm(&ln, x3.clone(), 1e-5), ln.forward(x3.clone())) < 1e-5);
+        for bias in [true, false] {
+            let lin = burn::nn::LinearConfig::new(6, 9)
+                .with_bias(bias)
+                .init::<B>(&device);
+            let want = lin.forward(x3.clone());
+            assert!(max_diff(linear(&lin, x3.clone()), want) < 1e-5);
+        }
+
         let h = Tensor::<B, 3>::random([2, 5, 12], n, &device);
         let want = h.clone().slice([0..2, 0..5, 0..6]) * gelu(h.clone().slice([0..2, 0..5, 6..12]));
         assert!(max_diff(geglu(h), want) < 1e-5);
@@ -291,5 +396,257 @@ mod tests {
         assert!(max_diff(conv2d(&strided, x.clone()), strided.forward(x.clone())) < 1e-5);
         let pointwise = Conv2dConfig::new([3, 6], [1, 1]).init::<B>(&device);
         assert!(max_diff(conv2d(&pointwise, x.clone()), pointwise.forward(x)) < 1e-5);
+    }
+
+    type A = burn::backend::Autodiff<burn::backend::Flex>;
+
+    fn values<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+        t.into_data().to_vec().expect("f32")
+    }
+
+    fn assert_close<const D: usize>(got: Tensor<B, D>, want: Tensor<B, D>, what: &str) {
+        let (got, want) = (values(got), values(want));
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let diff = got
+            .iter()
+            .zip(&want)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            diff <= 1e-4 * scale,
+            "{what}: max |diff| {diff} (scale {scale})"
+        );
+    }
+
+    /// Deterministic pseudo-random values (burn's RNG is shared with concurrent tests).
+    fn data(seed: u64, len: usize) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn tensor<const D: usize>(seed: u64, dims: [usize; D]) -> Tensor<A, D> {
+        let len = dims.iter().product();
+        Tensor::from_data(TensorData::new(data(seed, len), dims), &Default::default())
+    }
+
+    fn leaf<const D: usize>(seed: u64, dims: [usize; D]) -> Tensor<A, D> {
+        tensor(seed, dims).require_grad()
+    }
+
+    fn param<const D: usize>(seed: u64, dims: [usize; D]) -> burn::module::Param<Tensor<A, D>> {
+        burn::module::Param::from_tensor(tensor(seed, dims))
+    }
+
+    /// `Σ y ⊙ w` for a fixed pseudo-random `w` (so every output element's gradient differs).
+    fn weighted_sum<const D: usize>(y: Tensor<A, D>) -> Tensor<A, 1> {
+        let w = tensor(99, y.dims());
+        (y * w).sum()
+    }
+
+    #[test]
+    fn training_fast_paths_match_burn_autodiff() {
+        assert!(
+            autodiff::is_flex_autodiff::<A>(),
+            "the fast paths apply to A"
+        );
+        let device = Default::default();
+        let gn = || {
+            let x = leaf(1, [2, 8, 5, 3]);
+            let mut norm = GroupNormConfig::new(4, 8).init::<A>(&device);
+            norm.gamma = Some(param(2, [8]));
+            norm.beta = Some(param(3, [8]));
+            (x, norm)
+        };
+        let grads_gn = |silu_after: bool, fast: bool| {
+            let (x, norm) = gn();
+            let y = match (fast, silu_after) {
+                (true, false) => group_norm(&norm, x.clone()),
+                (true, true) => group_norm_silu(&norm, x.clone()),
+                (false, false) => norm.forward(x.clone()),
+                (false, true) => silu(norm.forward(x.clone())),
+            };
+            let g = weighted_sum(y.clone()).backward();
+            let gamma = norm.gamma.as_ref().expect("affine").val();
+            let beta = norm.beta.as_ref().expect("affine").val();
+            (
+                y.inner(),
+                x.grad(&g).expect("dx"),
+                gamma.grad(&g).expect("dgamma"),
+                beta.grad(&g).expect("dbeta"),
+            )
+        };
+        for act in [false, true] {
+            let (a, b) = (grads_gn(act, true), grads_gn(act, false));
+            assert_close(a.0, b.0, "group norm: output");
+            assert_close(a.1, b.1, "group norm: dx");
+            assert_close(a.2, b.2, "group norm: dgamma");
+            assert_close(a.3, b.3, "group norm: dbeta");
+        }
+
+        let grads_ln = |fast: bool| {
+            let x = leaf(4, [2, 70, 6]);
+            let mut ln = burn::nn::LayerNormConfig::new(6).init::<A>(&device);
+            ln.gamma = param(5, [6]);
+            ln.beta = Some(param(6, [6]));
+            let y = if fast {
+                layer_norm(&ln, x.clone(), 1e-5)
+            } else {
+                ln.forward(x.clone())
+            };
+            let g = weighted_sum(y.clone()).backward();
+            let beta = ln.beta.as_ref().expect("bias").val();
+            (
+                y.inner(),
+                x.grad(&g).expect("dx"),
+                ln.gamma.val().grad(&g).expect("dgamma"),
+                beta.grad(&g).expect("dbeta"),
+            )
+        };
+        let (a, b) = (grads_ln(true), grads_ln(false));
+        assert_close(a.0, b.0, "layer norm: output");
+        assert_close(a.1, b.1, "layer norm: dx");
+        assert_close(a.2, b.2, "layer norm: dgamma");
+        assert_close(a.3, b.3, "layer norm: dbeta");
+
+        let grads_geglu = |fast: bool| {
+            let h = leaf(7, [2, 5, 12]);
+            let y = if fast {
+                geglu(h.clone())
+            } else {
+                h.clone().slice([0..2, 0..5, 0..6]) * gelu(h.clone().slice([0..2, 0..5, 6..12]))
+            };
+            let g = weighted_sum(y.clone()).backward();
+            (y.inner(), h.grad(&g).expect("dh"))
+        };
+        let (a, b) = (grads_geglu(true), grads_geglu(false));
+        assert_close(a.0, b.0, "geglu: output");
+        assert_close(a.1, b.1, "geglu: dh");
+
+        let grads_attn = |fast: bool| {
+            let (q, k, v) = (leaf(8, [2, 9, 8]), leaf(9, [2, 4, 8]), leaf(10, [2, 4, 8]));
+            let split = |t: Tensor<A, 3>, len: usize| t.reshape([2, len, 2, 4]).swap_dims(1, 2);
+            let y = if fast {
+                attention(q.clone(), k.clone(), v.clone(), 2)
+            } else {
+                burn_attention(
+                    split(q.clone(), 9),
+                    split(k.clone(), 4),
+                    split(v.clone(), 4),
+                    None,
+                    None,
+                    AttentionModuleOptions::default(),
+                )
+                .swap_dims(1, 2)
+                .reshape([2, 9, 8])
+            };
+            let g = weighted_sum(y.clone()).backward();
+            (
+                y.inner(),
+                q.grad(&g).expect("dq"),
+                k.grad(&g).expect("dk"),
+                v.grad(&g).expect("dv"),
+            )
+        };
+        let (a, b) = (grads_attn(true), grads_attn(false));
+        assert_close(a.0, b.0, "attention: output");
+        assert_close(a.1, b.1, "attention: dq");
+        assert_close(a.2, b.2, "attention: dk");
+        assert_close(a.3, b.3, "attention: dv");
+
+        let grads_t = |fast: bool| {
+            let x = leaf(17, [2, 7, 5]);
+            let y = if fast {
+                transpose(x.clone())
+            } else {
+                x.clone().swap_dims(1, 2)
+            };
+            let g = weighted_sum(y.clone()).backward();
+            (y.inner(), x.grad(&g).expect("dx"))
+        };
+        let (a, b) = (grads_t(true), grads_t(false));
+        assert_close(a.0, b.0, "transpose: output");
+        assert_close(a.1, b.1, "transpose: dx");
+
+        for with_bias in [true, false] {
+            let grads_linear = |fast: bool| {
+                let x = leaf(14, [2, 300, 5]);
+                let mut lin = burn::nn::LinearConfig::new(5, 7)
+                    .with_bias(with_bias)
+                    .init::<A>(&device);
+                lin.weight = param(15, [5, 7]);
+                if with_bias {
+                    lin.bias = Some(param(16, [7]));
+                }
+                let y = if fast {
+                    linear(&lin, x.clone())
+                } else {
+                    lin.forward(x.clone())
+                };
+                let g = weighted_sum(y.clone()).backward();
+                let db = lin.bias.as_ref().map(|b| b.val().grad(&g).expect("dbias"));
+                (
+                    y.inner(),
+                    x.grad(&g).expect("dx"),
+                    lin.weight.val().grad(&g).expect("dweight"),
+                    db,
+                )
+            };
+            let (a, b) = (grads_linear(true), grads_linear(false));
+            assert_close(a.0, b.0, "linear: output");
+            assert_close(a.1, b.1, "linear: dx");
+            assert_close(a.2, b.2, "linear: dweight");
+            if let (Some(x), Some(y)) = (a.3, b.3) {
+                assert_close(x, y, "linear: dbias");
+            }
+        }
+
+        use burn::nn::conv::Conv2dConfig;
+        for (stride, kernel, pad, up) in [
+            (1, 3, 1, false),
+            (2, 3, 1, false),
+            (1, 1, 0, false),
+            (1, 3, 1, true),
+        ] {
+            let grads_conv = |fast: bool| {
+                let x = leaf(11, [2, 3, 5, 4]);
+                let mut conv = Conv2dConfig::new([3, 6], [kernel, kernel])
+                    .with_stride([stride, stride])
+                    .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+                    .init::<A>(&device);
+                conv.weight = param(12, [6, 3, kernel, kernel]);
+                conv.bias = Some(param(13, [6]));
+                let y = match (fast, up) {
+                    (true, false) => conv2d(&conv, x.clone()),
+                    (true, true) => upsample_conv2d(&conv, x.clone()),
+                    (false, false) => conv.forward(x.clone()),
+                    (false, true) => conv.forward(interpolate(
+                        x.clone(),
+                        [10, 8],
+                        InterpolateOptions::new(InterpolateMode::Nearest),
+                    )),
+                };
+                let g = weighted_sum(y.clone()).backward();
+                let bias = conv.bias.as_ref().expect("bias").val();
+                (
+                    y.inner(),
+                    x.grad(&g).expect("dx"),
+                    conv.weight.val().grad(&g).expect("dweight"),
+                    bias.grad(&g).expect("dbias"),
+                )
+            };
+            let (a, b) = (grads_conv(true), grads_conv(false));
+            let what = format!("conv2d (stride {stride}, kernel {kernel}, upsample {up})");
+            assert_close(a.0, b.0, &format!("{what}: output"));
+            assert_close(a.1, b.1, &format!("{what}: dx"));
+            assert_close(a.2, b.2, &format!("{what}: dweight"));
+            assert_close(a.3, b.3, &format!("{what}: dbias"));
+        }
     }
 }

@@ -8,6 +8,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::error::RuntimeError;
+use crate::ops::layer_norm;
 use crate::unet::attention::{Attention, AttentionConfig};
 use crate::unet::feed_forward::{FeedForward, FeedForwardConfig};
 use crate::weights::{join, LoadWeights, Weights};
@@ -42,6 +43,7 @@ impl BasicTransformerBlockConfig {
                 .init(device),
             norm3: norm(),
             ff: FeedForwardConfig::new(self.dim).init(device),
+            eps: self.eps,
         }
     }
 }
@@ -61,6 +63,8 @@ pub struct BasicTransformerBlock<B: Backend> {
     pub norm3: LayerNorm<B>,
     /// GEGLU feed-forward.
     pub ff: FeedForward<B>,
+    /// The layer norms' epsilon.
+    pub eps: f64,
 }
 
 impl<B: Backend> BasicTransformerBlock<B> {
@@ -68,12 +72,13 @@ impl<B: Backend> BasicTransformerBlock<B> {
     /// - context: `[batch, text_len, cross_attention_dim]`
     /// - output: `[batch, n, dim]`
     pub fn forward(&self, x: Tensor<B, 3>, context: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = self.attn1.forward(self.norm1.forward(x.clone()), None) + x;
+        let norm = |n: &LayerNorm<B>, x: Tensor<B, 3>| layer_norm(n, x, self.eps);
+        let x = self.attn1.forward(norm(&self.norm1, x.clone()), None) + x;
         let x = self
             .attn2
-            .forward(self.norm2.forward(x.clone()), Some(context))
+            .forward(norm(&self.norm2, x.clone()), Some(context))
             + x;
-        self.ff.forward(self.norm3.forward(x.clone())) + x
+        self.ff.forward(norm(&self.norm3, x.clone())) + x
     }
 }
 

@@ -9,7 +9,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::error::RuntimeError;
-use crate::ops::{conv2d, group_norm, linear};
+use crate::ops::{conv2d, group_norm, linear, transpose};
 use crate::unet::basic_transformer_block::{BasicTransformerBlock, BasicTransformerBlockConfig};
 use crate::weights::{join, LoadWeights, Weights};
 
@@ -110,7 +110,7 @@ impl<B: Backend> Transformer2DModel<B> {
         let [batch, c, height, width] = x.dims();
         let n = height * width;
         let h = group_norm(&self.norm, x.clone());
-        let to_seq = |t: Tensor<B, 4>| t.reshape([batch, c, n]).swap_dims(1, 2);
+        let to_seq = |t: Tensor<B, 4>| transpose(t.reshape([batch, c, n]));
         let mut h = match &self.proj_in {
             Projection::Conv(conv) => to_seq(conv2d(conv, h)),
             Projection::Linear(lin) => linear(lin, to_seq(h)),
@@ -118,7 +118,7 @@ impl<B: Backend> Transformer2DModel<B> {
         for block in &self.transformer_blocks {
             h = block.forward(h, context.clone());
         }
-        let to_map = |t: Tensor<B, 3>| t.swap_dims(1, 2).reshape([batch, c, height, width]);
+        let to_map = |t: Tensor<B, 3>| transpose(t).reshape([batch, c, height, width]);
         let h = match &self.proj_out {
             Projection::Conv(conv) => conv2d(conv, to_map(h)),
             Projection::Linear(lin) => to_map(linear(lin, h)),
