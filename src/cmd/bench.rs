@@ -59,10 +59,17 @@ pub struct TrainArgs {
     /// Text tokens attended to.
     #[arg(long, default_value_t = 16)]
     text_len: usize,
-    /// Timed steps.
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// How a benchmark runs: repeats, device, threads, the PyTorch comparison, output format.
+#[derive(Args)]
+pub struct RunArgs {
+    /// Timed runs.
     #[arg(long, default_value_t = 5)]
     repeats: usize,
-    /// Untimed warm-up steps before the timed ones.
+    /// Untimed warm-up runs before the timed ones.
     #[arg(long, default_value_t = 2)]
     warmup: usize,
     /// Device: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
@@ -71,7 +78,8 @@ pub struct TrainArgs {
     /// CPU threads for burn and torch (default: RAYON_NUM_THREADS, else all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Also time PyTorch eager on the CPU and print the ratios burn / torch.
+    /// Also time PyTorch eager on the CPU (same shapes, same thread count) and print the ratio
+    /// burn / torch.
     #[arg(long)]
     vs_torch: bool,
     /// Python interpreter for --vs-torch.
@@ -97,30 +105,11 @@ pub struct UnetArgs {
     /// Text tokens attended to.
     #[arg(long, default_value_t = 77)]
     text_len: usize,
-    /// Timed runs.
-    #[arg(long, default_value_t = 5)]
-    repeats: usize,
-    /// Untimed warm-up runs before the timed ones.
-    #[arg(long, default_value_t = 2)]
-    warmup: usize,
-    /// Device: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// CPU threads for burn and torch (default: RAYON_NUM_THREADS, else all cores).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Also time PyTorch eager on the CPU and print the ratio burn / torch.
-    #[arg(long)]
-    vs_torch: bool,
-    /// Python interpreter for --vs-torch.
-    #[arg(long, default_value = "python3")]
-    python: String,
     /// Also time each module kind separately (synchronising after every module).
     #[arg(long)]
     profile: bool,
-    /// Print the results as one JSON object instead of text.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 /// Runs a bench subcommand.
@@ -174,9 +163,9 @@ fn threads(requested: Option<usize>) -> Result<usize, CliError> {
 
 fn unet(args: UnetArgs) -> CmdResult {
     let arch = unas_space::load_arch(&args.arch)?;
-    let device: Device = args.device.parse().map_err(CliError::input)?;
-    let n_threads = threads(args.threads)?;
-    if args.vs_torch && device != Device::Cpu {
+    let device: Device = args.run.device.parse().map_err(CliError::input)?;
+    let n_threads = threads(args.run.threads)?;
+    if args.run.vs_torch && device != Device::Cpu {
         return Err(CliError::input(
             "--vs-torch compares against PyTorch on the CPU; use it with --device cpu",
         ));
@@ -185,8 +174,8 @@ fn unet(args: UnetArgs) -> CmdResult {
         latent: args.latent,
         batch: args.batch,
         text_len: args.text_len,
-        warmup: args.warmup,
-        repeats: args.repeats,
+        warmup: args.run.warmup,
+        repeats: args.run.repeats,
     };
     let query = unas_space::CostQuery {
         height: args.latent,
@@ -213,7 +202,7 @@ fn unet(args: UnetArgs) -> CmdResult {
     let profile = if args.profile {
         let cfg = BenchConfig {
             warmup: 1,
-            repeats: args.repeats.min(3),
+            repeats: args.run.repeats.min(3),
             ..cfg.clone()
         };
         let bar = progress_bar("burn profile");
@@ -224,20 +213,20 @@ fn unet(args: UnetArgs) -> CmdResult {
         None
     };
 
-    let torch = if args.vs_torch {
+    let torch = if args.run.vs_torch {
         let bar = ProgressBar::new_spinner();
         bar.set_message("torch eager: building and timing");
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
         let t = run_torch(
             "tools/bench/torch_unet.py",
-            &args.python,
+            &args.run.python,
             &arch,
             &[
                 ("--latent", args.latent),
                 ("--batch", args.batch),
                 ("--text-len", args.text_len),
-                ("--warmup", args.warmup),
-                ("--repeats", args.repeats),
+                ("--warmup", args.run.warmup),
+                ("--repeats", args.run.repeats),
                 ("--threads", n_threads),
             ],
         )
@@ -248,7 +237,7 @@ fn unet(args: UnetArgs) -> CmdResult {
         None
     };
 
-    if args.json {
+    if args.run.json {
         let mut out = serde_json::json!({
             "arch": arch.name,
             "device": describe,
@@ -284,7 +273,7 @@ fn unet(args: UnetArgs) -> CmdResult {
     );
     println!(
         "latent {0}x{0}, batch {1}, text {2} tokens; {3} warm-up + {4} timed runs",
-        args.latent, args.batch, args.text_len, args.warmup, args.repeats
+        args.latent, args.batch, args.text_len, args.run.warmup, args.run.repeats
     );
     println!("device: {describe}");
     println!(
@@ -414,10 +403,10 @@ fn timing_of(raw: &serde_json::Value, key: &str, script: &str) -> Result<Timing,
 fn train(args: TrainArgs) -> CmdResult {
     use unas_evaluator::quality::bench_train::{bench_train, TrainBenchConfig};
     let arch = unas_space::load_arch(&args.arch)?;
-    let device: Device = args.device.parse().map_err(CliError::input)?;
+    let device: Device = args.run.device.parse().map_err(CliError::input)?;
     device.check().map_err(CliError::input)?;
-    let n_threads = threads(args.threads)?;
-    if args.vs_torch && device != Device::Cpu {
+    let n_threads = threads(args.run.threads)?;
+    if args.run.vs_torch && device != Device::Cpu {
         return Err(CliError::input(
             "--vs-torch compares against PyTorch on the CPU; use it with --device cpu",
         ));
@@ -426,8 +415,8 @@ fn train(args: TrainArgs) -> CmdResult {
         latent: args.latent,
         batch: args.batch,
         text_len: args.text_len,
-        warmup: args.warmup,
-        repeats: args.repeats,
+        warmup: args.run.warmup,
+        repeats: args.run.repeats,
     };
     let describe = match device {
         Device::Cpu => format!("{} (burn flex, {n_threads} threads)", device.describe()),
@@ -460,20 +449,20 @@ fn train(args: TrainArgs) -> CmdResult {
         _ => CliError::failure(e),
     })?;
 
-    let torch = if args.vs_torch {
+    let torch = if args.run.vs_torch {
         let bar = ProgressBar::new_spinner();
         bar.set_message("torch eager: building and timing training steps");
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
         let raw = run_torch(
             "tools/bench/torch_train.py",
-            &args.python,
+            &args.run.python,
             &arch,
             &[
                 ("--latent", args.latent),
                 ("--batch", args.batch),
                 ("--text-len", args.text_len),
-                ("--warmup", args.warmup),
-                ("--repeats", args.repeats),
+                ("--warmup", args.run.warmup),
+                ("--repeats", args.run.repeats),
                 ("--threads", n_threads),
             ],
         );
@@ -494,7 +483,7 @@ fn train(args: TrainArgs) -> CmdResult {
         ("training step", &report.step),
     ];
 
-    if args.json {
+    if args.run.json {
         let mut out = serde_json::json!({
             "arch": arch.name,
             "device": describe,
@@ -529,7 +518,7 @@ fn train(args: TrainArgs) -> CmdResult {
     );
     println!(
         "latent {0}x{0}, batch {1}, text {2} tokens; {3} warm-up + {4} timed steps",
-        args.latent, args.batch, args.text_len, args.warmup, args.repeats
+        args.latent, args.batch, args.text_len, args.run.warmup, args.run.repeats
     );
     println!("device: {describe}");
     let version = torch

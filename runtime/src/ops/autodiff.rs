@@ -10,12 +10,12 @@
 
 use std::any::{Any, TypeId};
 use std::fmt;
+use std::marker::PhantomData;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::autodiff::NodeId;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData, TensorMetadata, TensorPrimitive};
@@ -78,44 +78,56 @@ fn flex(values: Vec<f32>, dims: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, dims))
 }
 
-/// Registers `op` with `parents` in the graph and returns its output.
-fn record<BO, S, const N: usize>(
-    op: BO,
-    parents: [&AdTensor; N],
+/// A layer's backward pass: from the state saved by its forward and the gradient of its
+/// output, the gradient (values, dims) of each of its `N` inputs.
+trait Grads<const N: usize>: Clone + Send + fmt::Debug + 'static {
+    fn grads(&self, dy: &[f32]) -> [(Vec<f32>, Vec<usize>); N];
+}
+
+/// The autodiff op of a layer whose backward is `S::grads`.
+#[derive(Debug)]
+struct Op<S>(PhantomData<S>);
+
+impl<S: Grads<N>, const N: usize> Backward<Flex, N> for Op<S> {
+    type State = S;
+
+    fn backward(self, ops: Ops<S, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = Values::of(&grads.consume::<Flex>(&ops.node));
+        let inputs = ops.state.grads(dy.get());
+        for (parent, (g, dims)) in ops.parents.iter().zip(inputs) {
+            if let Some(node) = parent {
+                grads.register::<Flex>(node.id, flex(g, dims));
+            }
+        }
+    }
+}
+
+/// The inputs of a layer as autodiff tensors and their contiguous values.
+fn inputs<const N: usize>(tensors: [AdTensor; N]) -> ([AdTensor; N], [Values; N]) {
+    let values = tensors.each_ref().map(|t| Values::of(&t.primitive));
+    (tensors, values)
+}
+
+/// Records a layer's op (`state` saved for its backward, built only when a gradient is
+/// needed) with `inputs` as parents and returns its `output` as a tensor of `B`.
+fn record<B: Backend, S: Grads<N>, const N: usize, const D: usize>(
+    inputs: &[AdTensor; N],
     state: impl FnOnce() -> S,
     output: FlexTensor,
-) -> AdTensor
-where
-    BO: Backward<Flex, N, State = S>,
-    S: Clone + Send + fmt::Debug + 'static,
-{
-    match op
-        .prepare::<NoCheckpointing>(parents.map(|p| p.node.clone()))
+) -> Tensor<B, D> {
+    let y = match Op::<S>(PhantomData)
+        .prepare::<NoCheckpointing>(inputs.each_ref().map(|t| t.node.clone()))
         .compute_bound()
         .stateful()
     {
         OpsKind::Tracked(prep) => prep.finish(state(), output),
         OpsKind::UnTracked(prep) => prep.finish(output),
-    }
-}
-
-/// Registers `grad` (shape `dims`) for `parent`, when it requires a gradient.
-fn give(grads: &mut Gradients, parent: Option<NodeId>, grad: Vec<f32>, dims: Vec<usize>) {
-    if let Some(id) = parent {
-        grads.register::<Flex>(id, flex(grad, dims));
-    }
-}
-
-/// The gradient of an op's output, contiguous.
-fn output_grad<S, const N: usize>(ops: &Ops<S, N>, grads: &mut Gradients) -> Values {
-    Values::of(&grads.consume::<Flex>(&ops.node))
+    };
+    from_ad(y)
 }
 
 // ---------------------------------------------------------------------------------------------
 // GroupNorm (+ SiLU)
-
-#[derive(Debug)]
-struct GroupNormOp;
 
 #[derive(Clone, Debug)]
 struct GroupNormState {
@@ -127,28 +139,21 @@ struct GroupNormState {
     silu: bool,
 }
 
-impl Backward<Flex, 3> for GroupNormOp {
-    type State = GroupNormState;
-
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let dz = output_grad(&ops, grads);
-        let s = ops.state;
-        let dims = s.x.dims();
+impl Grads<3> for GroupNormState {
+    fn grads(&self, dz: &[f32]) -> [(Vec<f32>, Vec<usize>); 3] {
+        let dims = self.x.dims();
         let (dx, dg, db) = cpu_grad::group_norm_backward(
-            s.x.get(),
-            dz.get(),
+            self.x.get(),
+            dz,
             dims[0],
             dims[1],
-            s.groups,
-            s.gamma.get(),
-            s.beta.get(),
-            s.eps,
-            s.silu,
+            self.groups,
+            self.gamma.get(),
+            self.beta.get(),
+            self.eps,
+            self.silu,
         );
-        let [px, pg, pb] = ops.parents.map(|p| p.map(|n| n.id));
-        give(grads, px, dx, dims);
-        give(grads, pg, dg, s.gamma.dims());
-        give(grads, pb, db, s.beta.dims());
+        [(dx, dims), (dg, self.gamma.dims()), (db, self.beta.dims())]
     }
 }
 
@@ -161,46 +166,33 @@ pub(crate) fn group_norm<B: Backend>(
     eps: f32,
     silu: bool,
 ) -> Tensor<B, 4> {
-    let (x, gamma, beta) = (to_ad(x), to_ad(gamma), to_ad(beta));
-    let (xv, gv, bv) = (
-        Values::of(&x.primitive),
-        Values::of(&gamma.primitive),
-        Values::of(&beta.primitive),
-    );
-    let dims = xv.dims();
-    let mut out = vec![0f32; xv.get().len()];
+    let (ts, [x, gamma, beta]) = inputs([to_ad(x), to_ad(gamma), to_ad(beta)]);
+    let dims = x.dims();
+    let mut out = vec![0f32; x.get().len()];
     cpu::group_norm(
-        xv.get(),
+        x.get(),
         &mut out,
         dims[0],
         dims[1],
         groups,
-        gv.get(),
-        bv.get(),
+        gamma.get(),
+        beta.get(),
         eps,
         silu,
     );
-    let y = record(
-        GroupNormOp,
-        [&x, &gamma, &beta],
-        || GroupNormState {
-            x: xv,
-            gamma: gv,
-            beta: bv,
-            groups,
-            eps,
-            silu,
-        },
-        flex(out, dims),
-    );
-    from_ad(y)
+    let state = || GroupNormState {
+        x,
+        gamma,
+        beta,
+        groups,
+        eps,
+        silu,
+    };
+    record(&ts, state, flex(out, dims))
 }
 
 // ---------------------------------------------------------------------------------------------
 // LayerNorm
-
-#[derive(Debug)]
-struct LayerNormOp;
 
 #[derive(Clone, Debug)]
 struct LayerNormState {
@@ -209,20 +201,13 @@ struct LayerNormState {
     eps: f32,
 }
 
-impl Backward<Flex, 3> for LayerNormOp {
-    type State = LayerNormState;
-
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let dy = output_grad(&ops, grads);
-        let s = ops.state;
-        let dims = s.x.dims();
+impl Grads<3> for LayerNormState {
+    fn grads(&self, dy: &[f32]) -> [(Vec<f32>, Vec<usize>); 3] {
+        let dims = self.x.dims();
         let d = *dims.last().expect("rank ≥ 1");
         let (dx, dg, db) =
-            cpu_grad::layer_norm_backward(s.x.get(), dy.get(), d, s.gamma.get(), s.eps);
-        let [px, pg, pb] = ops.parents.map(|p| p.map(|n| n.id));
-        give(grads, px, dx, dims);
-        give(grads, pg, dg, vec![d]);
-        give(grads, pb, db, vec![d]);
+            cpu_grad::layer_norm_backward(self.x.get(), dy, d, self.gamma.get(), self.eps);
+        [(dx, dims), (dg, vec![d]), (db, vec![d])]
     }
 }
 
@@ -233,70 +218,47 @@ pub(crate) fn layer_norm<B: Backend>(
     beta: Tensor<B, 1>,
     eps: f32,
 ) -> Tensor<B, 3> {
-    let (x, gamma, beta) = (to_ad(x), to_ad(gamma), to_ad(beta));
-    let (xv, gv, bv) = (
-        Values::of(&x.primitive),
-        Values::of(&gamma.primitive),
-        Values::of(&beta.primitive),
-    );
-    let dims = xv.dims();
-    let d = dims[2];
-    let mut out = vec![0f32; xv.get().len()];
-    cpu_grad::layer_norm(xv.get(), &mut out, d, gv.get(), bv.get(), eps);
-    let y = record(
-        LayerNormOp,
-        [&x, &gamma, &beta],
-        || LayerNormState {
-            x: xv,
-            gamma: gv,
-            eps,
-        },
-        flex(out, dims),
-    );
-    from_ad(y)
+    let (ts, [x, gamma, beta]) = inputs([to_ad(x), to_ad(gamma), to_ad(beta)]);
+    let dims = x.dims();
+    let mut out = vec![0f32; x.get().len()];
+    cpu_grad::layer_norm(x.get(), &mut out, dims[2], gamma.get(), beta.get(), eps);
+    record(&ts, || LayerNormState { x, gamma, eps }, flex(out, dims))
 }
 
 // ---------------------------------------------------------------------------------------------
 // GEGLU
 
-#[derive(Debug)]
-struct GegluOp;
+#[derive(Clone, Debug)]
+struct GegluState {
+    h: Values,
+}
 
-impl Backward<Flex, 1> for GegluOp {
-    type State = Values;
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let dout = output_grad(&ops, grads);
-        let h = ops.state;
-        let dims = h.dims();
-        let dh = cpu_grad::geglu_backward(h.get(), dout.get(), dims[2] / 2);
-        let [ph] = ops.parents.map(|p| p.map(|n| n.id));
-        give(grads, ph, dh, dims);
+impl Grads<1> for GegluState {
+    fn grads(&self, dout: &[f32]) -> [(Vec<f32>, Vec<usize>); 1] {
+        let dims = self.h.dims();
+        [(
+            cpu_grad::geglu_backward(self.h.get(), dout, dims[2] / 2),
+            dims,
+        )]
     }
 }
 
 /// GEGLU of `h` `[batch, n, 2·inner]` → `[batch, n, inner]`.
 pub(crate) fn geglu<B: Backend>(h: Tensor<B, 3>) -> Tensor<B, 3> {
-    let h = to_ad(h);
-    let hv = Values::of(&h.primitive);
-    let dims = hv.dims();
+    let (ts, [h]) = inputs([to_ad(h)]);
+    let dims = h.dims();
     let inner = dims[2] / 2;
     let mut out = vec![0f32; dims[0] * dims[1] * inner];
-    cpu::geglu(hv.get(), &mut out, inner);
-    let y = record(
-        GegluOp,
-        [&h],
-        || hv,
+    cpu::geglu(h.get(), &mut out, inner);
+    record(
+        &ts,
+        || GegluState { h },
         flex(out, vec![dims[0], dims[1], inner]),
-    );
-    from_ad(y)
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
 // Attention
-
-#[derive(Debug)]
-struct AttentionOp;
 
 #[derive(Clone, Debug)]
 struct AttentionState {
@@ -306,26 +268,28 @@ struct AttentionState {
     heads: usize,
 }
 
-impl Backward<Flex, 3> for AttentionOp {
-    type State = AttentionState;
-
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let dout = output_grad(&ops, grads);
-        let s = ops.state;
-        let (qd, kd) = (s.q.dims(), s.k.dims());
-        let dims = AttentionDims {
+impl AttentionState {
+    fn dims(&self) -> AttentionDims {
+        let (qd, kd) = (self.q.dims(), self.k.dims());
+        AttentionDims {
             batch: qd[0],
             n: qd[1],
             m: kd[1],
             channels: qd[2],
-            heads: s.heads,
-        };
-        let (dq, dk, dv) =
-            cpu_grad::attention_backward(s.q.get(), s.k.get(), s.v.get(), dout.get(), dims);
-        let [pq, pk, pv] = ops.parents.map(|p| p.map(|n| n.id));
-        give(grads, pq, dq, qd);
-        give(grads, pk, dk, kd.clone());
-        give(grads, pv, dv, kd);
+            heads: self.heads,
+        }
+    }
+}
+
+impl Grads<3> for AttentionState {
+    fn grads(&self, dout: &[f32]) -> [(Vec<f32>, Vec<usize>); 3] {
+        let (q, k, v) = (self.q.get(), self.k.get(), self.v.get());
+        let (dq, dk, dv) = cpu_grad::attention_backward(q, k, v, dout, self.dims());
+        [
+            (dq, self.q.dims()),
+            (dk, self.k.dims()),
+            (dv, self.v.dims()),
+        ]
     }
 }
 
@@ -336,41 +300,22 @@ pub(crate) fn attention<B: Backend>(
     v: Tensor<B, 3>,
     heads: usize,
 ) -> Tensor<B, 3> {
-    let (q, k, v) = (to_ad(q), to_ad(k), to_ad(v));
-    let (qv, kv, vv) = (
-        Values::of(&q.primitive),
-        Values::of(&k.primitive),
-        Values::of(&v.primitive),
+    let (ts, [q, k, v]) = inputs([to_ad(q), to_ad(k), to_ad(v)]);
+    let state = AttentionState { q, k, v, heads };
+    let mut out = vec![0f32; state.q.get().len()];
+    cpu::attention(
+        state.q.get(),
+        state.k.get(),
+        state.v.get(),
+        &mut out,
+        state.dims(),
     );
-    let (qd, kd) = (qv.dims(), kv.dims());
-    let dims = AttentionDims {
-        batch: qd[0],
-        n: qd[1],
-        m: kd[1],
-        channels: qd[2],
-        heads,
-    };
-    let mut out = vec![0f32; qv.get().len()];
-    cpu::attention(qv.get(), kv.get(), vv.get(), &mut out, dims);
-    let y = record(
-        AttentionOp,
-        [&q, &k, &v],
-        || AttentionState {
-            q: qv,
-            k: kv,
-            v: vv,
-            heads,
-        },
-        flex(out, qd),
-    );
-    from_ad(y)
+    let dims = state.q.dims();
+    record(&ts, || state, flex(out, dims))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Conv2d
-
-#[derive(Debug)]
-struct Conv2dOp;
 
 #[derive(Clone, Debug)]
 struct Conv2dState {
@@ -379,18 +324,15 @@ struct Conv2dState {
     dims: ConvDims,
 }
 
-impl Backward<Flex, 3> for Conv2dOp {
-    type State = Conv2dState;
-
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let dy = output_grad(&ops, grads);
-        let s = ops.state;
-        let d = s.dims;
-        let (dx, dw, db) = cpu_grad::conv2d_backward(s.x.get(), s.weight.get(), dy.get(), d);
-        let [px, pw, pb] = ops.parents.map(|p| p.map(|n| n.id));
-        give(grads, px, dx, s.x.dims());
-        give(grads, pw, dw, s.weight.dims());
-        give(grads, pb, db, vec![d.c_out]);
+impl Grads<3> for Conv2dState {
+    fn grads(&self, dy: &[f32]) -> [(Vec<f32>, Vec<usize>); 3] {
+        let (dx, dw, db) =
+            cpu_grad::conv2d_backward(self.x.get(), self.weight.get(), dy, self.dims);
+        [
+            (dx, self.x.dims()),
+            (dw, self.weight.dims()),
+            (db, vec![self.dims.c_out]),
+        ]
     }
 }
 
@@ -402,32 +344,15 @@ pub(crate) fn conv2d<B: Backend>(
     bias: Tensor<B, 1>,
     d: ConvDims,
 ) -> Tensor<B, 4> {
-    let (x, weight, bias) = (to_ad(x), to_ad(weight), to_ad(bias));
-    let (xv, wv, bv) = (
-        Values::of(&x.primitive),
-        Values::of(&weight.primitive),
-        Values::of(&bias.primitive),
-    );
+    let (ts, [x, weight, bias]) = inputs([to_ad(x), to_ad(weight), to_ad(bias)]);
     let mut out = vec![0f32; d.batch * d.c_out * d.out_h * d.out_w];
-    cpu::conv2d(xv.get(), wv.get(), Some(bv.get()), &mut out, d);
-    let y = record(
-        Conv2dOp,
-        [&x, &weight, &bias],
-        || Conv2dState {
-            x: xv,
-            weight: wv,
-            dims: d,
-        },
-        flex(out, vec![d.batch, d.c_out, d.out_h, d.out_w]),
-    );
-    from_ad(y)
+    cpu::conv2d(x.get(), weight.get(), Some(bias.get()), &mut out, d);
+    let out = flex(out, vec![d.batch, d.c_out, d.out_h, d.out_w]);
+    record(&ts, || Conv2dState { x, weight, dims: d }, out)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Linear
-
-#[derive(Debug)]
-struct LinearOp;
 
 #[derive(Clone, Debug)]
 struct LinearState {
@@ -435,19 +360,16 @@ struct LinearState {
     weight: Values,
 }
 
-impl Backward<Flex, 3> for LinearOp {
-    type State = LinearState;
-
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let dy = output_grad(&ops, grads);
-        let s = ops.state;
-        let [d_in, d_out] = [s.weight.dims()[0], s.weight.dims()[1]];
+impl Grads<3> for LinearState {
+    fn grads(&self, dy: &[f32]) -> [(Vec<f32>, Vec<usize>); 3] {
+        let [d_in, d_out] = [self.weight.dims()[0], self.weight.dims()[1]];
         let (dx, dw, db) =
-            cpu_grad::linear_backward(s.x.get(), s.weight.get(), dy.get(), d_in, d_out);
-        let [px, pw, pb] = ops.parents.map(|p| p.map(|n| n.id));
-        give(grads, px, dx, s.x.dims());
-        give(grads, pw, dw, vec![d_in, d_out]);
-        give(grads, pb, db, vec![d_out]);
+            cpu_grad::linear_backward(self.x.get(), self.weight.get(), dy, d_in, d_out);
+        [
+            (dx, self.x.dims()),
+            (dw, vec![d_in, d_out]),
+            (db, vec![d_out]),
+        ]
     }
 }
 
@@ -458,52 +380,39 @@ pub(crate) fn linear<B: Backend>(
     weight: Tensor<B, 2>,
     bias: Tensor<B, 1>,
 ) -> Tensor<B, 2> {
-    let (x, weight, bias) = (to_ad(x), to_ad(weight), to_ad(bias));
-    let (xv, wv, bv) = (
-        Values::of(&x.primitive),
-        Values::of(&weight.primitive),
-        Values::of(&bias.primitive),
-    );
-    let (rows, d_in, d_out) = (xv.dims()[0], wv.dims()[0], wv.dims()[1]);
+    let (ts, [x, weight, bias]) = inputs([to_ad(x), to_ad(weight), to_ad(bias)]);
+    let (rows, d_in, d_out) = (x.dims()[0], weight.dims()[0], weight.dims()[1]);
     let mut out = vec![0f32; rows * d_out];
-    cpu_grad::linear(xv.get(), wv.get(), bv.get(), &mut out, d_in);
-    let y = record(
-        LinearOp,
-        [&x, &weight, &bias],
-        || LinearState { x: xv, weight: wv },
+    cpu_grad::linear(x.get(), weight.get(), bias.get(), &mut out, d_in);
+    record(
+        &ts,
+        || LinearState { x, weight },
         flex(out, vec![rows, d_out]),
-    );
-    from_ad(y)
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
 // Transpose of the last two axes
 
-#[derive(Debug)]
-struct TransposeOp;
+/// The input's dims `[batch, rows, cols]`.
+#[derive(Clone, Debug)]
+struct TransposeState([usize; 3]);
 
-impl Backward<Flex, 1> for TransposeOp {
-    /// The input's dims `[batch, rows, cols]`.
-    type State = [usize; 3];
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let dy = output_grad(&ops, grads);
-        let [b, r, c] = ops.state;
+impl Grads<1> for TransposeState {
+    fn grads(&self, dy: &[f32]) -> [(Vec<f32>, Vec<usize>); 1] {
+        let [b, r, c] = self.0;
         let mut dx = vec![0f32; b * r * c];
-        cpu::transpose(dy.get(), &mut dx, b, c, r);
-        let [px] = ops.parents.map(|p| p.map(|n| n.id));
-        give(grads, px, dx, vec![b, r, c]);
+        cpu::transpose(dy, &mut dx, b, c, r);
+        [(dx, vec![b, r, c])]
     }
 }
 
 /// `[batch, rows, cols]` → `[batch, cols, rows]`, materialised.
 pub(crate) fn transpose<B: Backend>(x: Tensor<B, 3>) -> Tensor<B, 3> {
-    let x = to_ad(x);
-    let xv = Values::of(&x.primitive);
-    let d = xv.dims();
+    let (ts, [x]) = inputs([to_ad(x)]);
+    let d = x.dims();
     let [b, r, c] = [d[0], d[1], d[2]];
     let mut out = vec![0f32; b * r * c];
-    cpu::transpose(xv.get(), &mut out, b, r, c);
-    let y = record(TransposeOp, [&x], || [b, r, c], flex(out, vec![b, c, r]));
-    from_ad(y)
+    cpu::transpose(x.get(), &mut out, b, r, c);
+    record(&ts, || TransposeState([b, r, c]), flex(out, vec![b, c, r]))
 }
