@@ -208,6 +208,11 @@ struct CalibrateArgs {
     /// sub-folder per topology and seed).
     #[arg(long)]
     supernets: Option<PathBuf>,
+    /// Also score each architecture of each --supernets supernet after K steps of fine-tuning
+    /// from its inherited weights (same batches, timesteps and noise for every candidate):
+    /// proxy `supernet-finetune@K`.
+    #[arg(long, value_name = "K")]
+    finetune: Option<usize>,
     /// Trainings run in parallel.
     #[arg(long, default_value_t = 1)]
     jobs: usize,
@@ -420,6 +425,9 @@ fn calibrate(a: CalibrateArgs) -> CmdResult {
     if a.seeds == 0 || a.steps == 0 {
         return Err(CliError::input("--seeds and --steps: at least 1"));
     }
+    if a.finetune == Some(0) {
+        return Err(CliError::input("--finetune: at least 1 step"));
+    }
     if a.budgets.iter().any(|&b| b == 0 || b >= a.steps) {
         return Err(CliError::input(format!(
             "--budgets: learning-curve points must lie in 1..{}",
@@ -437,6 +445,11 @@ fn calibrate(a: CalibrateArgs) -> CmdResult {
 
     if !a.summary_only {
         let cfg = a.proxy.resolve()?;
+        if let Some(k) = a.finetune {
+            cfg.recipe
+                .ema_window(k)
+                .map_err(|m| CliError::input(format!("--finetune {k}: {m}")))?;
+        }
         let proxy = prepare(&cfg, space.stem.cross_attention_dim)?;
         for (_, arch) in &archs {
             proxy.check_arch(arch).map_err(CliError::input)?;
@@ -582,28 +595,47 @@ fn calibrate(a: CalibrateArgs) -> CmdResult {
                         continue;
                     }
                     let id = arch.hash_id();
-                    let key = (
-                        id.clone(),
-                        "supernet-val-loss".to_string(),
-                        info.settings.seed,
-                    );
-                    if have.contains(&key) {
-                        continue;
+                    let seed = info.settings.seed;
+                    let missing =
+                        |name: &str| !have.contains(&(id.clone(), name.to_string(), seed));
+                    if missing("supernet-val-loss") {
+                        let l = unas_evaluator::quality::supernet_store::score(
+                            &info,
+                            &unet,
+                            arch,
+                            &val,
+                            unas_evaluator::quality::proxy::VAL_BATCH,
+                        )
+                        .map_err(CliError::failure)?;
+                        eprintln!(
+                            "{id} supernet seed {seed}: zero-shot val loss {:.5}",
+                            l.overall
+                        );
+                        new_rows.push(ProxyRow {
+                            arch: id.clone(),
+                            proxy: "supernet-val-loss".into(),
+                            supernet_seed: seed,
+                            score: l.overall,
+                        });
                     }
-                    let l = unas_evaluator::quality::supernet_store::score(
-                        &info,
-                        &unet,
-                        arch,
-                        &val,
-                        unas_evaluator::quality::proxy::VAL_BATCH,
-                    )
-                    .map_err(CliError::failure)?;
-                    new_rows.push(ProxyRow {
-                        arch: id,
-                        proxy: "supernet-val-loss".into(),
-                        supernet_seed: info.settings.seed,
-                        score: l.overall,
-                    });
+                    if let Some(k) = a.finetune {
+                        let name = format!("supernet-finetune@{k}");
+                        if missing(&name) {
+                            let start = unas_runtime::SubNet::new(arch, &info.arch)
+                                .map_err(CliError::failure)?
+                                .extract(&unet);
+                            let l = proxy
+                                .finetune(arch, start, seed, k, &val)
+                                .map_err(CliError::failure)?;
+                            eprintln!("{id} supernet seed {seed}: val loss {:.5} after {k} fine-tuning steps", l.overall);
+                            new_rows.push(ProxyRow {
+                                arch: id.clone(),
+                                proxy: name,
+                                supernet_seed: seed,
+                                score: l.overall,
+                            });
+                        }
+                    }
                 }
             }
         }

@@ -791,6 +791,56 @@ impl Proxy {
         if let Some(teacher) = &self.teacher {
             unet = teacher.weights.inherit(arch, unet)?.0;
         }
+        self.train_from(unet, seed, steps, observe)
+    }
+
+    /// Fine-tunes `start` (e.g. a candidate's weights inherited from a supernet) for `steps`
+    /// steps with the proxy's recipe; the batches, timesteps and noise come from `seed` alone,
+    /// so every candidate sees the same ones (common random numbers). Returns the validation
+    /// loss of the result (the EMA, when the recipe keeps one).
+    pub fn finetune(
+        &self,
+        arch: &UNetArch,
+        start: UNet2DConditionModel<Cpu>,
+        seed: u64,
+        steps: usize,
+        val: &ValidationSet,
+    ) -> Result<ValLoss, EvalError> {
+        self.check_arch(arch)?;
+        // `from_inner` keeps each parameter's `require_grad` flag, which a module built on the
+        // inner backend may not set (then nothing would train): set it on every parameter.
+        struct Trainable;
+        impl burn::module::ModuleMapper<Train> for Trainable {
+            fn map_float<const D: usize>(
+                &mut self,
+                param: burn::module::Param<Tensor<Train, D>>,
+            ) -> burn::module::Param<Tensor<Train, D>> {
+                param.set_require_grad(true)
+            }
+        }
+        let unet = burn::module::Module::map(
+            UNet2DConditionModel::<Train>::from_inner(start),
+            &mut Trainable,
+        );
+        let (model, _) = self.train_from(unet, seed, steps, &mut |_, _, _| {})?;
+        let device: <Cpu as BackendTypes>::Device = Default::default();
+        Ok(
+            val.loss::<Cpu>(&self.cfg.recipe, VAL_BATCH, &device, &|x, t, c| {
+                model.forward(x, t, c)
+            }),
+        )
+    }
+
+    /// Trains `unet` for `steps` steps on the training data, batches, timesteps and noise
+    /// drawn from `seed`; returns the model and the mean loss of the last tenth of the steps.
+    fn train_from(
+        &self,
+        unet: UNet2DConditionModel<Train>,
+        seed: u64,
+        steps: usize,
+        observe: &mut dyn FnMut(usize, f32, &UNet2DConditionModel<Train>),
+    ) -> Result<(UNet2DConditionModel<Cpu>, f64), EvalError> {
+        let device = Default::default();
         let data = self.train_data();
         let (b, dropout) = (self.cfg.batch, self.cfg.cond_dropout);
         let mut next = |rng: &mut Rng| draw_batch::<Train>(&data, b, dropout, rng, &device);
