@@ -262,11 +262,7 @@ fn unet(args: UnetArgs) -> CmdResult {
 
     println!(
         "U-Net `{}` ({:?} layout): {} params, {:.1} GMACs per forward",
-        if arch.name.is_empty() {
-            &args.arch
-        } else {
-            &arch.name
-        },
+        label(&arch, &args.arch),
         arch.layout,
         report.params,
         cost.macs as f64 / 1e9
@@ -307,6 +303,15 @@ fn unet(args: UnetArgs) -> CmdResult {
         }
     }
     Ok(())
+}
+
+/// The architecture's name, or what the user passed when it has none (a file).
+fn label<'a>(arch: &'a unas_space::UNetArch, given: &'a str) -> &'a str {
+    if arch.name.is_empty() {
+        given
+    } else {
+        &arch.name
+    }
 }
 
 fn timing_line(t: &Timing, build_ms: f64) -> String {
@@ -508,11 +513,7 @@ fn train(args: TrainArgs) -> CmdResult {
     }
     println!(
         "training step of `{}` ({:?} layout): {} params",
-        if arch.name.is_empty() {
-            &args.arch
-        } else {
-            &arch.name
-        },
+        label(&arch, &args.arch),
         arch.layout,
         report.params
     );

@@ -2,11 +2,14 @@
 //!
 //! burn's autodiff records each layer as a dozen generic ops (GroupNorm alone is ~8 passes,
 //! attention a matmul, a softmax and reshapes per head), each run again backwards through
-//! strided iterators. Here GroupNorm(+SiLU), LayerNorm, GEGLU, multi-head attention and 2-D
-//! convolution (upsampling folded in) each record one op whose forward is the fused kernel of
-//! [`super::cpu`] and whose backward is the matching kernel of [`super::cpu_grad`]; burn's
-//! `Backward` trait wires them into the graph (its custom-kernel pattern). Only
-//! `Autodiff<Flex>` with f32 takes these paths; every other backend composes burn ops.
+//! strided iterators. Here GroupNorm(+SiLU), LayerNorm, GEGLU, multi-head attention, linear
+//! layers, 2-D convolution (upsampling folded in) and the transpose around each transformer
+//! each record one op whose forward is a fused kernel of [`super::cpu`] or
+//! [`super::cpu_grad`] and whose backward is the matching kernel of [`super::cpu_grad`];
+//! burn's `Backward` trait wires them into the graph (its custom-kernel pattern). Gradients are
+//! computed for every input, also those that need none (the U-Net's data inputs: a small
+//! cost). Only `Autodiff<Flex>` with f32 takes these paths; every other backend composes burn
+//! ops.
 
 use std::any::{Any, TypeId};
 use std::fmt;

@@ -401,24 +401,12 @@ pub struct ConvDims {
     pub upsample: bool,
 }
 
-/// Copies the receptive fields of output pixels `p0 .. p0 + len` of one sample `x` into
-/// columns `j0 .. j0 + len` of `col` = `[c_in·kh·kw, width]` (im2col), zero outside the input.
-#[allow(clippy::too_many_arguments)]
-fn im2col(
-    x: &[f32],
-    col: &mut [f32],
-    width: usize,
-    j0: usize,
-    d: &ConvDims,
-    p0: usize,
-    len: usize,
-) {
-    im2col_impl(x, col, width, j0, d, p0, len)
-}
-
 multiversion! {
+    /// Copies the receptive fields of output pixels `p0 .. p0 + len` of one sample `x` into
+    /// columns `j0 .. j0 + len` of `col` = `[c_in·kh·kw, width]` (im2col), zero outside the
+    /// input.
     #[allow(clippy::too_many_arguments)]
-    fn im2col_impl(
+    fn im2col(
         x: &[f32],
         col: &mut [f32],
         width: usize,
