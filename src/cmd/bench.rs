@@ -214,25 +214,15 @@ fn unet(args: UnetArgs) -> CmdResult {
     };
 
     let torch = if args.run.vs_torch {
-        let bar = ProgressBar::new_spinner();
-        bar.set_message("torch eager: building and timing");
-        bar.enable_steady_tick(std::time::Duration::from_millis(200));
-        let t = run_torch(
+        let raw = torch_baseline(
             "tools/bench/torch_unet.py",
-            &args.run.python,
+            "torch eager: building and timing",
+            &args.run,
             &arch,
-            &[
-                ("--latent", args.latent),
-                ("--batch", args.batch),
-                ("--text-len", args.text_len),
-                ("--warmup", args.run.warmup),
-                ("--repeats", args.run.repeats),
-                ("--threads", n_threads),
-            ],
-        )
-        .and_then(|raw| Ok((timing_of(&raw, "", "torch_unet.py")?, raw)));
-        bar.finish_and_clear();
-        Some(t?)
+            [args.latent, args.batch, args.text_len],
+            n_threads,
+        )?;
+        Some((timing_of(&raw, "", "torch_unet.py")?, raw))
     } else {
         None
     };
@@ -338,6 +328,36 @@ fn torch_script(rel: &str) -> Result<PathBuf, CliError> {
         "--vs-torch needs {}: run from the unas repository root",
         rel.display()
     )))
+}
+
+/// Runs a PyTorch baseline script under a spinner with the shapes `[latent, batch, text_len]`
+/// and `run`'s warm-up, repeats and interpreter on `threads` threads.
+fn torch_baseline(
+    script: &str,
+    message: &str,
+    run: &RunArgs,
+    arch: &unas_space::UNetArch,
+    [latent, batch, text_len]: [usize; 3],
+    threads: usize,
+) -> Result<serde_json::Value, CliError> {
+    let bar = ProgressBar::new_spinner();
+    bar.set_message(message.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let raw = run_torch(
+        script,
+        &run.python,
+        arch,
+        &[
+            ("--latent", latent),
+            ("--batch", batch),
+            ("--text-len", text_len),
+            ("--warmup", run.warmup),
+            ("--repeats", run.repeats),
+            ("--threads", threads),
+        ],
+    );
+    bar.finish_and_clear();
+    raw
 }
 
 /// Runs a PyTorch baseline script with the architecture as JSON on stdin and `flags`; returns
@@ -455,24 +475,14 @@ fn train(args: TrainArgs) -> CmdResult {
     })?;
 
     let torch = if args.run.vs_torch {
-        let bar = ProgressBar::new_spinner();
-        bar.set_message("torch eager: building and timing training steps");
-        bar.enable_steady_tick(std::time::Duration::from_millis(200));
-        let raw = run_torch(
+        let raw = torch_baseline(
             "tools/bench/torch_train.py",
-            &args.run.python,
+            "torch eager: building and timing training steps",
+            &args.run,
             &arch,
-            &[
-                ("--latent", args.latent),
-                ("--batch", args.batch),
-                ("--text-len", args.text_len),
-                ("--warmup", args.run.warmup),
-                ("--repeats", args.run.repeats),
-                ("--threads", n_threads),
-            ],
-        );
-        bar.finish_and_clear();
-        let raw = raw?;
+            [args.latent, args.batch, args.text_len],
+            n_threads,
+        )?;
         let mut phases = Vec::new();
         for key in ["forward", "backward", "optimizer", "step"] {
             phases.push(timing_of(&raw, key, "torch_train.py")?);
