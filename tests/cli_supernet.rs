@@ -164,8 +164,9 @@ fn train_resume_score_and_search_on_a_supernet() {
             "layouts = [\"diffusers\"]",
         );
     std::fs::write(d.join("space.toml"), space).unwrap();
-    let study = format!(
-        r#"
+    let study = |objective: &str| {
+        let text = format!(
+            r#"
 name = "sn"
 space = "space.toml"
 trials = 4
@@ -183,29 +184,37 @@ latent = 16
 batch = 2
 text_len = 16
 dtype = "f32"
-{QUALITY}objective = "supernet-val-loss"
-supernets = "sn"
-"#,
-        lut = root().join("configs/devices/cpu-tiny.lut.toml").display()
-    );
-    // `objective`/`supernets` belong to [quality]: put them before its sub-table.
-    let study = study.replace(
-        "\n[quality.recipe]\nema_fraction = 0.0\nobjective = \"supernet-val-loss\"\nsupernets = \"sn\"\n",
-        "objective = \"supernet-val-loss\"\nsupernets = \"sn\"\n\n[quality.recipe]\nema_fraction = 0.0\n",
-    );
-    std::fs::write(d.join("study.toml"), study).unwrap();
-    let o = unas_in(
-        d,
-        &[
-            "search",
-            "--config",
-            "study.toml",
-            "--out",
-            "run",
-            "--quiet",
-        ],
-    );
-    ok(&o);
-    let report = std::fs::read_to_string(d.join("run/report.md")).unwrap();
+{QUALITY}"#,
+            lut = root().join("configs/devices/cpu-tiny.lut.toml").display()
+        );
+        // `objective`/`supernets` belong to [quality]: put them before its sub-table.
+        text.replace(
+            "\n[quality.recipe]\n",
+            &format!("{objective}\nsupernets = \"sn\"\n\n[quality.recipe]\n"),
+        )
+    };
+    let search = |name: &str, objective: &str| {
+        std::fs::write(d.join(format!("{name}.toml")), study(objective)).unwrap();
+        let o = unas_in(
+            d,
+            &[
+                "search",
+                "--config",
+                &format!("{name}.toml"),
+                "--out",
+                name,
+                "--quiet",
+            ],
+        );
+        ok(&o);
+        std::fs::read_to_string(d.join(name).join("report.md")).unwrap()
+    };
+    let report = search("zero-shot", "objective = \"supernet-val-loss\"");
     assert!(report.contains("supernet-val-loss"), "{report}");
+    // Scored after 2 fine-tuning steps from the inherited weights.
+    let report = search(
+        "finetuned",
+        "objective = \"supernet-finetune\"\nfinetune_steps = 2",
+    );
+    assert!(report.contains("supernet-finetune@2"), "{report}");
 }

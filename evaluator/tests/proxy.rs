@@ -135,6 +135,67 @@ fn proxy_is_reproducible_and_ranks_untrained_worst() {
         f1.overall,
         zero_shot.overall
     );
+
+    // Shipped prepared data (`quality.prepared`): an empty cache is filled by copying it after
+    // checking its SHA256SUMS — no VAE is trained, and the latents are the same bits; a file
+    // that does not match its sum is refused and nothing is left in the cache.
+    use sha2::{Digest, Sha256};
+    let (cached, _) = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| (e.path(), ()))
+        .find(|(p, _)| p.join("manifest.json").exists())
+        .unwrap();
+    let shipped = tempfile::tempdir().unwrap();
+    let ship = shipped.path().join(cached.file_name().unwrap());
+    std::fs::create_dir_all(&ship).unwrap();
+    let mut sums = String::new();
+    for e in std::fs::read_dir(&cached).unwrap().flatten() {
+        if !e.file_type().unwrap().is_file() {
+            continue; // the score memo
+        }
+        let bytes = std::fs::read(e.path()).unwrap();
+        std::fs::write(ship.join(e.file_name()), &bytes).unwrap();
+        let hex: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        sums.push_str(&format!("{hex}  {}\n", e.file_name().to_string_lossy()));
+    }
+    std::fs::write(ship.join("SHA256SUMS"), &sums).unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let with_prepared = ProxyConfig {
+        prepared: Some(shipped.path().to_path_buf()),
+        ..config(fresh.path())
+    };
+    let mut lines = Vec::new();
+    let copied = Proxy::prepare(&with_prepared, arch.stem.cross_attention_dim, &mut |l| {
+        lines.push(l.to_string())
+    })
+    .unwrap();
+    assert!(lines[0].starts_with("copying prepared data"), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("VAE")), "{lines:?}");
+    assert_eq!(copied.cache().mean, proxy.cache().mean);
+    assert_eq!(copied.describe_data(), proxy.describe_data());
+    let latents = ship.join("vae.mpk");
+    let mut bytes = std::fs::read(&latents).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&latents, &bytes).unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let tampered = ProxyConfig {
+        prepared: Some(shipped.path().to_path_buf()),
+        ..config(fresh.path())
+    };
+    let err = Proxy::prepare(&tampered, arch.stem.cross_attention_dim, &mut |_| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("SHA-256") && err.contains("vae.mpk"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(fresh.path()).unwrap().count(),
+        0,
+        "nothing half-written"
+    );
 }
 
 #[test]

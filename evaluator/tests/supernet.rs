@@ -163,7 +163,36 @@ fn resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one() {
     supernet_store::save(dir.path(), &info, &whole.unet).unwrap();
     assert!(supernet_store::is_complete(dir.path(), &info.settings_hash));
     let (info2, unet) = supernet_store::load(dir.path()).unwrap();
-    assert_eq!(info2, info);
+    assert!(
+        info2.weights_sha256.is_some(),
+        "save records the weights' hash"
+    );
+    assert_eq!(
+        info2,
+        SupernetInfo {
+            weights_sha256: info2.weights_sha256.clone(),
+            ..info.clone()
+        }
+    );
+    // Edited settings (or space) no longer hash to the recorded settings hash: refused.
+    let json = dir.path().join("supernet.json");
+    let original = std::fs::read_to_string(&json).unwrap();
+    let mut edited: serde_json::Value = serde_json::from_str(&original).unwrap();
+    edited["settings"]["seed"] = serde_json::json!(s.seed + 1);
+    std::fs::write(&json, serde_json::to_string(&edited).unwrap()).unwrap();
+    let err = supernet_store::load(dir.path()).err().unwrap().to_string();
+    assert!(err.contains("settings_hash"), "{err}");
+    std::fs::write(&json, &original).unwrap();
+    // Other weights than those recorded: refused.
+    let mpk = dir.path().join("supernet.mpk");
+    let weights = std::fs::read(&mpk).unwrap();
+    let mut flipped = weights.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    std::fs::write(&mpk, &flipped).unwrap();
+    let err = supernet_store::load(dir.path()).err().unwrap().to_string();
+    assert!(err.contains("SHA-256"), "{err}");
+    std::fs::write(&mpk, &weights).unwrap();
     let val = ValidationSet::new(&cache, &(32..40).collect::<Vec<_>>(), 4, 1000, 0);
     let small = space.smallest_arch(&t).unwrap();
     let l1 = supernet_store::score(&info2, &unet, &small, &val, 7).unwrap();

@@ -296,8 +296,81 @@ fn outcome_lines(input: &ReportInput, results: &StudyResults) -> Vec<String> {
              quality metric."
                 .into(),
         );
+    } else if input.config.quality.objective.uses_supernets() {
+        lines.extend(calibration_lines(&input.config.quality));
     } else {
         lines.push(PROXY_CAVEAT.into());
+    }
+    lines
+}
+
+/// What the report says about a supernet objective: its name and, from `quality.calibration`,
+/// its agreement with the ground truth and the calibration targets it meets or misses.
+fn calibration_lines(q: &unas_evaluator::quality::proxy::ProxyConfig) -> Vec<String> {
+    use unas_evaluator::quality::calibration::{read_summary, unmet_targets, NOISE_CEILING_ROW};
+    let name = q.objective.calibration_name(q.finetune_steps);
+    let mut lines = vec![format!(
+        "Quality objective: `{name}` — the validation loss of each candidate with the weights \
+         it inherits from its topology's trained supernet{} (docs/supernet.md).",
+        if name.starts_with("supernet-finetune") {
+            format!(
+                ", after {} fine-tuning steps with the same batches, timesteps and noise for \
+                 every candidate",
+                q.finetune_steps
+            )
+        } else {
+            String::new()
+        }
+    )];
+    let Some(file) = &q.calibration else {
+        lines.push(format!(
+            "**Caveat:** no calibration is given for `{name}` (`quality.calibration`): how well \
+             it ranks architectures is not stated."
+        ));
+        return lines;
+    };
+    let summary = match read_summary(file) {
+        Ok(s) => s,
+        Err(e) => {
+            lines.push(format!("**Caveat:** calibration unreadable: {e}."));
+            return lines;
+        }
+    };
+    let Some(row) = summary.iter().find(|r| r.proxy == name) else {
+        lines.push(format!(
+            "**Caveat:** {} has no row for `{name}`: its ranking is not calibrated.",
+            file.display()
+        ));
+        return lines;
+    };
+    let opt = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.3}"));
+    let ceiling = summary
+        .iter()
+        .find(|r| r.proxy == NOISE_CEILING_ROW)
+        .map_or("–".into(), |c| format!("{:.3}", c.tau));
+    lines.push(format!(
+        "Calibration ({}): Kendall τ {:.3} (95 % CI [{:.3}, {:.3}]), Spearman ρ {:.3} against \
+         the ground-truth ranking of {} architectures trained from scratch; ICC over supernet \
+         seeds {} (consistency {}); the ground truth's own noise ceiling τ {ceiling}.",
+        file.display(),
+        row.tau,
+        row.tau_low,
+        row.tau_high,
+        row.spearman,
+        row.n,
+        opt(row.icc),
+        opt(row.icc_consistency),
+    ));
+    match unmet_targets(&summary, &name) {
+        Some(unmet) if unmet.is_empty() => {
+            lines.push("It meets the calibration targets (docs/supernet.md).".into())
+        }
+        Some(unmet) => lines.push(format!(
+            "**Caveat:** the calibration targets are not all met yet: {}; the order of the \
+             front along the quality axis is provisional.",
+            unmet.join("; ")
+        )),
+        None => {}
     }
     lines
 }
@@ -403,4 +476,60 @@ pub(crate) fn html(
     s.push_str(&settings_table(input).html());
     s.push_str("</body>\n</html>\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use unas_evaluator::quality::proxy::{Objective, ProxyConfig};
+
+    const HEADER: &str = "proxy,n,tau,tau_low,tau_high,spearman,icc,icc_consistency";
+
+    fn lines_for(summary: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("summary.csv");
+        std::fs::write(&file, summary).unwrap();
+        let q = ProxyConfig {
+            objective: Objective::SupernetFinetune,
+            finetune_steps: 50,
+            supernets: Some("sn".into()),
+            calibration: Some(file),
+            ..ProxyConfig::default()
+        };
+        calibration_lines(&q)
+    }
+
+    #[test]
+    fn a_supernet_report_quotes_its_calibration_and_the_targets_it_misses() {
+        let rows = |icc: &str, ceiling: &str| {
+            format!(
+                "{HEADER}\nmacs,12,0.2424,-0.3220,0.7241,0.3357,,\n\
+                 params,12,0.0000,-0.6333,0.5714,0.0839,,\n\
+                 supernet-finetune@50,12,0.6667,0.3559,0.9333,0.8392,{icc},0.9\n\
+                 ground-truth-noise-ceiling,12,{ceiling},0.5,0.95,0.9,0.6,0.8\n"
+            )
+        };
+        let l = lines_for(&rows("0.85", "0.8200"));
+        assert!(l[0].contains("`supernet-finetune@50`"), "{l:?}");
+        assert!(
+            l[1].contains("Kendall τ 0.667 (95 % CI [0.356, 0.933])"),
+            "{l:?}"
+        );
+        assert!(l[1].contains("noise ceiling τ 0.820"), "{l:?}");
+        assert!(
+            l[2].starts_with("It meets the calibration targets"),
+            "{l:?}"
+        );
+        // ICC below 0.8 and a low ceiling: named in the caveat.
+        let l = lines_for(&rows("-0.0420", "0.6970"));
+        assert!(l[2].starts_with("**Caveat:**"), "{l:?}");
+        assert!(l[2].contains("ICC(1) over supernet seeds -0.042"), "{l:?}");
+        assert!(l[2].contains("noise ceiling 0.697"), "{l:?}");
+        // A summary without the objective's row: uncalibrated.
+        let l = lines_for(&format!("{HEADER}\nmacs,12,0.2,0.1,0.3,0.2,,\n"));
+        assert!(
+            l[1].contains("has no row for `supernet-finetune@50`"),
+            "{l:?}"
+        );
+    }
 }

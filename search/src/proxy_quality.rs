@@ -15,7 +15,8 @@ use crate::objective::{QualityError, QualityEvaluator, QualityResult};
 /// (lower is better), metric = the proxy's label, details = KID (and its spread), prompt
 /// adherence, final training loss, timings and the sample count. With
 /// `objective = "supernet-val-loss"`: score = the validation loss with weights inherited from
-/// the candidate's supernet, details = the loss per timestep band.
+/// the candidate's supernet, details = the loss per timestep band; `"supernet-finetune"`: the
+/// same after `finetune_steps` steps of fine-tuning from those weights.
 pub struct ProxyQuality {
     proxy: Proxy,
     supernets: Option<SupernetScorer>,
@@ -36,8 +37,13 @@ impl ProxyQuality {
 
     /// Wraps a prepared proxy (loading its supernets when its objective needs them).
     pub fn new(proxy: Proxy) -> Result<Self, SearchError> {
-        let supernets = match (proxy.config().objective, &proxy.config().supernets) {
-            (Objective::SupernetValLoss, Some(dir)) => Some(SupernetScorer::load(dir, &proxy)?),
+        let cfg = proxy.config();
+        let finetune = match cfg.objective {
+            Objective::SupernetFinetune => Some(cfg.finetune_steps),
+            _ => None,
+        };
+        let supernets = match (cfg.objective.uses_supernets(), &cfg.supernets) {
+            (true, Some(dir)) => Some(SupernetScorer::load(dir, &proxy, finetune)?),
             _ => None,
         };
         Ok(Self { proxy, supernets })
@@ -89,7 +95,7 @@ impl QualityEvaluator for ProxyQuality {
     fn evaluate(&self, arch: &UNetArch, seed: u64) -> Result<QualityResult, QualityError> {
         if let Some(s) = &self.supernets {
             // Deterministic: the evaluation seed plays no part.
-            let score = s.score(arch).map_err(quality_error)?;
+            let score = s.score(&self.proxy, arch).map_err(quality_error)?;
             let details = score
                 .loss
                 .bands

@@ -670,14 +670,15 @@ fn write_summary(
             });
         }
     }
-    let agreements = agreements(&means, &all, 2000);
+    let mut agreements = agreements(&means, &all, 2000);
+    let ceiling_row = noise_ceiling_row(&table, 2000);
+    agreements.extend(ceiling_row.clone());
     let mut csv = String::from(SUMMARY_HEADER);
     csv.push('\n');
     for g in &agreements {
         csv.push_str(&g.csv());
         csv.push('\n');
     }
-    let ceiling = noise_ceiling(&table);
     let write = |name: &str, text: &str| {
         let f = a.out.join(name);
         std::fs::write(&f, text).map_err(|e| CliError::failure(format!("{}: {e}", f.display())))
@@ -696,32 +697,43 @@ fn write_summary(
         seeds,
         if n >= 2 { tau_null_sd(n) } else { f64::NAN },
     );
-    match ceiling {
-        Some((tau, icc)) => md.push_str(&format!(
+    match &ceiling_row {
+        Some(c) => md.push_str(&format!(
             "Noise ceiling of the ground truth (τ between the means of the two halves of the \
-             seeds): **{tau:.3}**; ICC(1) over seeds: {icc:.3}.\n\n"
+             seeds, row `{NOISE_CEILING_ROW}`): **{:.3}** [{:.3}, {:.3}]; ICC(1) over seeds: \
+             {:.3}, consistency ICC(C,1): {:.3}.\n\n",
+            c.tau,
+            c.tau_low,
+            c.tau_high,
+            c.icc.unwrap_or(f64::NAN),
+            c.icc_consistency.unwrap_or(f64::NAN)
         )),
         None => md.push_str("Noise ceiling: needs ≥ 2 seeds of ≥ 3 architectures.\n\n"),
     }
     md.push_str(
-        "| proxy | n | τ | τ 95 % CI | Spearman ρ | ICC |\n|---|---:|---:|---|---:|---:|\n",
+        "| proxy | n | τ | τ 95 % CI | Spearman ρ | ICC(1) | ICC(C,1) |\n\
+         |---|---:|---:|---|---:|---:|---:|\n",
     );
-    for g in &agreements {
+    let cell = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.3}"));
+    for g in agreements.iter().filter(|g| g.proxy != NOISE_CEILING_ROW) {
         md.push_str(&format!(
-            "| {} | {} | {:.3} | [{:.3}, {:.3}] | {:.3} | {} |\n",
+            "| {} | {} | {:.3} | [{:.3}, {:.3}] | {:.3} | {} | {} |\n",
             g.proxy,
             g.n,
             g.tau,
             g.tau_low,
             g.tau_high,
             g.spearman,
-            g.icc.map_or("–".into(), |v| format!("{v:.3}"))
+            cell(g.icc),
+            cell(g.icc_consistency)
         ));
     }
     md.push_str(
         "\nScores are oriented lower = better (parameters and MACs negated: more is predicted \
          better). τ is τ-b against the ground-truth mean; CIs are percentile bootstraps over \
-         architectures (2000 resamples). `scratch-val-loss@B` is the validation loss after B \
+         architectures (2000 resamples). ICCs are over the proxy's repeats (supernet seeds): \
+         ICC(1) counts a per-seed offset as disagreement, the consistency ICC(C,1) does not. \
+         `scratch-val-loss@B` is the validation loss after B \
          steps of seed 0's ground-truth run itself: while seed 0 is part of the ground-truth \
          mean it is not an independent proxy (an upper bound for early stopping). Recompute \
          with `unas quality calibrate --summary-only --out DIR`.\n",

@@ -296,6 +296,34 @@ pub fn icc1(rows: &[Vec<f64>]) -> f64 {
     (msb - msw) / (msb + (k as f64 - 1.0) * msw)
 }
 
+/// Consistency ICC(C,1) of a two-way model (Shrout & Fleiss' ICC(3,1); McGraw & Wong's
+/// ICC(C,1)) of `rows` (one row per item, one column per repeat): like [`icc1`], but an offset
+/// common to a whole repeat (one supernet seed scoring every candidate higher) is not
+/// disagreement — the number that matters when only the order within one repeat is used.
+pub fn icc_consistency(rows: &[Vec<f64>]) -> f64 {
+    let n = rows.len();
+    let k = rows.first().map_or(0, Vec::len);
+    if n < 2 || k < 2 || rows.iter().any(|r| r.len() != k) {
+        return f64::NAN;
+    }
+    let (nf, kf) = (n as f64, k as f64);
+    let grand = rows.iter().flatten().sum::<f64>() / (nf * kf);
+    let row_means: Vec<f64> = rows.iter().map(|r| r.iter().sum::<f64>() / kf).collect();
+    let col_means: Vec<f64> = (0..k)
+        .map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / nf)
+        .collect();
+    let ssr = kf * row_means.iter().map(|m| (m - grand).powi(2)).sum::<f64>();
+    let ssc = nf * col_means.iter().map(|m| (m - grand).powi(2)).sum::<f64>();
+    let sst = rows
+        .iter()
+        .flatten()
+        .map(|v| (v - grand).powi(2))
+        .sum::<f64>();
+    let msr = ssr / (nf - 1.0);
+    let mse = (sst - ssr - ssc) / ((nf - 1.0) * (kf - 1.0));
+    (msr - mse) / (msr + (kf - 1.0) * mse)
+}
+
 /// A proxy's agreement with the ground truth.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Agreement {
@@ -313,25 +341,111 @@ pub struct Agreement {
     pub spearman: f64,
     /// ICC(1) over the proxy's repeats (supernet seeds), when it has ≥ 2.
     pub icc: Option<f64>,
+    /// Consistency ICC(C,1) over the same repeats ([`icc_consistency`]).
+    pub icc_consistency: Option<f64>,
 }
 
 /// Header of `summary.csv`.
-pub const SUMMARY_HEADER: &str = "proxy,n,tau,tau_low,tau_high,spearman,icc";
+pub const SUMMARY_HEADER: &str = "proxy,n,tau,tau_low,tau_high,spearman,icc,icc_consistency";
+
+/// The `proxy` name of the summary row that holds the ground truth's own repeatability: τ, its
+/// CI and ρ between the means of the two halves of the seeds (the noise ceiling), ICCs over
+/// the seeds.
+pub const NOISE_CEILING_ROW: &str = "ground-truth-noise-ceiling";
 
 impl Agreement {
     /// The CSV line of `summary.csv`.
     pub fn csv(&self) -> String {
         format!(
-            "{},{},{:.4},{:.4},{:.4},{:.4},{}",
+            "{},{},{:.4},{:.4},{:.4},{:.4},{},{}",
             self.proxy,
             self.n,
             self.tau,
             self.tau_low,
             self.tau_high,
             self.spearman,
-            self.icc.map_or(String::new(), |v| format!("{v:.4}"))
+            self.icc.map_or(String::new(), |v| format!("{v:.4}")),
+            self.icc_consistency
+                .map_or(String::new(), |v| format!("{v:.4}"))
         )
     }
+}
+
+/// Reads `summary.csv` (a missing file is an error: a report that cites it must find it).
+pub fn read_summary(file: &Path) -> Result<Vec<Agreement>, EvalError> {
+    if !file.exists() {
+        return Err(io_err(file, "no such file"));
+    }
+    let opt = |v: &str| -> Result<Option<f64>, ()> {
+        if v.is_empty() {
+            Ok(None)
+        } else {
+            v.parse().map(Some).map_err(|_| ())
+        }
+    };
+    read_lines(file, SUMMARY_HEADER)?
+        .iter()
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let parsed = (f.len() == 8)
+                .then(|| -> Result<Agreement, ()> {
+                    let num = |v: &str| v.parse::<f64>().map_err(|_| ());
+                    Ok(Agreement {
+                        proxy: f[0].into(),
+                        n: f[1].parse().map_err(|_| ())?,
+                        tau: num(f[2])?,
+                        tau_low: num(f[3])?,
+                        tau_high: num(f[4])?,
+                        spearman: num(f[5])?,
+                        icc: opt(f[6])?,
+                        icc_consistency: opt(f[7])?,
+                    })
+                })
+                .and_then(Result::ok);
+            parsed.ok_or_else(|| io_err(file, format!("bad row `{l}`")))
+        })
+        .collect()
+}
+
+/// The calibration targets a search objective must meet (issue 13): τ ≥ 0.6 against the
+/// ground-truth mean over ≥ 12 architectures, τ's CI lower bound above parameter count's and
+/// MACs' τ, ICC ≥ 0.8 over two supernet seeds, and a ground-truth noise ceiling ≥ 0.8.
+/// Returns the targets `proxy`'s row of `summary` misses (empty: all met), or `None` when the
+/// summary has no row for it.
+pub fn unmet_targets(summary: &[Agreement], proxy: &str) -> Option<Vec<String>> {
+    let row = summary.iter().find(|r| r.proxy == proxy)?;
+    let tau_of = |name: &str| summary.iter().find(|r| r.proxy == name).map(|r| r.tau);
+    let mut unmet = Vec::new();
+    if row.n < 12 {
+        unmet.push(format!("{} architectures (target ≥ 12)", row.n));
+    }
+    if !(row.tau >= 0.6) {
+        unmet.push(format!("τ {:.3} (target ≥ 0.6)", row.tau));
+    }
+    for base in ["params", "macs"] {
+        match tau_of(base) {
+            Some(t) if row.tau_low > t => {}
+            Some(t) => unmet.push(format!(
+                "τ CI lower bound {:.3} not above the τ of {base} ({t:.3})",
+                row.tau_low
+            )),
+            None => unmet.push(format!("no {base} row to compare with")),
+        }
+    }
+    match row.icc {
+        Some(v) if v >= 0.8 => {}
+        Some(v) => unmet.push(format!("ICC(1) over supernet seeds {v:.3} (target ≥ 0.8)")),
+        None => unmet.push("no ICC (needs ≥ 2 supernet seeds)".into()),
+    }
+    match summary.iter().find(|r| r.proxy == NOISE_CEILING_ROW) {
+        Some(c) if c.tau >= 0.8 => {}
+        Some(c) => unmet.push(format!(
+            "ground-truth noise ceiling {:.3} (target ≥ 0.8)",
+            c.tau
+        )),
+        None => unmet.push("no ground-truth noise ceiling".into()),
+    }
+    Some(unmet)
 }
 
 /// Mean ground-truth validation loss per architecture over the seeds that every architecture
@@ -384,9 +498,13 @@ fn common_seeds(table: &BTreeMap<String, BTreeMap<u64, f64>>) -> Vec<u64> {
     seeds
 }
 
-/// The ground truth's noise ceiling: Kendall τ between the per-arch means of the first and
-/// the second half of the common seeds (sorted), and its ICC(1) over seeds.
-pub fn noise_ceiling(table: &BTreeMap<String, BTreeMap<u64, f64>>) -> Option<(f64, f64)> {
+/// The ground truth's noise ceiling as a summary row ([`NOISE_CEILING_ROW`]): the halves'
+/// means compared like a proxy with the ground truth (bootstrap over architectures), ICCs over
+/// the common seeds; `None` with fewer than 2 seeds or 3 architectures.
+pub fn noise_ceiling_row(
+    table: &BTreeMap<String, BTreeMap<u64, f64>>,
+    iters: usize,
+) -> Option<Agreement> {
     let seeds = common_seeds(table);
     if seeds.len() < 2 || table.len() < 3 {
         return None;
@@ -400,7 +518,17 @@ pub fn noise_ceiling(table: &BTreeMap<String, BTreeMap<u64, f64>>) -> Option<(f6
         .values()
         .map(|m| seeds.iter().map(|s| m[s]).collect())
         .collect();
-    Some((kendall_tau(&a, &b), icc1(&rows)))
+    let (tau_low, tau_high) = bootstrap_tau(&a, &b, iters, 0);
+    Some(Agreement {
+        proxy: NOISE_CEILING_ROW.to_string(),
+        n: a.len(),
+        tau: kendall_tau(&a, &b),
+        tau_low,
+        tau_high,
+        spearman: spearman(&a, &b),
+        icc: Some(icc1(&rows)),
+        icc_consistency: Some(icc_consistency(&rows)),
+    })
 }
 
 /// The agreement of every proxy in `scores` with the ground-truth `means` (archs missing
@@ -432,7 +560,9 @@ pub fn agreements(
             }
             let (tau_low, tau_high) = bootstrap_tau(&p, &g, iters, 0);
             let k = reps.first().map_or(0, Vec::len);
-            let icc = (k >= 2 && reps.iter().all(|r| r.len() == k)).then(|| icc1(&reps));
+            let repeated = k >= 2 && reps.iter().all(|r| r.len() == k);
+            let icc = repeated.then(|| icc1(&reps));
+            let icc_consistency = repeated.then(|| icc_consistency(&reps));
             Agreement {
                 proxy: proxy.to_string(),
                 n: p.len(),
@@ -441,6 +571,7 @@ pub fn agreements(
                 tau_high,
                 spearman: spearman(&p, &g),
                 icc,
+                icc_consistency,
             }
         })
         .collect()
@@ -463,6 +594,25 @@ mod tests {
         // ICC: no seed noise → 1; pure noise around equal means → ≤ 0.
         assert!((icc1(&[vec![1.0, 1.0], vec![2.0, 2.0], vec![3.0, 3.0]]) - 1.0).abs() < 1e-12);
         assert!(icc1(&[vec![1.0, 2.0], vec![2.0, 1.0], vec![1.5, 1.5]]) < 0.0);
+        // A repeat shifted by a constant: ICC(1) drops, the consistency ICC stays 1.
+        let shifted = [vec![1.0, 11.0], vec![2.0, 12.0], vec![3.0, 13.0]];
+        assert!(icc1(&shifted) < 0.0);
+        assert!((icc_consistency(&shifted) - 1.0).abs() < 1e-12);
+        // Worked example (Shrout & Fleiss 1979, Table 2: 6 targets x 4 judges): ICC(3,1) 0.71.
+        let sf = [
+            vec![9.0, 2.0, 5.0, 8.0],
+            vec![6.0, 1.0, 3.0, 2.0],
+            vec![8.0, 4.0, 6.0, 8.0],
+            vec![7.0, 1.0, 2.0, 6.0],
+            vec![10.0, 5.0, 6.0, 9.0],
+            vec![6.0, 2.0, 4.0, 7.0],
+        ];
+        assert!(
+            (icc_consistency(&sf) - 0.71).abs() < 0.005,
+            "{}",
+            icc_consistency(&sf)
+        );
+        assert!((icc1(&sf) - 0.17).abs() < 0.005, "{}", icc1(&sf));
         // A bootstrap CI contains the point estimate for a clean monotone relation.
         let b = [1.1, 1.9, 3.2, 3.9, 5.3, 6.0, 7.2, 7.9];
         let c = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];

@@ -122,15 +122,35 @@ pub struct ProxyConfig {
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
     /// What a study minimises: `fd` (default: each candidate trained `steps` steps from the
-    /// evaluation seed, sampled, Fréchet distance on the extractor's features) or
+    /// evaluation seed, sampled, Fréchet distance on the extractor's features),
     /// `supernet-val-loss` (the candidate's validation loss with weights inherited from its
-    /// topology's trained supernet, from `supernets`; see docs/supernet.md).
+    /// topology's trained supernet, from `supernets`) or `supernet-finetune` (the same after
+    /// `finetune_steps` steps of training from the inherited weights, with the same batches,
+    /// timesteps and noise for every candidate); see docs/supernet.md.
     #[serde(default)]
     pub objective: Objective,
-    /// Folder of trained supernets (`unas supernet train --out DIR`), needed by
-    /// `objective = "supernet-val-loss"`; relative paths are read from the working directory.
+    /// Folder of trained supernets (`unas supernet train --out DIR`), needed by the supernet
+    /// objectives; relative paths are read from the working directory.
     #[serde(default)]
     pub supernets: Option<PathBuf>,
+    /// Fine-tuning steps of `objective = "supernet-finetune"` (default 50, the calibrated
+    /// setting of docs/calibration/).
+    #[serde(default = "default_finetune_steps")]
+    pub finetune_steps: usize,
+    /// A folder of prepared proxy data (`proxy-HASH/` folders as the cache holds them, e.g.
+    /// `configs/data`): when the cache has no folder for these settings but this one does, it
+    /// is checked (its recorded settings key and `SHA256SUMS`) and copied into the cache
+    /// instead of training the VAE and extractor again — so that supernets shipped beside it
+    /// see the latents they were trained on. Relative paths are read from the working
+    /// directory. Default: none.
+    #[serde(default)]
+    pub prepared: Option<PathBuf>,
+    /// A calibration summary (`summary.csv` of `unas quality calibrate`) whose row for this
+    /// objective the study's report quotes (τ against the ground truth, its CI, ICC, the
+    /// ground truth's noise ceiling, the targets met or missed); relative paths are read from
+    /// the working directory. Default: none (the report says the objective is uncalibrated).
+    #[serde(default)]
+    pub calibration: Option<PathBuf>,
 }
 
 /// The number a study minimises (see [`ProxyConfig::objective`]).
@@ -142,6 +162,25 @@ pub enum Objective {
     Fd,
     /// Validation loss with weights inherited from a trained supernet.
     SupernetValLoss,
+    /// Validation loss after a short fine-tune from the inherited weights.
+    SupernetFinetune,
+}
+
+impl Objective {
+    /// The objective's name in calibration tables (`proxy` column of `summary.csv`):
+    /// `supernet-val-loss`, `supernet-finetune@K` (K = `finetune_steps`), `fd`.
+    pub fn calibration_name(self, finetune_steps: usize) -> String {
+        match self {
+            Self::Fd => "fd".into(),
+            Self::SupernetValLoss => "supernet-val-loss".into(),
+            Self::SupernetFinetune => format!("supernet-finetune@{finetune_steps}"),
+        }
+    }
+
+    /// Whether the objective scores candidates on trained supernets.
+    pub fn uses_supernets(self) -> bool {
+        matches!(self, Self::SupernetValLoss | Self::SupernetFinetune)
+    }
 }
 
 fn default_data() -> String {
@@ -186,6 +225,9 @@ fn default_extractor_epochs() -> usize {
 fn default_vae_steps() -> usize {
     300
 }
+fn default_finetune_steps() -> usize {
+    50
+}
 fn default_teacher_steps() -> usize {
     1000
 }
@@ -222,6 +264,65 @@ pub struct ProxyScore {
     pub samples: usize,
     /// Label of the score: `fd[featurenet[shapes(...)...]; 128 samples; 10 DDIM steps]`.
     pub metric: String,
+}
+
+/// Copies a shipped prepared-data folder `src` to the cache folder `dst` after checking that
+/// its manifest records the settings key `key_json` and that every file matches `SHA256SUMS`
+/// (`<hex>  <file>` lines); written beside `dst` and renamed, so a reader never sees half.
+fn copy_prepared(
+    src: &std::path::Path,
+    dst: &std::path::Path,
+    key_json: &str,
+) -> Result<(), EvalError> {
+    use sha2::{Digest, Sha256};
+    let file_err = |file: &std::path::Path, message: String| EvalError::File {
+        file: file.to_path_buf(),
+        message,
+    };
+    let manifest = src.join("manifest.json");
+    let text =
+        std::fs::read_to_string(&manifest).map_err(|e| file_err(&manifest, e.to_string()))?;
+    let m: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| file_err(&manifest, e.to_string()))?;
+    let want: serde_json::Value = serde_json::from_str(key_json).expect("valid key");
+    if m["provenance"]["key"] != want {
+        return Err(file_err(
+            &manifest,
+            "provenance.key: prepared for other settings than these".into(),
+        ));
+    }
+    let sums = src.join("SHA256SUMS");
+    let listing = std::fs::read_to_string(&sums).map_err(|e| file_err(&sums, e.to_string()))?;
+    let tmp = dst.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).map_err(|e| file_err(&tmp, e.to_string()))?;
+    for line in listing.lines().filter(|l| !l.trim().is_empty()) {
+        let (hex, name) = line
+            .split_once("  ")
+            .ok_or_else(|| file_err(&sums, format!("bad line `{line}`")))?;
+        if name.contains('/') || name.starts_with('.') {
+            return Err(file_err(&sums, format!("bad file name `{name}`")));
+        }
+        let file = src.join(name);
+        let bytes = std::fs::read(&file).map_err(|e| file_err(&file, e.to_string()))?;
+        let got: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if got != hex {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(file_err(
+                &file,
+                format!("SHA-256 {got}, SHA256SUMS says {hex}"),
+            ));
+        }
+        let out = tmp.join(name);
+        std::fs::write(&out, &bytes).map_err(|e| file_err(&out, e.to_string()))?;
+    }
+    if !tmp.join("manifest.json").exists() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(file_err(&sums, "does not list manifest.json".into()));
+    }
+    std::fs::rename(&tmp, dst).map_err(|e| file_err(dst, e.to_string()))
 }
 
 /// Tokens per caption of the proxy's text encoder (the tiny space's latency setting).
@@ -313,18 +414,24 @@ impl ProxyConfig {
             ("teacher_steps", self.teacher_steps),
             ("val_items", self.val_items),
             ("val_bands", self.val_bands),
+            ("finetune_steps", self.finetune_steps),
         ];
         for (field, v) in positive {
             if v == 0 {
                 return Err(config_err(field, "must be at least 1"));
             }
         }
-        if self.objective == Objective::SupernetValLoss && self.supernets.is_none() {
+        if self.objective.uses_supernets() && self.supernets.is_none() {
             return Err(config_err(
                 "supernets",
-                "objective = \"supernet-val-loss\" needs `supernets = \"DIR\"` (a folder of \
+                "the supernet objectives need `supernets = \"DIR\"` (a folder of \
                  `unas supernet train` outputs)",
             ));
+        }
+        if self.objective == Objective::SupernetFinetune {
+            self.recipe
+                .ema_window(self.finetune_steps)
+                .map_err(|m| config_err("finetune_steps", m))?;
         }
         if self.val_items >= self.images {
             return Err(config_err(
@@ -505,6 +612,15 @@ impl Proxy {
             feature_training.epochs,
             feature_training.seed
         );
+        let shipped = cfg
+            .prepared
+            .as_ref()
+            .map(|p| p.join(dir.file_name().expect("named")))
+            .filter(|p| p.join("manifest.json").exists());
+        if let (false, Some(src)) = (dir.join("manifest.json").exists(), &shipped) {
+            progress(&format!("copying prepared data from {}", src.display()));
+            copy_prepared(src, &dir, &key_json)?;
+        }
         if !dir.join("manifest.json").exists() {
             build_cache(
                 &*ds,

@@ -1,5 +1,7 @@
-//! The supernet objective of a search: each candidate's validation loss with the weights it
-//! inherits from the trained supernet of its topology, on the proxy's frozen validation set.
+//! The supernet objectives of a search: each candidate's validation loss with the weights it
+//! inherits from the trained supernet of its topology, on the proxy's frozen validation set —
+//! zero-shot, or after a short fine-tune from those weights with the same batches, timesteps
+//! and noise for every candidate (common random numbers).
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +19,7 @@ pub struct SupernetScorer {
     supernets: Vec<(SupernetInfo, UNet2DConditionModel<Cpu>)>,
     val: ValidationSet,
     root: PathBuf,
+    finetune: Option<usize>,
 }
 
 impl std::fmt::Debug for SupernetScorer {
@@ -24,6 +27,7 @@ impl std::fmt::Debug for SupernetScorer {
         f.debug_struct("SupernetScorer")
             .field("root", &self.root)
             .field("supernets", &self.supernets.len())
+            .field("finetune", &self.finetune)
             .finish()
     }
 }
@@ -39,8 +43,10 @@ pub struct SupernetScore {
 
 impl SupernetScorer {
     /// Loads every supernet under `root` (the folder itself, or its sub-folders holding a
-    /// `supernet.json`); each must have been trained on `proxy`'s data.
-    pub fn load(root: &Path, proxy: &Proxy) -> Result<Self, EvalError> {
+    /// `supernet.json`; [`supernet_store::load`] checks weights and settings hash); each must
+    /// have been trained on `proxy`'s data. With `finetune = Some(k)` a candidate is scored
+    /// after `k` fine-tuning steps.
+    pub fn load(root: &Path, proxy: &Proxy, finetune: Option<usize>) -> Result<Self, EvalError> {
         let dirs = supernet_store::supernet_dirs(root)?;
         if dirs.is_empty() {
             return Err(EvalError::File {
@@ -67,6 +73,7 @@ impl SupernetScorer {
             supernets,
             val: proxy.validation_set(),
             root: root.to_path_buf(),
+            finetune,
         })
     }
 
@@ -82,25 +89,46 @@ impl SupernetScorer {
                 )
             })
             .collect();
+        let what = match self.finetune {
+            Some(k) => format!("after {k} fine-tuning steps from the inherited weights"),
+            None => "with inherited weights".to_string(),
+        };
         format!(
-            "supernet validation loss on {} ({})",
+            "supernet validation loss {what} on {} ({})",
             self.val.label(),
             names.join(", ")
         )
     }
 
-    /// The validation loss of `arch` with weights inherited from its topology's supernet;
-    /// an error when no loaded supernet contains it.
-    pub fn score(&self, arch: &UNetArch) -> Result<SupernetScore, EvalError> {
+    /// The validation loss of `arch` with weights inherited from its topology's supernet
+    /// (after the fine-tune, when the scorer has one: `proxy` trains it, its batches,
+    /// timesteps and noise drawn from the supernet's seed alone); an error when no loaded
+    /// supernet contains it.
+    pub fn score(&self, proxy: &Proxy, arch: &UNetArch) -> Result<SupernetScore, EvalError> {
         let mut why = Vec::new();
         for (info, unet) in &self.supernets {
             match SubNet::new(arch, &info.arch) {
-                Ok(_) => {
-                    let loss = supernet_store::score(info, unet, arch, &self.val, VAL_BATCH)?;
+                Ok(sub) => {
+                    let (loss, name) = match self.finetune {
+                        None => (
+                            supernet_store::score(info, unet, arch, &self.val, VAL_BATCH)?,
+                            "supernet-val-loss".to_string(),
+                        ),
+                        Some(k) => (
+                            proxy.finetune(
+                                arch,
+                                sub.extract(unet),
+                                info.settings.seed,
+                                k,
+                                &self.val,
+                            )?,
+                            format!("supernet-finetune@{k}"),
+                        ),
+                    };
                     return Ok(SupernetScore {
                         loss,
                         metric: format!(
-                            "supernet-val-loss[{}; supernet {} {} seed {}]",
+                            "{name}[{}; supernet {} {} seed {}]",
                             self.val.label(),
                             info.topology,
                             info.settings_hash,

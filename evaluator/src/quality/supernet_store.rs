@@ -23,6 +23,10 @@ use crate::EvalError;
 pub struct SupernetInfo {
     /// Space name.
     pub space: String,
+    /// The space's definition (absent in folders written before it was recorded): with it,
+    /// [`load`] recomputes `settings_hash` and refuses a mismatch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space_definition: Option<SearchSpace>,
     /// Topology name.
     pub topology: String,
     /// Covering architecture.
@@ -49,6 +53,10 @@ pub struct SupernetInfo {
     pub commit: Option<String>,
     /// When it finished (UTC, RFC 3339).
     pub date: String,
+    /// SHA-256 of `supernet.mpk` (written by [`save`], checked by [`load`]; absent in folders
+    /// written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_sha256: Option<String>,
 }
 
 impl SupernetInfo {
@@ -77,6 +85,7 @@ impl SupernetInfo {
         };
         Self {
             space: space.name.clone(),
+            space_definition: Some(space.clone()),
             topology: topology.to_string(),
             arch: arch.clone(),
             settings: settings.clone(),
@@ -90,6 +99,7 @@ impl SupernetInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             commit: git_commit(),
             date: crate::clock::now_rfc3339(),
+            weights_sha256: None,
         }
     }
 }
@@ -137,8 +147,19 @@ pub fn is_complete(dir: &Path, hash: &str) -> bool {
         .is_some_and(|i| i.settings_hash == hash && dir.join("supernet.mpk").exists())
 }
 
+/// SHA-256 of a file, in hex.
+fn file_sha256(file: &Path) -> Result<String, EvalError> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(file).map_err(|e| io_err(file, e))?;
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
 /// Writes `supernet.mpk` and then `supernet.json` into `dir` (each written beside its place
-/// and renamed: a reader never sees half a file; the JSON, written last, marks completion).
+/// and renamed: a reader never sees half a file; the JSON, written last, marks completion and
+/// records the weights' SHA-256).
 pub fn save<B: Backend>(
     dir: &Path,
     info: &SupernetInfo,
@@ -152,17 +173,22 @@ pub fn save<B: Backend>(
         .map_err(|e| io_err(&tmp, e))?;
     let file = dir.join("supernet.mpk");
     std::fs::rename(tmp.with_extension("mpk"), &file).map_err(|e| io_err(&file, e))?;
+    let info = SupernetInfo {
+        weights_sha256: Some(file_sha256(&file)?),
+        ..info.clone()
+    };
     let json = dir.join("supernet.json");
     let tmp_json = dir.join(".supernet.json.tmp");
     std::fs::write(
         &tmp_json,
-        serde_json::to_string_pretty(info).expect("serialisable"),
+        serde_json::to_string_pretty(&info).expect("serialisable"),
     )
     .map_err(|e| io_err(&tmp_json, e))?;
     std::fs::rename(&tmp_json, &json).map_err(|e| io_err(&json, e))
 }
 
-/// Reads a supernet folder written by [`save`], on the CPU.
+/// Reads a supernet folder written by [`save`], on the CPU; refuses weights whose SHA-256
+/// differs from the one `supernet.json` records.
 pub fn load(dir: &Path) -> Result<(SupernetInfo, UNet2DConditionModel<Cpu>), EvalError> {
     let json = dir.join("supernet.json");
     let text = std::fs::read_to_string(&json).map_err(|e| io_err(&json, e))?;
@@ -170,10 +196,59 @@ pub fn load(dir: &Path) -> Result<(SupernetInfo, UNet2DConditionModel<Cpu>), Eva
     let device = Default::default();
     let unet = UNet2DConditionModel::<Cpu>::init(&info.arch, &device)?;
     let file = dir.join("supernet.mpk");
+    check_hash(&info, &json)?;
+    if let Some(want) = &info.weights_sha256 {
+        let got = file_sha256(&file)?;
+        if &got != want {
+            return Err(io_err(
+                &file,
+                format!("SHA-256 {got} differs from {want} recorded in supernet.json"),
+            ));
+        }
+    }
     let unet = unet
         .load_file(&file, &Rec::new(), &device)
         .map_err(|e| io_err(&file, e))?;
     Ok((info, unet))
+}
+
+/// Recomputes the settings hash from the recorded space definition, topology, settings and
+/// pretrained start; also checks that the covering architecture is the topology's.
+fn check_hash(info: &SupernetInfo, json: &Path) -> Result<(), EvalError> {
+    let Some(space) = &info.space_definition else {
+        return Ok(());
+    };
+    let Some(t) = space
+        .topologies()
+        .into_iter()
+        .find(|t| t.to_string() == info.topology)
+    else {
+        return Err(io_err(
+            json,
+            format!(
+                "topology: `{}` is not a topology of the recorded space `{}`",
+                info.topology, space.name
+            ),
+        ));
+    };
+    if space.supernet_arch(&t) != info.arch {
+        return Err(io_err(
+            json,
+            format!("arch: not the covering architecture of `{}`", info.topology),
+        ));
+    }
+    let hash = super::supernet::settings_hash(space, &t, &info.settings, info.from.as_deref());
+    if hash != info.settings_hash {
+        return Err(io_err(
+            json,
+            format!(
+                "settings_hash: {} recorded, {hash} recomputed from the recorded space, \
+                 topology, settings and start",
+                info.settings_hash
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The weights of a supernet trained on another backend, on the CPU (through the same file
