@@ -131,26 +131,34 @@ fn train_resume_score_and_search_on_a_supernet() {
     assert!(again.contains("already trained"), "{again}");
 
     // Scores: deterministic, and an arch of another topology is refused.
-    let score = |arch: &str| {
-        unas_in(
-            d,
-            &[
-                "supernet",
-                "score",
-                "--supernet",
-                "sn/diffusers",
-                "--arch",
-                arch,
-                "--config",
-                "data.toml",
-                "--json",
-            ],
-        )
+    let score_with = |arch: &str, extra: &[&str]| {
+        let mut args = vec![
+            "supernet",
+            "score",
+            "--supernet",
+            "sn/diffusers",
+            "--arch",
+            arch,
+            "--config",
+            "data.toml",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        unas_in(d, &args)
     };
+    let score = |arch: &str| score_with(arch, &[]);
+    // After 2 fine-tuning steps: the same bits from two processes, and another number.
+    let f1: serde_json::Value =
+        serde_json::from_str(&ok(&score_with("tiny", &["--finetune", "2"]))).unwrap();
+    let f2: serde_json::Value =
+        serde_json::from_str(&ok(&score_with("tiny", &["--finetune", "2"]))).unwrap();
+    assert_eq!(f1["val_loss"], f2["val_loss"]);
+    assert_eq!(f1["finetune_steps"], 2);
     let a: serde_json::Value = serde_json::from_str(&ok(&score("tiny"))).unwrap();
     let b: serde_json::Value = serde_json::from_str(&ok(&score("tiny"))).unwrap();
     assert_eq!(a["val_loss"], b["val_loss"]);
     assert!(a["val_loss"].as_f64().unwrap().is_finite());
+    assert_ne!(a["val_loss"], f1["val_loss"]);
     assert_eq!(a["bands"].as_array().unwrap().len(), 2);
     let o = score("tiny-nas");
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));

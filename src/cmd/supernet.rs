@@ -99,6 +99,11 @@ pub struct ScoreArgs {
     supernet: PathBuf,
     #[command(flatten)]
     data: DataArgs,
+    /// Score after K fine-tuning steps from the inherited weights (the batches, timesteps and
+    /// noise drawn from the supernet's seed: the same for every architecture), as the search
+    /// objective `supernet-finetune` does; default: zero-shot.
+    #[arg(long, value_name = "K")]
+    finetune: Option<usize>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -334,8 +339,16 @@ fn train_on(
 
 fn score(a: ScoreArgs) -> CmdResult {
     let arch = load_arch(&a.arch)?;
+    if a.finetune == Some(0) {
+        return Err(CliError::input("--finetune: at least 1 step"));
+    }
     let (info, unet) = supernet_store::load(&a.supernet).map_err(CliError::input)?;
     let cfg = a.data.resolve()?;
+    if let Some(k) = a.finetune {
+        cfg.recipe
+            .ema_window(k)
+            .map_err(|m| CliError::input(format!("--finetune {k}: {m}")))?;
+    }
     let proxy = prepare(&cfg, arch.stem.cross_attention_dim)?;
     if proxy.describe_data() != info.data {
         return Err(CliError::input(format!(
@@ -346,14 +359,28 @@ fn score(a: ScoreArgs) -> CmdResult {
         )));
     }
     let val = proxy.validation_set();
-    let loss: ValLoss =
-        supernet_store::score(&info, &unet, &arch, &val, 64).map_err(CliError::input)?;
+    let loss: ValLoss = match a.finetune {
+        None => supernet_store::score(&info, &unet, &arch, &val, 64).map_err(CliError::input)?,
+        Some(k) => {
+            let start = unas_runtime::SubNet::new(&arch, &info.arch)
+                .map_err(CliError::input)?
+                .extract(&unet);
+            proxy
+                .finetune(&arch, start, info.settings.seed, k, &val)
+                .map_err(CliError::failure)?
+        }
+    };
+    let metric = match a.finetune {
+        None => val.label(),
+        Some(k) => format!("{} after {k} fine-tuning steps", val.label()),
+    };
     if a.json {
         let out = serde_json::json!({
             "arch": arch.hash_id(),
             "supernet": info.settings_hash,
             "topology": info.topology,
-            "metric": val.label(),
+            "finetune_steps": a.finetune.unwrap_or(0),
+            "metric": metric,
             "val_loss": loss.overall,
             "bands": loss.bands,
         });
@@ -363,7 +390,7 @@ fn score(a: ScoreArgs) -> CmdResult {
             "{}: validation loss {:.5} ({}; supernet {} {})",
             arch.hash_id(),
             loss.overall,
-            val.label(),
+            metric,
             info.topology,
             info.settings_hash
         );

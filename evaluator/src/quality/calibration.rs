@@ -419,7 +419,7 @@ pub fn unmet_targets(summary: &[Agreement], proxy: &str) -> Option<Vec<String>> 
     if row.n < 12 {
         unmet.push(format!("{} architectures (target ≥ 12)", row.n));
     }
-    if !(row.tau >= 0.6) {
+    if row.tau.is_nan() || row.tau < 0.6 {
         unmet.push(format!("τ {:.3} (target ≥ 0.6)", row.tau));
     }
     for base in ["params", "macs"] {
