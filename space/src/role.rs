@@ -158,6 +158,17 @@ impl RoleMap {
     /// and shape (and norm epsilon): `sub` is then a sub-network of `sup` that can run on its
     /// modules. The error names the first module that does not match.
     pub fn check_subnetwork(&self, sub: &UNetArch, sup: &UNetArch) -> Result<(), ArchError> {
+        // A layout wires the same modules differently (where the stage's resampling sits, what
+        // each skip carries): a supernet trains only its own layout's wiring.
+        if sub.layout != sup.layout {
+            return Err(ArchError::new(
+                "layout",
+                format!(
+                    "`{:?}` here but `{:?}` in the supernet: another topology, not a sub-network",
+                    sub.layout, sup.layout
+                ),
+            ));
+        }
         let (sp, pp) = (sub.plan()?, sup.plan()?);
         for ((m, role), target) in sp.modules.iter().zip(&self.roles).zip(&self.to_super) {
             let Some(j) = *target else {

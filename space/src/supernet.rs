@@ -273,6 +273,32 @@ mod tests {
     }
 
     #[test]
+    fn another_layout_is_not_a_subnetwork() {
+        // A diffusers-layout candidate whose modules all have counterparts in the flexible
+        // supernet (one was found in a search: it ran there with its own wiring) is refused.
+        let space = SearchSpace::load("tiny-depth").unwrap();
+        let flexible = space
+            .topologies()
+            .into_iter()
+            .find(|t| t.to_string().starts_with("flexible"))
+            .unwrap();
+        let sup = space.supernet_arch(&flexible);
+        // That candidate: down 2R0A 1R1A 2R2A 1R0A | mid 2R1A | up 2R0A 3R0A 2R2A 3R0A.
+        let mut arch = crate::presets::preset("tiny");
+        for (d, (r, a)) in arch.down.iter_mut().zip([(2, 0), (1, 1), (2, 2), (1, 0)]) {
+            (d.resnets, d.attentions) = (r, a);
+        }
+        for (u, (r, a)) in arch.up.iter_mut().zip([(2, 0), (3, 0), (2, 2), (3, 0)]) {
+            (u.resnets, u.attentions) = (r, a);
+        }
+        (arch.mid.resnets, arch.mid.attentions) = (2, 1);
+        arch.validate().unwrap();
+        let map = RoleMap::new(&arch, &sup).unwrap();
+        let err = map.check_subnetwork(&arch, &sup).unwrap_err().to_string();
+        assert!(err.contains("layout"), "{err}");
+    }
+
+    #[test]
     fn smallest_and_sampled_candidates_of_a_topology() {
         let space = SearchSpace::load("tiny").unwrap();
         let mut rng = Rng::seed(3);

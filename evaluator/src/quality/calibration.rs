@@ -357,16 +357,16 @@ impl Agreement {
     /// The CSV line of `summary.csv`.
     pub fn csv(&self) -> String {
         format!(
-            "{},{},{:.4},{:.4},{:.4},{:.4},{},{}",
+            "{},{},{:.6},{:.6},{:.6},{:.6},{},{}",
             self.proxy,
             self.n,
             self.tau,
             self.tau_low,
             self.tau_high,
             self.spearman,
-            self.icc.map_or(String::new(), |v| format!("{v:.4}")),
+            self.icc.map_or(String::new(), |v| format!("{v:.6}")),
             self.icc_consistency
-                .map_or(String::new(), |v| format!("{v:.4}"))
+                .map_or(String::new(), |v| format!("{v:.6}"))
         )
     }
 }
