@@ -621,12 +621,10 @@ fn calibrate(a: CalibrateArgs) -> CmdResult {
                     if let Some(k) = a.finetune {
                         let name = format!("supernet-finetune@{k}");
                         if missing(&name) {
-                            let start = unas_runtime::SubNet::new(arch, &info.arch)
-                                .map_err(CliError::failure)?
-                                .extract(&unet);
-                            let l = proxy
-                                .finetune(arch, start, seed, k, &val)
-                                .map_err(CliError::failure)?;
+                            let l = unas_evaluator::quality::supernet_scorer::finetuned(
+                                &proxy, &info, &unet, arch, k, &val,
+                            )
+                            .map_err(CliError::failure)?;
                             eprintln!("{id} supernet seed {seed}: val loss {:.5} after {k} fine-tuning steps", l.overall);
                             new_rows.push(ProxyRow {
                                 arch: id.clone(),

@@ -361,14 +361,10 @@ fn score(a: ScoreArgs) -> CmdResult {
     let val = proxy.validation_set();
     let loss: ValLoss = match a.finetune {
         None => supernet_store::score(&info, &unet, &arch, &val, 64).map_err(CliError::input)?,
-        Some(k) => {
-            let start = unas_runtime::SubNet::new(&arch, &info.arch)
-                .map_err(CliError::input)?
-                .extract(&unet);
-            proxy
-                .finetune(&arch, start, info.settings.seed, k, &val)
-                .map_err(CliError::failure)?
-        }
+        Some(k) => unas_evaluator::quality::supernet_scorer::finetuned(
+            &proxy, &info, &unet, &arch, k, &val,
+        )
+        .map_err(CliError::input)?,
     };
     let metric = match a.finetune {
         None => val.label(),

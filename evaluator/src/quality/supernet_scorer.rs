@@ -41,6 +41,21 @@ pub struct SupernetScore {
     pub metric: String,
 }
 
+/// The validation loss of `arch` after `steps` fine-tuning steps from the weights it inherits
+/// from `unet` (covering architecture `info.arch`); the batches, timesteps and noise come from
+/// the supernet's seed alone, so every candidate sees the same ones.
+pub fn finetuned(
+    proxy: &Proxy,
+    info: &SupernetInfo,
+    unet: &UNet2DConditionModel<Cpu>,
+    arch: &UNetArch,
+    steps: usize,
+    val: &ValidationSet,
+) -> Result<ValLoss, EvalError> {
+    let start = SubNet::new(arch, &info.arch)?.extract(unet);
+    proxy.finetune(arch, start, info.settings.seed, steps, val)
+}
+
 impl SupernetScorer {
     /// Loads every supernet under `root` (the folder itself, or its sub-folders holding a
     /// `supernet.json`; [`supernet_store::load`] checks weights and settings hash); each must
@@ -108,20 +123,14 @@ impl SupernetScorer {
         let mut why = Vec::new();
         for (info, unet) in &self.supernets {
             match SubNet::new(arch, &info.arch) {
-                Ok(sub) => {
+                Ok(_) => {
                     let (loss, name) = match self.finetune {
                         None => (
                             supernet_store::score(info, unet, arch, &self.val, VAL_BATCH)?,
                             "supernet-val-loss".to_string(),
                         ),
                         Some(k) => (
-                            proxy.finetune(
-                                arch,
-                                sub.extract(unet),
-                                info.settings.seed,
-                                k,
-                                &self.val,
-                            )?,
+                            finetuned(proxy, info, unet, arch, k, &self.val)?,
                             format!("supernet-finetune@{k}"),
                         ),
                     };
