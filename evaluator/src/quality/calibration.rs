@@ -116,7 +116,7 @@ impl GroundTruthRow {
 }
 
 /// Reads the rows of a CSV table written by [`append_rows`] (missing file: none).
-fn read_lines(file: &Path, header: &str) -> Result<Vec<String>, EvalError> {
+pub(crate) fn read_lines(file: &Path, header: &str) -> Result<Vec<String>, EvalError> {
     let Ok(text) = std::fs::read_to_string(file) else {
         return Ok(Vec::new());
     };
@@ -134,7 +134,7 @@ fn read_lines(file: &Path, header: &str) -> Result<Vec<String>, EvalError> {
 
 /// Appends CSV lines to `file`, writing `header` first when the file is new; each call is one
 /// write followed by a sync, so an interrupted run loses at most the rows it was writing.
-fn append_rows(file: &Path, header: &str, lines: &[String]) -> Result<(), EvalError> {
+pub(crate) fn append_rows(file: &Path, header: &str, lines: &[String]) -> Result<(), EvalError> {
     let new = !file.exists();
     let mut f = std::fs::OpenOptions::new()
         .create(true)

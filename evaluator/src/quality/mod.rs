@@ -12,6 +12,7 @@ pub mod latent_cache;
 pub mod metrics;
 pub mod module_file;
 pub mod proxy;
+pub mod recipe_study;
 pub mod small_vae;
 pub mod supernet;
 pub mod supernet_scorer;
