@@ -194,7 +194,18 @@ pub fn paired_differences(
         .collect()
 }
 
-fn fmt_ci(m: f64, lo: f64, hi: f64, digits: usize) -> String {
+/// Decimals that show `x` with 4 significant digits (KID's scale depends on the extractor:
+/// ≈ 1e-2 on Inception features, ≈ 7e4 on the shapes extractor's).
+fn decimals(x: f64) -> usize {
+    if x == 0.0 || !x.is_finite() {
+        return 1;
+    }
+    (3 - x.abs().log10().floor() as i64).clamp(0, 12) as usize
+}
+
+/// `mean [low, high]` at `digits` decimals (the mean's significant digits when `None`).
+fn fmt_ci(m: f64, lo: f64, hi: f64, digits: Option<usize>) -> String {
+    let digits = digits.unwrap_or_else(|| decimals(m));
     if lo.is_nan() {
         format!("{m:.digits$}")
     } else {
@@ -226,7 +237,7 @@ pub fn summary_markdown(
     let c = cells(rows);
     let seeds: std::collections::BTreeSet<u64> = rows.iter().map(|r| r.seed).collect();
     let mut md = format!(
-        "Seeds: {:?} ({} per recipe). Cells: mean over seeds with a Student-t 95 % interval.\n\n| recipe | sampling steps | seeds | final loss | FD | KID (×10³) | adherence |\n|---|---:|---:|---:|---:|---:|---:|\n",
+        "Seeds: {:?} ({} per recipe). Cells: mean over seeds with a Student-t 95 % interval.\n\n| recipe | sampling steps | seeds | final training loss | FD | KID | adherence |\n|---|---:|---:|---:|---:|---:|---:|\n",
         seeds,
         seeds.len()
     );
@@ -240,14 +251,14 @@ pub fn summary_markdown(
             };
             let (l, _, _) = t_interval(&pick(&|r| r.final_loss));
             let (f, flo, fhi) = t_interval(&pick(&|r| r.fd));
-            let (k, klo, khi) = t_interval(&pick(&|r| r.kid * 1e3));
+            let (k, klo, khi) = t_interval(&pick(&|r| r.kid));
             let (a, alo, ahi) = t_interval(&pick(&|r| r.adherence));
             md.push_str(&format!(
                 "| {recipe} | {s} | {} | {l:.4} | {} | {} | {} |\n",
                 cell.len(),
-                fmt_ci(f, flo, fhi, 1),
-                fmt_ci(k, klo, khi, 2),
-                fmt_ci(a, alo, ahi, 3)
+                fmt_ci(f, flo, fhi, Some(1)),
+                fmt_ci(k, klo, khi, None),
+                fmt_ci(a, alo, ahi, Some(3))
             ));
         }
     }
@@ -255,24 +266,25 @@ pub fn summary_markdown(
     md.push_str(&format!(
         "\nClaim: B at {b_steps} sampling steps is at least as good as A at {a_steps}. Paired differences B@{b_steps} − A@{a_steps} (same training seed), mean with a Student-t 95 % interval:\n\n| metric | per seed | mean [95 % CI] | reading |\n|---|---|---|---|\n"
     ));
-    for (name, label, scale, digits, lower_better) in [
-        ("fd", "FD", 1.0, 1, true),
-        ("kid", "KID (×10³)", 1e3, 2, true),
-        ("adherence", "adherence", 1.0, 3, false),
+    for (name, label, digits, lower_better) in [
+        ("fd", "FD", Some(1), true),
+        ("kid", "KID", None, true),
+        ("adherence", "adherence", Some(3), false),
     ] {
         let d = paired_differences(rows, name, b_steps, a_steps);
         if d.is_empty() {
             continue;
         }
-        let xs: Vec<f64> = d.iter().map(|(_, x)| x * scale).collect();
+        let xs: Vec<f64> = d.iter().map(|(_, x)| *x).collect();
         let (m, lo, hi) = t_interval(&xs);
+        let digits = digits.unwrap_or_else(|| decimals(m));
         md.push_str(&format!(
             "| {label} | {} | {} | {} |\n",
             d.iter()
-                .map(|(s, x)| format!("seed {s}: {:.digits$}", x * scale))
+                .map(|(s, x)| format!("seed {s}: {x:.digits$}"))
                 .collect::<Vec<_>>()
                 .join(", "),
-            fmt_ci(m, lo, hi, digits),
+            fmt_ci(m, lo, hi, Some(digits)),
             verdict(lo, hi, lower_better)
         ));
     }
@@ -322,6 +334,13 @@ mod tests {
         let md = summary_markdown(&rows, &[30, 50], (30, 50));
         assert!(md.contains("seed 0: -3.0, seed 1: 5.0"), "{md}");
         assert!(md.contains("not separable"), "{md}");
+    }
+
+    #[test]
+    fn decimals_keep_four_significant_digits() {
+        assert_eq!(decimals(69844.67), 0);
+        assert_eq!(decimals(1.234), 3);
+        assert_eq!(decimals(0.004321), 6);
     }
 
     #[test]
