@@ -2,39 +2,9 @@
 //! training steps on 200 built-in images, in a private cache), resumed without retraining, and
 //! refused when the settings of the rows kept differ.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn unas_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_unas"))
-        .args(args)
-        .current_dir(dir)
-        .env("UNAS_CACHE_DIR", dir.join(".unas-cache"))
-        .output()
-        .expect("run unas")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-const QUALITY: &str = r#"
-[quality]
-data = "builtin"
-images = 200
-val_items = 24
-val_bands = 2
-steps = 4
-batch = 4
-samples = 16
-sampling_steps = 4
-vae_steps = 20
-extractor_images = 300
-extractor_epochs = 1
-
-[quality.recipe]
-ema_fraction = 0.0
-"#;
+use common::{text, unas_in, QUALITY};
 
 #[test]
 fn recipe_study_runs_resumes_and_refuses_other_settings() {

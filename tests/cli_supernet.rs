@@ -2,43 +2,11 @@
 //! supernet objective, at a tiny budget (a 3-step supernet of `tiny-depth`'s diffusers
 //! topology on 200 built-in images, in a private cache).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn unas_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_unas"))
-        .args(args)
-        .current_dir(dir)
-        .env("UNAS_CACHE_DIR", dir.join(".unas-cache"))
-        .output()
-        .expect("run unas")
-}
+use std::process::Output;
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-const QUALITY: &str = r#"
-[quality]
-data = "builtin"
-images = 200
-val_items = 24
-val_bands = 2
-steps = 4
-batch = 4
-samples = 16
-sampling_steps = 4
-vae_steps = 20
-extractor_images = 300
-extractor_epochs = 1
-
-[quality.recipe]
-ema_fraction = 0.0
-"#;
+use common::{root, text, unas_in, QUALITY};
 
 fn ok(o: &Output) -> String {
     assert!(
