@@ -477,7 +477,6 @@ fn calibrate(a: CalibrateArgs) -> CmdResult {
         if let Some(m) = a.max_runs {
             tasks.truncate(m);
         }
-        tasks.reverse();
         let bar = ProgressBar::new(tasks.len() as u64);
         bar.set_style(
             ProgressStyle::with_template(
@@ -495,65 +494,37 @@ fn calibrate(a: CalibrateArgs) -> CmdResult {
                 val.label()
             ),
         );
-        let queue = std::sync::Mutex::new(tasks);
-        let failure = std::sync::Mutex::new(None);
         let written = std::sync::Mutex::new(Vec::new());
-        std::thread::scope(|scope| {
-            for _ in 0..a.jobs.max(1) {
-                scope.spawn(|| loop {
-                    let Some((i, seed)) = queue.lock().expect("queue").pop() else {
-                        break;
-                    };
-                    let (file, arch) = &archs[i];
-                    let id = arch.hash_id();
-                    let t0 = Instant::now();
-                    let row = |steps: usize, weights: &str, v: f64| GroundTruthRow {
-                        arch: id.clone(),
-                        arch_file: file.clone(),
-                        seed,
-                        steps,
-                        weights: weights.into(),
-                        val_loss: v,
-                        fd: None,
-                        kid: None,
-                    };
-                    let mut points = Vec::new();
-                    let result =
-                        proxy.train_curve(arch, seed, a.steps, &a.budgets, &val, &mut |k, l| {
-                            points.push(row(k, "iterate", l.overall));
-                        });
-                    match result {
-                        Ok(l) => {
-                            points.push(row(a.steps, "final", l.overall));
-                            if let Err(e) = append_ground_truth(&gt_file, &points) {
-                                *failure.lock().expect("failure") = Some(e.to_string());
-                                queue.lock().expect("queue").clear();
-                            }
-                            say(
-                                &bar,
-                                format!(
-                                    "{id} seed {seed}: val loss {:.5} after {} steps ({:.0} s)",
-                                    l.overall,
-                                    a.steps,
-                                    t0.elapsed().as_secs_f64()
-                                ),
-                            );
-                            written.lock().expect("rows").extend(points);
-                        }
-                        Err(e) => {
-                            *failure.lock().expect("failure") =
-                                Some(format!("{id} seed {seed}: {e}"));
-                            queue.lock().expect("queue").clear();
-                        }
-                    }
-                    bar.inc(1);
-                });
-            }
-        });
-        bar.finish_and_clear();
-        if let Some(e) = failure.into_inner().expect("failure") {
-            return Err(CliError::failure(e));
-        }
+        run_queue(tasks, a.jobs, &bar, |(i, seed)| {
+            let (file, arch) = &archs[i];
+            let id = arch.hash_id();
+            let t0 = Instant::now();
+            let row = |steps: usize, weights: &str, v: f64| GroundTruthRow {
+                arch: id.clone(),
+                arch_file: file.clone(),
+                seed,
+                steps,
+                weights: weights.into(),
+                val_loss: v,
+                fd: None,
+                kid: None,
+            };
+            let mut points = Vec::new();
+            let l = proxy
+                .train_curve(arch, seed, a.steps, &a.budgets, &val, &mut |k, l| {
+                    points.push(row(k, "iterate", l.overall));
+                })
+                .map_err(|e| format!("{id} seed {seed}: {e}"))?;
+            points.push(row(a.steps, "final", l.overall));
+            append_ground_truth(&gt_file, &points).map_err(|e| e.to_string())?;
+            written.lock().expect("rows").extend(points);
+            Ok(format!(
+                "{id} seed {seed}: val loss {:.5} after {} steps ({:.0} s)",
+                l.overall,
+                a.steps,
+                t0.elapsed().as_secs_f64()
+            ))
+        })?;
         gt.extend(written.into_inner().expect("rows"));
 
         // Deterministic proxies: parameters and MACs (more = predicted better: negated).
@@ -797,13 +768,12 @@ fn recipes(a: RecipesArgs) -> CmdResult {
                 .any(|r| r.recipe == recipe && r.seed == seed && r.sampling_steps == s)
         })
     };
-    let mut tasks: Vec<(usize, u64)> = a
+    let tasks: Vec<(usize, u64)> = a
         .seeds
         .iter()
         .flat_map(|&s| (0..recipes.len()).map(move |i| (i, s)))
         .filter(|&(i, s)| !have(recipes[i].0, s))
         .collect();
-    tasks.reverse();
     let bar = ProgressBar::new(tasks.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{wide_bar} {pos}/{len} trainings {msg} [{elapsed} < {eta}]")
@@ -819,70 +789,46 @@ fn recipes(a: RecipesArgs) -> CmdResult {
             file.display()
         ),
     );
-    let queue = std::sync::Mutex::new(tasks);
-    let failure = std::sync::Mutex::new(None::<String>);
     let write = std::sync::Mutex::new(());
-    std::thread::scope(|scope| {
-        for _ in 0..a.jobs.max(1) {
-            scope.spawn(|| loop {
-                let Some((i, seed)) = queue.lock().expect("queue").pop() else {
-                    break;
-                };
-                let (name, proxy) = (recipes[i].0, &proxies[i]);
-                let t0 = Instant::now();
-                let run = || -> Result<Vec<RecipeRow>, String> {
-                    let (unet, loss) = proxy
-                        .train(&arch, seed, base.steps, &mut |_, _| {})
-                        .map_err(|e| e.to_string())?;
-                    let mut out = Vec::new();
-                    for &s in &a.compare_steps {
-                        let images = proxy.sample(&unet, s).map_err(|e| e.to_string())?;
-                        let (fd, kid, adherence) =
-                            proxy.score(&images).map_err(|e| e.to_string())?;
-                        out.push(RecipeRow {
-                            recipe: name.into(),
-                            seed,
-                            sampling_steps: s,
-                            final_loss: loss,
-                            fd,
-                            kid: kid.mean,
-                            adherence,
-                            settings: settings.clone(),
-                        });
-                    }
-                    Ok(out)
-                };
-                let result = run().and_then(|out| {
-                    let _g = write.lock().expect("write");
-                    append_recipe_rows(&file, &out).map_err(|e| e.to_string())?;
-                    Ok(out)
+    run_queue(tasks, a.jobs, &bar, |(i, seed)| {
+        let (name, proxy) = (recipes[i].0, &proxies[i]);
+        let t0 = Instant::now();
+        let run = || -> Result<Vec<RecipeRow>, String> {
+            let (unet, loss) = proxy
+                .train(&arch, seed, base.steps, &mut |_, _| {})
+                .map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
+            for &s in &a.compare_steps {
+                let images = proxy.sample(&unet, s).map_err(|e| e.to_string())?;
+                let (fd, kid, adherence) = proxy.score(&images).map_err(|e| e.to_string())?;
+                out.push(RecipeRow {
+                    recipe: name.into(),
+                    seed,
+                    sampling_steps: s,
+                    final_loss: loss,
+                    fd,
+                    kid: kid.mean,
+                    adherence,
+                    settings: settings.clone(),
                 });
-                match result {
-                    Ok(out) => say(
-                        &bar,
-                        format!(
-                            "recipe {name} seed {seed}: FD {} ({:.0} s)",
-                            out.iter()
-                                .map(|r| format!("{:.1} @ {}", r.fd, r.sampling_steps))
-                                .collect::<Vec<_>>()
-                                .join(", "),
-                            t0.elapsed().as_secs_f64()
-                        ),
-                    ),
-                    Err(e) => {
-                        *failure.lock().expect("failure") =
-                            Some(format!("recipe {name} seed {seed}: {e}"));
-                        queue.lock().expect("queue").clear();
-                    }
-                }
-                bar.inc(1);
-            });
+            }
+            Ok(out)
+        };
+        let out = run().map_err(|e| format!("recipe {name} seed {seed}: {e}"))?;
+        {
+            let _g = write.lock().expect("write");
+            append_recipe_rows(&file, &out)
+                .map_err(|e| format!("recipe {name} seed {seed}: {e}"))?;
         }
-    });
-    bar.finish_and_clear();
-    if let Some(e) = failure.into_inner().expect("failure") {
-        return Err(CliError::failure(e));
-    }
+        Ok(format!(
+            "recipe {name} seed {seed}: FD {} ({:.0} s)",
+            out.iter()
+                .map(|r| format!("{:.1} @ {}", r.fd, r.sampling_steps))
+                .collect::<Vec<_>>()
+                .join(", "),
+            t0.elapsed().as_secs_f64()
+        ))
+    })?;
     let rows = read_recipe_rows(&file).map_err(CliError::failure)?;
     let md = format!(
         "# Recipe study (written by `unas quality recipes`)\n\nArchitecture `{}` ({}), {} training steps x batch {}, {} samples per cell, guidance {}, data {}; learning rate {}, EMA fraction {} for both; recipe A: scaled-linear betas, epsilon, plain MSE (SD1.5); recipe B: cosine betas, v-prediction, zero terminal SNR, Min-SNR-5 (DeciDiffusion). Settings hash `{settings}`.\n\n{}\nMetric: `{}` (DDIM steps: per row). FD and KID are on the proxy's feature extractor (not FID); final losses are not comparable between recipes (different targets and weights).\n",
@@ -899,6 +845,42 @@ fn recipes(a: RecipesArgs) -> CmdResult {
         proxies[1].metric_label(a.compare_steps[0]),
     );
     emit_markdown(&md, Some(&a.out.join("README.md")))
+}
+
+/// Runs `tasks` in order on `jobs` threads (at least one), printing each task's line above
+/// `bar` and advancing it; the first error empties the queue (running tasks finish) and is
+/// returned, after the bar is cleared.
+fn run_queue<T: Send>(
+    mut tasks: Vec<T>,
+    jobs: usize,
+    bar: &ProgressBar,
+    work: impl Fn(T) -> Result<String, String> + Sync,
+) -> Result<(), CliError> {
+    tasks.reverse();
+    let queue = std::sync::Mutex::new(tasks);
+    let failure = std::sync::Mutex::new(None::<String>);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| loop {
+                let Some(task) = queue.lock().expect("queue").pop() else {
+                    break;
+                };
+                match work(task) {
+                    Ok(line) => say(bar, line),
+                    Err(e) => {
+                        failure.lock().expect("failure").get_or_insert(e);
+                        queue.lock().expect("queue").clear();
+                    }
+                }
+                bar.inc(1);
+            });
+        }
+    });
+    bar.finish_and_clear();
+    match failure.into_inner().expect("failure") {
+        Some(e) => Err(CliError::failure(e)),
+        None => Ok(()),
+    }
 }
 
 /// Prints a Markdown table and also writes it to `out` when given.
