@@ -428,40 +428,70 @@ multiversion! {
                 for kx in 0..d.kw {
                     let k = (ci * d.kh + ky) * d.kw + kx;
                     let row = &mut col[k * width + j0..k * width + j0 + len];
-                    // Output columns whose input column lies inside the image (stride 1).
-                    let ox_lo = d.pad_left.saturating_sub(kx);
-                    let ox_hi = (iw + d.pad_left).saturating_sub(kx).min(d.out_w);
+                    // Output columns whose input column ox·stride + kx − pad_left lies inside
+                    // the (upsampled) image.
+                    let ox_lo = d.pad_left.saturating_sub(kx).div_ceil(d.stride);
+                    let ox_hi = (iw + d.pad_left)
+                        .saturating_sub(kx)
+                        .div_ceil(d.stride)
+                        .min(d.out_w);
                     let mut j = 0;
+                    let (mut oy, mut ox0) = (p0 / d.out_w, p0 % d.out_w);
                     while j < len {
-                        let p = p0 + j;
-                        let (oy, ox0) = (p / d.out_w, p % d.out_w);
+                        let iy = (oy * d.stride + ky) as isize - d.pad_top as isize;
+                        // Whole output rows of one width as the input, inside the image: one
+                        // shifted copy for all of them, then each row's edge columns zeroed
+                        // (instead of a short copy and two fills per row).
+                        let rows = if contiguous && d.out_w == d.w && ox0 == 0 && iy >= 0 {
+                            ((len - j) / d.w).min(ih.saturating_sub(iy as usize))
+                        } else {
+                            0
+                        };
+                        if rows >= 2 {
+                            let n = rows * d.w;
+                            let out = &mut row[j..j + n];
+                            let start = (iy as usize * d.w + kx) as isize - d.pad_left as isize;
+                            let a = start.max(0) as usize;
+                            let b = ((start + n as isize).max(0) as usize).min(plane.len());
+                            let off = (a as isize - start) as usize;
+                            let copied = b.saturating_sub(a);
+                            out[..off].fill(0.0);
+                            out[off..off + copied].copy_from_slice(&plane[a..a + copied]);
+                            out[off + copied..].fill(0.0);
+                            let (lo, hi) = (ox_lo.min(d.w), ox_hi.clamp(ox_lo.min(d.w), d.w));
+                            for r in out.chunks_exact_mut(d.w) {
+                                r[..lo].fill(0.0);
+                                r[hi..].fill(0.0);
+                            }
+                            j += n;
+                            oy += rows;
+                            continue;
+                        }
                         let seg = (d.out_w - ox0).min(len - j);
                         let out = &mut row[j..j + seg];
-                        let iy = (oy * d.stride + ky) as isize - d.pad_top as isize;
                         if iy < 0 || iy >= ih as isize {
                             out.fill(0.0);
-                        } else if contiguous {
-                            let src = &plane[iy as usize * d.w..][..d.w];
+                        } else {
+                            let src = &plane[(iy as usize >> shift) * d.w..][..d.w];
                             let lo = ox_lo.clamp(ox0, ox0 + seg);
                             let hi = ox_hi.clamp(lo, ox0 + seg);
                             out[..lo - ox0].fill(0.0);
                             out[hi - ox0..].fill(0.0);
-                            if hi > lo {
+                            let inside = &mut out[lo - ox0..hi - ox0];
+                            if hi > lo && contiguous {
                                 let s0 = lo + kx - d.pad_left;
-                                out[lo - ox0..hi - ox0].copy_from_slice(&src[s0..s0 + hi - lo]);
-                            }
-                        } else {
-                            let src = &plane[(iy as usize >> shift) * d.w..][..d.w];
-                            for (t, o) in out.iter_mut().enumerate() {
-                                let ix = ((ox0 + t) * d.stride + kx) as isize - d.pad_left as isize;
-                                *o = if ix < 0 || ix >= iw as isize {
-                                    0.0
-                                } else {
-                                    src[ix as usize >> shift]
-                                };
+                                inside.copy_from_slice(&src[s0..s0 + hi - lo]);
+                            } else {
+                                // Branch-free: every index is inside the image here.
+                                for (t, o) in inside.iter_mut().enumerate() {
+                                    let ix = (lo + t) * d.stride + kx - d.pad_left;
+                                    *o = src[ix >> shift];
+                                }
                             }
                         }
                         j += seg;
+                        oy += 1;
+                        ox0 = 0;
                     }
                 }
             }
@@ -499,13 +529,22 @@ fn column_runs(
 ///
 /// The columns of the im2col matrix enumerate (sample, output pixel) pairs of the whole
 /// batch, so the weights are streamed once per tile of columns, not once per sample (at low
-/// resolutions the convolutions are bound by reading the weights). Tiles run in parallel; when
-/// there are fewer tiles than threads, the matmul itself is parallel.
+/// resolutions the convolutions are bound by reading the weights). Tiles run in parallel, each
+/// doing its own im2col, matmul and copy-out; when there are fewer tiles than threads, the
+/// matmul itself is parallel. The tiling depends on the shapes alone, so the result does not
+/// depend on the thread count.
 pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut [f32], d: ConvDims) {
-    // Columns per tile: an im2col buffer of at most ~8 MiB.
-    let tile = (2_097_152 / (d.c_in * d.kh * d.kw).max(1)).max(64);
+    // Columns per tile: an im2col buffer of at most ~8 MiB, and at most CONV_TILE_COLS.
+    let tile = (2_097_152 / (d.c_in * d.kh * d.kw).max(1)).clamp(64, CONV_TILE_COLS);
     conv2d_tiled(x, weight, bias, out, d, tile);
 }
+
+/// Most columns of one tile of [`conv2d`]. Small enough that the proxy's shapes (batch 16 at
+/// 16x16: 4096 columns) give every thread several tiles — with one tile per convolution its
+/// im2col and copy-out ran on the calling thread alone, and a third of a 2-thread training
+/// step was serial (`perf`, `bench train --arch tiny-nas`) — and large enough for an
+/// efficient matmul (c_out rows by 512 columns).
+const CONV_TILE_COLS: usize = 512;
 
 /// [`conv2d`] with at most `tile` columns per tile.
 fn conv2d_tiled(
@@ -526,12 +565,8 @@ fn conv2d_tiled(
     }
     let cols = d.batch * p;
     let threads = rayon::current_num_threads();
-    // At most `tile` columns per tile; when there are several tiles, a multiple of the thread
-    // count of equal size, so no thread idles at the end.
-    let mut tiles = cols.div_ceil(tile.clamp(1, cols));
-    if tiles > 1 {
-        tiles = tiles.div_ceil(threads) * threads;
-    }
+    // At most `tile` columns per tile, tiles of (nearly) equal size.
+    let tiles = cols.div_ceil(tile.clamp(1, cols));
     let tp = cols.div_ceil(tiles);
     let tiles = cols.div_ceil(tp);
     let par = if tiles >= threads {
@@ -734,6 +769,9 @@ mod tests {
             (3, 2, 1, false, 6, 5),
             (3, 1, 1, true, 3, 4),
             (1, 1, 0, false, 4, 3),
+            (5, 1, 2, false, 6, 4),
+            (3, 1, 1, false, 1, 1),
+            (3, 1, 1, false, 2, 9),
         ] {
             let (ih, iw) = if up { (2 * h, 2 * w) } else { (h, w) };
             let d = ConvDims {
@@ -760,13 +798,54 @@ mod tests {
             let bias: Vec<f32> = (0..d.c_out).map(|_| lcg(&mut seed)).collect();
             let want = conv_naive(&x, &wt, &bias, &d);
             // One tile for the whole batch, and tiles that end inside samples and rows.
-            for tile in [usize::MAX, 7] {
+            for tile in [usize::MAX, 7, 23] {
                 let mut out = vec![0.0; d.batch * d.c_out * d.out_h * d.out_w];
                 conv2d_tiled(&x, &wt, Some(&bias), &mut out, d, tile);
                 for (o, w) in out.iter().zip(&want) {
                     assert!((*o as f64 - w).abs() < 1e-5, "{d:?}: {o} vs {w}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn conv2d_does_not_depend_on_the_thread_count() {
+        let mut seed = 11;
+        // 2 x 12 x 12 = 288 columns per sample: tiles of 512 end inside samples.
+        let d = ConvDims {
+            batch: 7,
+            c_in: 8,
+            h: 12,
+            w: 12,
+            c_out: 16,
+            kh: 3,
+            kw: 3,
+            stride: 1,
+            pad_top: 1,
+            pad_left: 1,
+            out_h: 12,
+            out_w: 12,
+            upsample: false,
+        };
+        let x: Vec<f32> = (0..d.batch * d.c_in * 144)
+            .map(|_| lcg(&mut seed))
+            .collect();
+        let wt: Vec<f32> = (0..d.c_out * d.c_in * 9).map(|_| lcg(&mut seed)).collect();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut out = vec![0.0; d.batch * d.c_out * 144];
+            pool.install(|| conv2d(&x, &wt, None, &mut out, d));
+            out
+        };
+        let one = run(1);
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(3));
+        let want = conv_naive(&x, &wt, &vec![0.0; d.c_out], &d);
+        for (o, w) in one.iter().zip(&want) {
+            assert!((*o as f64 - w).abs() < 1e-5, "{o} vs {w}");
         }
     }
 

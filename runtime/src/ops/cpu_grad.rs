@@ -37,12 +37,35 @@ fn sum_rows(parts: &[f32], len: usize) -> Vec<f32> {
     out
 }
 
+/// Independent partial sums of the vectorised reductions: LLVM keeps them in vector registers
+/// (a sequential float sum cannot be vectorised: it would change the rounding), and they are
+/// added up at the end in a fixed order, so results do not depend on the thread count.
+const LANES: usize = 16;
+
+/// Σ f(v) over `x` with [`LANES`] f64 partials, added in a fixed order.
+#[inline(always)]
+fn lane_sum(x: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+    let mut acc = [0f64; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let mut total: f64 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for c in chunks {
+        let c: &[f32; LANES] = c.try_into().expect("chunks_exact");
+        for l in 0..LANES {
+            acc[l] += f(c[l]);
+        }
+    }
+    for a in acc {
+        total += a;
+    }
+    total
+}
+
 /// Mean and 1/√(var + eps) of `x` (two passes, f64 accumulation).
 #[inline(always)]
 fn moments(x: &[f32], eps: f32) -> (f32, f32) {
     let n = x.len() as f64;
-    let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    let mean = lane_sum(x, |v| v as f64) / n;
+    let var = lane_sum(x, |v| (v as f64 - mean).powi(2)) / n;
     (mean as f32, (1.0 / (var + eps as f64).sqrt()) as f32)
 }
 
@@ -67,8 +90,8 @@ multiversion! {
         for c in 0..gamma.len() {
             let (g, b) = (gamma[c], beta[c]);
             let r = c * spatial..(c + 1) * spatial;
-            let (mut sg, mut sb, mut t1, mut t2) = (0f32, 0f32, 0f32, 0f32);
-            for ((d, &xv), &dzv) in dxs[r.clone()].iter_mut().zip(&xs[r.clone()]).zip(&dzs[r]) {
+            // dxhat and the terms of Σ dy·xhat, Σ dy, Σ dxhat, Σ dxhat·xhat for one element.
+            let term = |xv: f32, dzv: f32| {
                 let xhat = (xv - mean) * inv;
                 let dy = if silu {
                     let y = xhat * g + b;
@@ -77,17 +100,38 @@ multiversion! {
                 } else {
                     dzv
                 };
-                sg += dy * xhat;
-                sb += dy;
                 let dxhat = dy * g;
-                t1 += dxhat;
-                t2 += dxhat * xhat;
-                *d = dxhat;
+                (dxhat, [dy * xhat, dy, dxhat, dxhat * xhat])
+            };
+            // Four sums, each over LANES partials (vectorised), then the tail.
+            let mut acc = [[0f32; LANES]; 4];
+            let full = spatial / LANES * LANES;
+            let (dc, xc, zc) = (&mut dxs[r.clone()], &xs[r.clone()], &dzs[r]);
+            for ((d, x), z) in dc[..full]
+                .chunks_exact_mut(LANES)
+                .zip(xc[..full].chunks_exact(LANES))
+                .zip(zc[..full].chunks_exact(LANES))
+            {
+                for l in 0..LANES {
+                    let (dxhat, t) = term(x[l], z[l]);
+                    d[l] = dxhat;
+                    for (a, tk) in acc.iter_mut().zip(t) {
+                        a[l] += tk;
+                    }
+                }
             }
-            dgs[c] = sg;
-            dbs[c] = sb;
-            s1 += t1 as f64;
-            s2 += t2 as f64;
+            let mut sums = acc.map(|a| a.iter().sum::<f32>());
+            for i in full..spatial {
+                let (dxhat, t) = term(xc[i], zc[i]);
+                dc[i] = dxhat;
+                for (sk, tk) in sums.iter_mut().zip(t) {
+                    *sk += tk;
+                }
+            }
+            dgs[c] = sums[0];
+            dbs[c] = sums[1];
+            s1 += sums[2] as f64;
+            s2 += sums[3] as f64;
         }
         let n = xs.len() as f64;
         let (m1, m2) = ((s1 / n) as f32, (s2 / n) as f32);
@@ -466,10 +510,14 @@ fn col2im_sample(dcol: &[f32], dx: &mut [f32], d: &ConvDims) {
                     }
                     let dst = &mut plane[(iy as usize >> shift) * d.w..][..d.w];
                     let src = &row[oy * d.out_w..(oy + 1) * d.out_w];
+                    // Output columns whose input column ox·stride + kx − pad_left lies inside
+                    // the (upsampled) image.
+                    let lo = d.pad_left.saturating_sub(kx).div_ceil(d.stride).min(d.out_w);
+                    let hi = (iw + d.pad_left)
+                        .saturating_sub(kx)
+                        .div_ceil(d.stride)
+                        .clamp(lo, d.out_w);
                     if d.stride == 1 && !d.upsample {
-                        // Output columns whose input column lies inside the image.
-                        let lo = d.pad_left.saturating_sub(kx).min(d.out_w);
-                        let hi = (iw + d.pad_left).saturating_sub(kx).clamp(lo, d.out_w);
                         if hi > lo {
                             let s0 = lo + kx - d.pad_left;
                             for (o, &g) in dst[s0..s0 + hi - lo].iter_mut().zip(&src[lo..hi]) {
@@ -478,11 +526,9 @@ fn col2im_sample(dcol: &[f32], dx: &mut [f32], d: &ConvDims) {
                         }
                         continue;
                     }
-                    for (ox, &g) in src.iter().enumerate() {
-                        let ix = (ox * d.stride + kx) as isize - d.pad_left as isize;
-                        if ix >= 0 && ix < iw as isize {
-                            dst[ix as usize >> shift] += g;
-                        }
+                    // Branch-free: every index is inside the image here.
+                    for (ox, &g) in src.iter().enumerate().take(hi).skip(lo) {
+                        dst[(ox * d.stride + kx - d.pad_left) >> shift] += g;
                     }
                 }
             }
