@@ -13,6 +13,10 @@ use unas_space::{load_arch, SearchSpace, UNetArch};
 
 use super::{CliError, CmdResult};
 
+/// Calibration proxy: the zero-shot supernet score minus the supernet's level
+/// (`unas_evaluator::quality::supernet_panel`).
+const REL: &str = "supernet-val-loss-rel";
+
 /// `unas quality`: proxy image quality of one architecture.
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -205,7 +209,10 @@ struct CalibrateArgs {
     #[arg(long, default_value = "macs")]
     cost: String,
     /// Trained supernets to score as proxies: a folder of `unas supernet train` outputs (one
-    /// sub-folder per topology and seed).
+    /// sub-folder per topology and seed). Proxies `supernet-val-loss` (zero-shot validation
+    /// loss with inherited weights) and `supernet-val-loss-rel` (the same minus the supernet's
+    /// level: the mean over a fixed reference panel of its sub-networks, which removes the
+    /// offset between supernet seeds).
     #[arg(long)]
     supernets: Option<PathBuf>,
     /// Also score each architecture of each --supernets supernet after K steps of fine-tuning
@@ -613,6 +620,42 @@ fn calibrate(a: CalibrateArgs) -> CmdResult {
                                 score: l.overall,
                             });
                         }
+                    }
+                }
+                // The same scores relative to the supernet's level (the mean over its fixed
+                // reference panel, computed once per supernet): `supernet-val-loss-rel`.
+                let seed = info.settings.seed;
+                let raw = |id: &str| {
+                    px.iter().chain(&new_rows).find_map(|r| {
+                        (r.arch == id && r.proxy == "supernet-val-loss" && r.supernet_seed == seed)
+                            .then_some(r.score)
+                    })
+                };
+                let need: Vec<(String, f64)> = archs
+                    .iter()
+                    .map(|(_, arch)| arch.hash_id())
+                    .filter(|id| !have.contains(&(id.clone(), REL.to_string(), seed)))
+                    .filter_map(|id| raw(&id).map(|v| (id, v)))
+                    .collect();
+                if !need.is_empty() {
+                    let level = unas_evaluator::quality::supernet_panel::level(
+                        &info,
+                        &unet,
+                        &val,
+                        unas_evaluator::quality::proxy::VAL_BATCH,
+                    )
+                    .map_err(CliError::failure)?;
+                    eprintln!(
+                        "supernet seed {seed}: level {level:.5} (mean zero-shot val loss of its \
+                         reference panel)"
+                    );
+                    for (id, v) in need {
+                        new_rows.push(ProxyRow {
+                            arch: id,
+                            proxy: REL.into(),
+                            supernet_seed: seed,
+                            score: v - level,
+                        });
                     }
                 }
             }

@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod recipe_study;
 pub mod small_vae;
 pub mod supernet;
+pub mod supernet_panel;
 pub mod supernet_scorer;
 pub mod supernet_store;
 pub mod train;
