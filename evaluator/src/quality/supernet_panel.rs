@@ -24,7 +24,7 @@ use crate::EvalError;
 pub const PANEL_SAMPLES: usize = 6;
 
 /// Seed of the panel's samples (the same panel for every supernet of a topology).
-pub const PANEL_SEED: u64 = 0x7061_6e65_6c;
+pub const PANEL_SEED: u64 = 0x0070_616e_656c;
 
 /// The reference panel of `info`'s topology: covering architecture, smallest, then up to
 /// [`PANEL_SAMPLES`] distinct samples (fewer when the topology has fewer candidates). Needs
