@@ -2,6 +2,10 @@
 
 mod cmd;
 
+/// mimalloc instead of glibc's malloc (see Cargo.toml: page faults on reused tensor buffers).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 /// unas: search, measure and run latent-diffusion U-Net architectures.
