@@ -401,6 +401,21 @@ pub struct ConvDims {
     pub upsample: bool,
 }
 
+impl ConvDims {
+    /// A 1x1 convolution without stride, padding or upsampling: its im2col matrix is the input
+    /// itself (`[c_in, h·w]` per sample), so no copy is needed.
+    pub(crate) fn is_pointwise(&self) -> bool {
+        self.kh == 1
+            && self.kw == 1
+            && self.stride == 1
+            && self.pad_top == 0
+            && self.pad_left == 0
+            && !self.upsample
+            && self.out_h == self.h
+            && self.out_w == self.w
+    }
+}
+
 multiversion! {
     /// Copies the receptive fields of output pixels `p0 .. p0 + len` of one sample `x` into
     /// columns `j0 .. j0 + len` of `col` = `[c_in·kh·kw, width]` (im2col), zero outside the
@@ -582,6 +597,44 @@ fn conv2d_tiled(
             let (col, tmp) = (col.get(), tmp.get());
             let c0 = tile * tp;
             let n = tp.min(cols - c0);
+            if d.is_pointwise() {
+                // A 1x1 convolution is a matmul on the input as it is: per run of columns,
+                // out[b, :, px..] = W · x[b, :, px..], straight into the output.
+                for (b, px, _, len) in column_runs(c0, n, p) {
+                    // SAFETY: out[b, co, px .. px + len] (row stride p) belongs to this tile's
+                    // columns only; x[b] is [c_in, p], the weight [c_out, c_in].
+                    unsafe {
+                        let o = dst.get().add(b * d.c_out * p + px);
+                        if let Some(bias) = bias {
+                            for (co, &bv) in bias.iter().enumerate() {
+                                std::slice::from_raw_parts_mut(o.add(co * p), len).fill(bv);
+                            }
+                        }
+                        gemm::gemm(
+                            d.c_out,
+                            len,
+                            k,
+                            o,
+                            1,
+                            p as isize,
+                            bias.is_some(),
+                            weight.as_ptr(),
+                            1,
+                            k as isize,
+                            x.as_ptr().add(b * in_len + px),
+                            1,
+                            p as isize,
+                            1.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            par,
+                        );
+                    }
+                }
+                return;
+            }
             for (b, px, j0, len) in column_runs(c0, n, p) {
                 im2col(&x[b * in_len..(b + 1) * in_len], col, n, j0, &d, px, len);
             }
@@ -844,6 +897,33 @@ mod tests {
         assert_eq!(one, run(2));
         assert_eq!(one, run(3));
         let want = conv_naive(&x, &wt, &vec![0.0; d.c_out], &d);
+        for (o, w) in one.iter().zip(&want) {
+            assert!((*o as f64 - w).abs() < 1e-5, "{o} vs {w}");
+        }
+        // The 1x1 path (no im2col) likewise, with a bias.
+        let p = ConvDims {
+            kh: 1,
+            kw: 1,
+            pad_top: 0,
+            pad_left: 0,
+            ..d
+        };
+        assert!(p.is_pointwise());
+        let wt: Vec<f32> = (0..p.c_out * p.c_in).map(|_| lcg(&mut seed)).collect();
+        let bias: Vec<f32> = (0..p.c_out).map(|_| lcg(&mut seed)).collect();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut out = vec![0.0; p.batch * p.c_out * 144];
+            pool.install(|| conv2d(&x, &wt, Some(&bias), &mut out, p));
+            out
+        };
+        let one = run(1);
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(3));
+        let want = conv_naive(&x, &wt, &bias, &p);
         for (o, w) in one.iter().zip(&want) {
             assert!((*o as f64 - w).abs() < 1e-5, "{o} vs {w}");
         }

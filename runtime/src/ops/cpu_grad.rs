@@ -571,9 +571,23 @@ pub fn conv2d_backward(
         .for_each_init(
             || (Scratch::new(k * p), Scratch::new(k * p)),
             |(col, dcol), (b, (dxs, (dws, dbs)))| {
-                let (col, dcol) = (col.get(), dcol.get());
                 let dyb = &dy[b * d.c_out * p..(b + 1) * d.c_out * p];
-                im2col_sample(&x[b * in_len..(b + 1) * in_len], col, &d);
+                let xb = &x[b * in_len..(b + 1) * in_len];
+                // A 1x1 convolution's im2col matrix is the input itself, and its col2im the
+                // identity: read x and write dx directly.
+                let pointwise = d.is_pointwise();
+                let col: &[f32] = if pointwise {
+                    xb
+                } else {
+                    let col = col.get();
+                    im2col_sample(xb, col, &d);
+                    col
+                };
+                let dcol_out = if pointwise {
+                    dxs.as_mut_ptr()
+                } else {
+                    dcol.get().as_mut_ptr()
+                };
                 // SAFETY: dws is [c_out, k], dyb [c_out, p], col [k, p], dcol [k, p] and the
                 // weight [c_out, k], all row-major; the strides below stay inside them.
                 unsafe {
@@ -596,7 +610,7 @@ pub fn conv2d_backward(
                         k,
                         p,
                         d.c_out,
-                        dcol.as_mut_ptr(),
+                        dcol_out,
                         p,
                         false,
                         weight.as_ptr(),
@@ -606,7 +620,9 @@ pub fn conv2d_backward(
                         1.0,
                     );
                 }
-                col2im_sample(dcol, dxs, &d);
+                if !pointwise {
+                    col2im_sample(dcol.get(), dxs, &d);
+                }
                 for (o, row) in dbs.iter_mut().zip(dyb.chunks_exact(p)) {
                     *o = row.iter().map(|&v| v as f64).sum::<f64>() as f32;
                 }
