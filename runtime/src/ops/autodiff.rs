@@ -354,6 +354,61 @@ pub(crate) fn conv2d<B: Backend>(
     record(&ts, || Conv2dState { x, weight, dims: d }, out)
 }
 
+/// The state of [`conv2d_offset`]: that of a convolution (the offset's gradient is the
+/// per-sample bias gradient).
+#[derive(Clone, Debug)]
+struct Conv2dOffsetState(Conv2dState);
+
+impl Grads<4> for Conv2dOffsetState {
+    fn grads(&self, dy: &[f32]) -> [(Vec<f32>, Vec<usize>); 4] {
+        let s = &self.0;
+        let (dx, dw, db) =
+            cpu_grad::conv2d_backward_per_sample(s.x.get(), s.weight.get(), dy, s.dims);
+        let dbias = {
+            let mut sum = vec![0f32; s.dims.c_out];
+            for row in db.chunks_exact(s.dims.c_out.max(1)) {
+                for (o, &v) in sum.iter_mut().zip(row) {
+                    *o += v;
+                }
+            }
+            sum
+        };
+        [
+            (dx, s.x.dims()),
+            (dw, s.weight.dims()),
+            (dbias, vec![s.dims.c_out]),
+            (db, vec![s.dims.batch, s.dims.c_out]),
+        ]
+    }
+}
+
+/// [`conv2d`] plus `offset` `[batch, c_out]` added to every pixel of each sample's channel.
+pub(crate) fn conv2d_offset<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Tensor<B, 1>,
+    offset: Tensor<B, 2>,
+    d: ConvDims,
+) -> Tensor<B, 4> {
+    let (ts, [x, weight, bias, offset]) =
+        inputs([to_ad(x), to_ad(weight), to_ad(bias), to_ad(offset)]);
+    let mut out = vec![0f32; d.batch * d.c_out * d.out_h * d.out_w];
+    cpu::conv2d_offset(
+        x.get(),
+        weight.get(),
+        Some(bias.get()),
+        Some(offset.get()),
+        &mut out,
+        d,
+    );
+    let out = flex(out, vec![d.batch, d.c_out, d.out_h, d.out_w]);
+    record(
+        &ts,
+        || Conv2dOffsetState(Conv2dState { x, weight, dims: d }),
+        out,
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // Linear
 

@@ -549,9 +549,23 @@ fn column_runs(
 /// matmul itself is parallel. The tiling depends on the shapes alone, so the result does not
 /// depend on the thread count.
 pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut [f32], d: ConvDims) {
+    conv2d_offset(x, weight, bias, None, out, d);
+}
+
+/// [`conv2d`] plus `offset` = `[batch, c_out]` added to every pixel of each sample's output
+/// channel (a ResNet's time embedding, folded into its first convolution instead of a
+/// broadcast add over the whole output).
+pub fn conv2d_offset(
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    offset: Option<&[f32]>,
+    out: &mut [f32],
+    d: ConvDims,
+) {
     // Columns per tile: an im2col buffer of at most ~8 MiB, and at most CONV_TILE_COLS.
     let tile = (2_097_152 / (d.c_in * d.kh * d.kw).max(1)).clamp(64, CONV_TILE_COLS);
-    conv2d_tiled(x, weight, bias, out, d, tile);
+    conv2d_tiled(x, weight, bias, offset, out, d, tile);
 }
 
 /// Most columns of one tile of [`conv2d`]. Small enough that the proxy's shapes (batch 16 at
@@ -566,6 +580,7 @@ fn conv2d_tiled(
     x: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
+    offset: Option<&[f32]>,
     out: &mut [f32],
     d: ConvDims,
     tile: usize,
@@ -575,9 +590,17 @@ fn conv2d_tiled(
     assert_eq!(x.len(), d.batch * d.c_in * d.h * d.w, "conv2d: input shape");
     assert_eq!(weight.len(), d.c_out * k, "conv2d: weight shape");
     assert_eq!(out.len(), d.batch * d.c_out * p, "conv2d: output shape");
+    if let Some(o) = offset {
+        assert_eq!(o.len(), d.batch * d.c_out, "conv2d: offset shape");
+    }
     if out.is_empty() {
         return;
     }
+    // The value every output pixel of (sample b, channel co) starts from, when any.
+    let start = |b: usize, co: usize| {
+        bias.map_or(0.0, |v| v[co]) + offset.map_or(0.0, |v| v[b * d.c_out + co])
+    };
+    let init = bias.is_some() || offset.is_some();
     let cols = d.batch * p;
     let threads = rayon::current_num_threads();
     // At most `tile` columns per tile, tiles of (nearly) equal size.
@@ -605,9 +628,10 @@ fn conv2d_tiled(
                     // columns only; x[b] is [c_in, p], the weight [c_out, c_in].
                     unsafe {
                         let o = dst.get().add(b * d.c_out * p + px);
-                        if let Some(bias) = bias {
-                            for (co, &bv) in bias.iter().enumerate() {
-                                std::slice::from_raw_parts_mut(o.add(co * p), len).fill(bv);
+                        if init {
+                            for co in 0..d.c_out {
+                                std::slice::from_raw_parts_mut(o.add(co * p), len)
+                                    .fill(start(b, co));
                             }
                         }
                         gemm::gemm(
@@ -617,7 +641,7 @@ fn conv2d_tiled(
                             o,
                             1,
                             p as isize,
-                            bias.is_some(),
+                            init,
                             weight.as_ptr(),
                             1,
                             k as isize,
@@ -639,9 +663,11 @@ fn conv2d_tiled(
                 im2col(&x[b * in_len..(b + 1) * in_len], col, n, j0, &d, px, len);
             }
             let tmp = &mut tmp[..d.c_out * n];
-            if let Some(bias) = bias {
-                for (row, &bv) in tmp.chunks_exact_mut(n).zip(bias) {
-                    row.fill(bv);
+            if init {
+                for (b, _, j0, len) in column_runs(c0, n, p) {
+                    for (co, row) in tmp.chunks_exact_mut(n).enumerate() {
+                        row[j0..j0 + len].fill(start(b, co));
+                    }
                 }
             }
             // SAFETY: `tmp` is [c_out, n], `weight` [c_out, k], `col` [k, n] (row-major,
@@ -654,7 +680,7 @@ fn conv2d_tiled(
                     tmp.as_mut_ptr(),
                     1,
                     n as isize,
-                    bias.is_some(),
+                    init,
                     weight.as_ptr(),
                     1,
                     k as isize,
@@ -853,7 +879,7 @@ mod tests {
             // One tile for the whole batch, and tiles that end inside samples and rows.
             for tile in [usize::MAX, 7, 23] {
                 let mut out = vec![0.0; d.batch * d.c_out * d.out_h * d.out_w];
-                conv2d_tiled(&x, &wt, Some(&bias), &mut out, d, tile);
+                conv2d_tiled(&x, &wt, Some(&bias), None, &mut out, d, tile);
                 for (o, w) in out.iter().zip(&want) {
                     assert!((*o as f64 - w).abs() < 1e-5, "{d:?}: {o} vs {w}");
                 }

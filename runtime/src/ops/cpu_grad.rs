@@ -546,6 +546,18 @@ pub fn conv2d_backward(
     dy: &[f32],
     d: ConvDims,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (dx, dw, dbias) = conv2d_backward_per_sample(x, weight, dy, d);
+    (dx, dw, sum_rows(&dbias, d.c_out))
+}
+
+/// [`conv2d_backward`] with the bias gradient per sample, `[batch, c_out]` (the gradient of
+/// [`super::cpu::conv2d_offset`]'s offset).
+pub fn conv2d_backward_per_sample(
+    x: &[f32],
+    weight: &[f32],
+    dy: &[f32],
+    d: ConvDims,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let k = d.c_in * d.kh * d.kw;
     let p = d.out_h * d.out_w;
     let in_len = d.c_in * d.h * d.w;
@@ -560,7 +572,7 @@ pub fn conv2d_backward(
     let mut dw = vec![0f32; d.batch * d.c_out * k];
     let mut dbias = vec![0f32; d.batch * d.c_out];
     if x.is_empty() || dy.is_empty() {
-        return (dx, vec![0.0; d.c_out * k], vec![0.0; d.c_out]);
+        return (dx, vec![0.0; d.c_out * k], dbias);
     }
     dx.par_chunks_mut(in_len)
         .zip(
@@ -628,7 +640,7 @@ pub fn conv2d_backward(
                 }
             },
         );
-    (dx, sum_rows(&dw, d.c_out * k), sum_rows(&dbias, d.c_out))
+    (dx, sum_rows(&dw, d.c_out * k), dbias)
 }
 
 /// Rows per task of [`linear`] and [`linear_backward`].

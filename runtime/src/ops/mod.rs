@@ -93,6 +93,16 @@ fn fused_group_norm<B: Backend>(norm: &GroupNorm<B>, x: Tensor<B, 4>, act: bool)
 }
 
 fn fast_conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>, upsample: bool) -> Tensor<B, 4> {
+    fast_conv2d_offset(conv, x, upsample, None)
+}
+
+/// [`fast_conv2d`], plus `offset` `[batch, c_out]` added to each sample's output channels.
+fn fast_conv2d_offset<B: Backend>(
+    conv: &Conv2d<B>,
+    x: Tensor<B, 4>,
+    upsample: bool,
+    offset: Option<Tensor<B, 2>>,
+) -> Tensor<B, 4> {
     let [batch, c_in, h, w] = x.dims();
     let [c_out, c_in_w, kh, kw] = conv.weight.dims();
     let (uh, uw) = if upsample { (2 * h, 2 * w) } else { (h, w) };
@@ -123,17 +133,35 @@ fn fast_conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>, upsample: bool) ->
             out_w: (uw + left + right - kw) / stride + 1,
             upsample,
         };
+        let offset_dtype = offset.as_ref().map_or(DType::F32, |o| o.dtype());
         if let Some(bias) = conv.bias.as_ref() {
-            if autodiff::applies::<B>(&[x.dtype(), conv.weight.dtype(), bias.dtype()]) {
-                return autodiff::conv2d(x, conv.weight.val(), bias.val(), d);
+            if autodiff::applies::<B>(&[x.dtype(), conv.weight.dtype(), bias.dtype(), offset_dtype])
+            {
+                return match offset {
+                    Some(o) => autodiff::conv2d_offset(x, conv.weight.val(), bias.val(), o, d),
+                    None => autodiff::conv2d(x, conv.weight.val(), bias.val(), d),
+                };
             }
         }
         if is_flex::<B>() {
             let bias = conv.bias.as_ref().map(|b| b.val());
-            if let (Some(xf), Some(wf)) = (flex_f32(x.clone()), flex_f32(conv.weight.val())) {
+            let of = offset.clone().map(flex_f32);
+            if let (Some(xf), Some(wf), false) = (
+                flex_f32(x.clone()),
+                flex_f32(conv.weight.val()),
+                matches!(of, Some(None)),
+            ) {
                 let bf = bias.and_then(flex_f32);
+                let of = of.flatten();
                 let mut out = vec![0f32; batch * c_out * d.out_h * d.out_w];
-                cpu::conv2d(slice(&xf), slice(&wf), bf.as_ref().map(slice), &mut out, d);
+                cpu::conv2d_offset(
+                    slice(&xf),
+                    slice(&wf),
+                    bf.as_ref().map(slice),
+                    of.as_ref().map(slice),
+                    &mut out,
+                    d,
+                );
                 return from_vec(out, [batch, c_out, d.out_h, d.out_w]);
             }
         }
@@ -147,7 +175,22 @@ fn fast_conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>, upsample: bool) ->
     } else {
         x
     };
-    conv.forward(x)
+    let y = conv.forward(x);
+    match offset {
+        Some(o) => y + o.reshape([batch, c_out, 1, 1]),
+        None => y,
+    }
+}
+
+/// `conv.forward(x) + offset[:, :, None, None]`: `x` `[batch, c_in, h, w]`, `offset`
+/// `[batch, c_out]` → `[batch, c_out, h', w']` (on the CPU the offset is added as the output
+/// is written, and its gradient is the per-sample bias gradient: no broadcast add).
+pub fn conv2d_plus_channel<B: Backend>(
+    conv: &Conv2d<B>,
+    x: Tensor<B, 4>,
+    offset: Tensor<B, 2>,
+) -> Tensor<B, 4> {
+    fast_conv2d_offset(conv, x, false, Some(offset))
 }
 
 /// `conv.forward(x)`: `[batch, c_in, h, w]` → `[batch, c_out, h', w']`.
@@ -647,6 +690,41 @@ mod tests {
             assert_close(a.1, b.1, &format!("{what}: dx"));
             assert_close(a.2, b.2, &format!("{what}: dweight"));
             assert_close(a.3, b.3, &format!("{what}: dbias"));
+        }
+
+        // conv2d_plus_channel (a ResNet's conv1 + time embedding) against conv + broadcast add.
+        for kernel in [3, 1] {
+            let grads_offset = |fast: bool| {
+                let x = leaf(18, [3, 3, 5, 4]);
+                let t = leaf(19, [3, 6]);
+                let pad = kernel / 2;
+                let mut conv = Conv2dConfig::new([3, 6], [kernel, kernel])
+                    .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+                    .init::<A>(&device);
+                conv.weight = param(20, [6, 3, kernel, kernel]);
+                conv.bias = Some(param(21, [6]));
+                let y = if fast {
+                    conv2d_plus_channel(&conv, x.clone(), t.clone())
+                } else {
+                    conv.forward(x.clone()) + t.clone().reshape([3, 6, 1, 1])
+                };
+                let g = weighted_sum(y.clone()).backward();
+                let bias = conv.bias.as_ref().expect("bias").val();
+                (
+                    y.inner(),
+                    x.grad(&g).expect("dx"),
+                    conv.weight.val().grad(&g).expect("dweight"),
+                    bias.grad(&g).expect("dbias"),
+                    t.grad(&g).expect("doffset"),
+                )
+            };
+            let (a, b) = (grads_offset(true), grads_offset(false));
+            let what = format!("conv2d_plus_channel (kernel {kernel})");
+            assert_close(a.0, b.0, &format!("{what}: output"));
+            assert_close(a.1, b.1, &format!("{what}: dx"));
+            assert_close(a.2, b.2, &format!("{what}: dweight"));
+            assert_close(a.3, b.3, &format!("{what}: dbias"));
+            assert_close(a.4, b.4, &format!("{what}: doffset"));
         }
     }
 }

@@ -10,7 +10,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::error::RuntimeError;
-use crate::ops::{conv2d, group_norm_silu};
+use crate::ops::{conv2d, conv2d_plus_channel, group_norm_silu};
 use crate::weights::{join, LoadWeights, Weights};
 
 /// Configuration of a [`ResnetBlock2D`].
@@ -79,10 +79,9 @@ impl<B: Backend> ResnetBlock2D<B> {
     /// - temb: `[batch, temb_channels]` (the time embedding, before SiLU)
     /// - output: `[batch, out_channels, h, w]`
     pub fn forward(&self, x: Tensor<B, 4>, temb: Tensor<B, 2>) -> Tensor<B, 4> {
-        let h = conv2d(&self.conv1, group_norm_silu(&self.norm1, x.clone()));
+        // conv1(h) + time_emb_proj(silu(temb))[:, :, None, None], as one op.
         let t = self.time_emb_proj.forward(silu(temb));
-        let [batch, out] = t.dims();
-        let h = h + t.reshape([batch, out, 1, 1]);
+        let h = conv2d_plus_channel(&self.conv1, group_norm_silu(&self.norm1, x.clone()), t);
         let h = conv2d(&self.conv2, group_norm_silu(&self.norm2, h));
         let residual = match &self.conv_shortcut {
             Some(conv) => conv2d(conv, x),
