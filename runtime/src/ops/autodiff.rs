@@ -393,18 +393,59 @@ pub(crate) fn conv2d_offset<B: Backend>(
     let (ts, [x, weight, bias, offset]) =
         inputs([to_ad(x), to_ad(weight), to_ad(bias), to_ad(offset)]);
     let mut out = vec![0f32; d.batch * d.c_out * d.out_h * d.out_w];
-    cpu::conv2d_offset(
-        x.get(),
-        weight.get(),
-        Some(bias.get()),
-        Some(offset.get()),
-        &mut out,
-        d,
-    );
+    let init = cpu::ConvInit {
+        bias: Some(bias.get()),
+        offset: Some(offset.get()),
+        residual: None,
+    };
+    cpu::conv2d_fused(x.get(), weight.get(), init, &mut out, d);
     let out = flex(out, vec![d.batch, d.c_out, d.out_h, d.out_w]);
     record(
         &ts,
         || Conv2dOffsetState(Conv2dState { x, weight, dims: d }),
+        out,
+    )
+}
+
+/// The state of [`conv2d_residual`]: that of a convolution (the residual's gradient is the
+/// output's).
+#[derive(Clone, Debug)]
+struct Conv2dResidualState(Conv2dState);
+
+impl Grads<4> for Conv2dResidualState {
+    fn grads(&self, dy: &[f32]) -> [(Vec<f32>, Vec<usize>); 4] {
+        let [dx, dw, db] = self.0.grads(dy);
+        let out_dims = vec![
+            self.0.dims.batch,
+            self.0.dims.c_out,
+            self.0.dims.out_h,
+            self.0.dims.out_w,
+        ];
+        [dx, dw, db, (dy.to_vec(), out_dims)]
+    }
+}
+
+/// [`conv2d`] plus `residual` (`[batch, c_out, out_h, out_w]`), added as the output is written.
+pub(crate) fn conv2d_residual<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Tensor<B, 1>,
+    residual: Tensor<B, 4>,
+    d: ConvDims,
+) -> Tensor<B, 4> {
+    let (ts, [x, weight, bias, residual]) =
+        inputs([to_ad(x), to_ad(weight), to_ad(bias), to_ad(residual)]);
+    let mut out = vec![0f32; d.batch * d.c_out * d.out_h * d.out_w];
+    let init = cpu::ConvInit {
+        bias: Some(bias.get()),
+        offset: None,
+        residual: Some(residual.get()),
+    };
+    cpu::conv2d_fused(x.get(), weight.get(), init, &mut out, d);
+    let out = flex(out, vec![d.batch, d.c_out, d.out_h, d.out_w]);
+    record(
+        &ts,
+        || Conv2dResidualState(Conv2dState { x, weight, dims: d }),
         out,
     )
 }

@@ -549,23 +549,32 @@ fn column_runs(
 /// matmul itself is parallel. The tiling depends on the shapes alone, so the result does not
 /// depend on the thread count.
 pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut [f32], d: ConvDims) {
-    conv2d_offset(x, weight, bias, None, out, d);
+    let init = ConvInit {
+        bias,
+        ..ConvInit::default()
+    };
+    conv2d_fused(x, weight, init, out, d);
 }
 
-/// [`conv2d`] plus `offset` = `[batch, c_out]` added to every pixel of each sample's output
-/// channel (a ResNet's time embedding, folded into its first convolution instead of a
-/// broadcast add over the whole output).
-pub fn conv2d_offset(
-    x: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    offset: Option<&[f32]>,
-    out: &mut [f32],
-    d: ConvDims,
-) {
+/// What a convolution's output starts from before the matmul adds to it: the bias, and
+/// terms that would otherwise be separate adds over the whole output.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConvInit<'a> {
+    /// `[c_out]`.
+    pub bias: Option<&'a [f32]>,
+    /// `[batch, c_out]`, added to every pixel of each sample's channel (a ResNet's time
+    /// embedding, folded into its first convolution).
+    pub offset: Option<&'a [f32]>,
+    /// `[batch, c_out, out_h, out_w]`, added element-wise (a ResNet's skip connection, folded
+    /// into its second convolution).
+    pub residual: Option<&'a [f32]>,
+}
+
+/// [`conv2d`] with the output starting from `init` instead of the bias alone.
+pub fn conv2d_fused(x: &[f32], weight: &[f32], init: ConvInit, out: &mut [f32], d: ConvDims) {
     // Columns per tile: an im2col buffer of at most ~8 MiB, and at most CONV_TILE_COLS.
     let tile = (2_097_152 / (d.c_in * d.kh * d.kw).max(1)).clamp(64, CONV_TILE_COLS);
-    conv2d_tiled(x, weight, bias, offset, out, d, tile);
+    conv2d_tiled(x, weight, init, out, d, tile);
 }
 
 /// Most columns of one tile of [`conv2d`]. Small enough that the proxy's shapes (batch 16 at
@@ -579,12 +588,16 @@ const CONV_TILE_COLS: usize = 512;
 fn conv2d_tiled(
     x: &[f32],
     weight: &[f32],
-    bias: Option<&[f32]>,
-    offset: Option<&[f32]>,
+    init: ConvInit,
     out: &mut [f32],
     d: ConvDims,
     tile: usize,
 ) {
+    let ConvInit {
+        bias,
+        offset,
+        residual,
+    } = init;
     let k = d.c_in * d.kh * d.kw;
     let p = d.out_h * d.out_w;
     assert_eq!(x.len(), d.batch * d.c_in * d.h * d.w, "conv2d: input shape");
@@ -593,14 +606,30 @@ fn conv2d_tiled(
     if let Some(o) = offset {
         assert_eq!(o.len(), d.batch * d.c_out, "conv2d: offset shape");
     }
+    if let Some(r) = residual {
+        assert_eq!(r.len(), out.len(), "conv2d: residual shape");
+    }
     if out.is_empty() {
         return;
     }
-    // The value every output pixel of (sample b, channel co) starts from, when any.
+    // The constant every output pixel of (sample b, channel co) starts from.
     let start = |b: usize, co: usize| {
         bias.map_or(0.0, |v| v[co]) + offset.map_or(0.0, |v| v[b * d.c_out + co])
     };
-    let init = bias.is_some() || offset.is_some();
+    // Fills `row` (output pixels px .. px + row.len() of (b, co)) with what it starts from.
+    let fill = |row: &mut [f32], b: usize, co: usize, px: usize| {
+        let s = start(b, co);
+        match residual {
+            Some(r) => {
+                let src = &r[(b * d.c_out + co) * p + px..][..row.len()];
+                for (o, &v) in row.iter_mut().zip(src) {
+                    *o = v + s;
+                }
+            }
+            None => row.fill(s),
+        }
+    };
+    let init = bias.is_some() || offset.is_some() || residual.is_some();
     let cols = d.batch * p;
     let threads = rayon::current_num_threads();
     // At most `tile` columns per tile, tiles of (nearly) equal size.
@@ -630,8 +659,12 @@ fn conv2d_tiled(
                         let o = dst.get().add(b * d.c_out * p + px);
                         if init {
                             for co in 0..d.c_out {
-                                std::slice::from_raw_parts_mut(o.add(co * p), len)
-                                    .fill(start(b, co));
+                                fill(
+                                    std::slice::from_raw_parts_mut(o.add(co * p), len),
+                                    b,
+                                    co,
+                                    px,
+                                );
                             }
                         }
                         gemm::gemm(
@@ -664,9 +697,9 @@ fn conv2d_tiled(
             }
             let tmp = &mut tmp[..d.c_out * n];
             if init {
-                for (b, _, j0, len) in column_runs(c0, n, p) {
+                for (b, px, j0, len) in column_runs(c0, n, p) {
                     for (co, row) in tmp.chunks_exact_mut(n).enumerate() {
-                        row[j0..j0 + len].fill(start(b, co));
+                        fill(&mut row[j0..j0 + len], b, co, px);
                     }
                 }
             }
@@ -879,7 +912,17 @@ mod tests {
             // One tile for the whole batch, and tiles that end inside samples and rows.
             for tile in [usize::MAX, 7, 23] {
                 let mut out = vec![0.0; d.batch * d.c_out * d.out_h * d.out_w];
-                conv2d_tiled(&x, &wt, Some(&bias), None, &mut out, d, tile);
+                conv2d_tiled(
+                    &x,
+                    &wt,
+                    ConvInit {
+                        bias: Some(&bias),
+                        ..ConvInit::default()
+                    },
+                    &mut out,
+                    d,
+                    tile,
+                );
                 for (o, w) in out.iter().zip(&want) {
                     assert!((*o as f64 - w).abs() < 1e-5, "{d:?}: {o} vs {w}");
                 }

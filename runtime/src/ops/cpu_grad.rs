@@ -551,7 +551,7 @@ pub fn conv2d_backward(
 }
 
 /// [`conv2d_backward`] with the bias gradient per sample, `[batch, c_out]` (the gradient of
-/// [`super::cpu::conv2d_offset`]'s offset).
+/// [`super::cpu::ConvInit::offset`]).
 pub fn conv2d_backward_per_sample(
     x: &[f32],
     weight: &[f32],

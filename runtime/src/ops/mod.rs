@@ -93,15 +93,24 @@ fn fused_group_norm<B: Backend>(norm: &GroupNorm<B>, x: Tensor<B, 4>, act: bool)
 }
 
 fn fast_conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>, upsample: bool) -> Tensor<B, 4> {
-    fast_conv2d_offset(conv, x, upsample, None)
+    fast_conv2d_with(conv, x, upsample, Extra::None)
 }
 
-/// [`fast_conv2d`], plus `offset` `[batch, c_out]` added to each sample's output channels.
-fn fast_conv2d_offset<B: Backend>(
+/// A term added to a convolution's output, folded into the convolution on the CPU.
+enum Extra<B: Backend> {
+    None,
+    /// `[batch, c_out]`, broadcast over each sample's channel.
+    Offset(Tensor<B, 2>),
+    /// `[batch, c_out, out_h, out_w]`.
+    Residual(Tensor<B, 4>),
+}
+
+/// [`fast_conv2d`] plus `extra`.
+fn fast_conv2d_with<B: Backend>(
     conv: &Conv2d<B>,
     x: Tensor<B, 4>,
     upsample: bool,
-    offset: Option<Tensor<B, 2>>,
+    extra: Extra<B>,
 ) -> Tensor<B, 4> {
     let [batch, c_in, h, w] = x.dims();
     let [c_out, c_in_w, kh, kw] = conv.weight.dims();
@@ -133,35 +142,47 @@ fn fast_conv2d_offset<B: Backend>(
             out_w: (uw + left + right - kw) / stride + 1,
             upsample,
         };
-        let offset_dtype = offset.as_ref().map_or(DType::F32, |o| o.dtype());
-        if let Some(bias) = conv.bias.as_ref() {
-            if autodiff::applies::<B>(&[x.dtype(), conv.weight.dtype(), bias.dtype(), offset_dtype])
+        let extra_dtype = match &extra {
+            Extra::None => DType::F32,
+            Extra::Offset(o) => o.dtype(),
+            Extra::Residual(r) => r.dtype(),
+        };
+        let residual_fits = match &extra {
+            Extra::Residual(r) => r.dims() == [batch, c_out, d.out_h, d.out_w],
+            _ => true,
+        };
+        if let (Some(bias), true) = (conv.bias.as_ref(), residual_fits) {
+            if autodiff::applies::<B>(&[x.dtype(), conv.weight.dtype(), bias.dtype(), extra_dtype])
             {
-                return match offset {
-                    Some(o) => autodiff::conv2d_offset(x, conv.weight.val(), bias.val(), o, d),
-                    None => autodiff::conv2d(x, conv.weight.val(), bias.val(), d),
+                let (w, b) = (conv.weight.val(), bias.val());
+                return match extra {
+                    Extra::None => autodiff::conv2d(x, w, b, d),
+                    Extra::Offset(o) => autodiff::conv2d_offset(x, w, b, o, d),
+                    Extra::Residual(r) => autodiff::conv2d_residual(x, w, b, r, d),
                 };
             }
         }
-        if is_flex::<B>() {
-            let bias = conv.bias.as_ref().map(|b| b.val());
-            let of = offset.clone().map(flex_f32);
-            if let (Some(xf), Some(wf), false) = (
-                flex_f32(x.clone()),
-                flex_f32(conv.weight.val()),
-                matches!(of, Some(None)),
-            ) {
-                let bf = bias.and_then(flex_f32);
-                let of = of.flatten();
+        if is_flex::<B>() && residual_fits {
+            let extra_f = match &extra {
+                Extra::None => Some(None),
+                Extra::Offset(o) => flex_f32(o.clone()).map(Some),
+                Extra::Residual(r) => flex_f32(r.clone()).map(Some),
+            };
+            if let (Some(xf), Some(wf), Some(ef)) =
+                (flex_f32(x.clone()), flex_f32(conv.weight.val()), extra_f)
+            {
+                let bf = conv.bias.as_ref().and_then(|b| flex_f32(b.val()));
+                let mut init = cpu::ConvInit {
+                    bias: bf.as_ref().map(slice),
+                    ..cpu::ConvInit::default()
+                };
+                match &extra {
+                    Extra::Offset(_) => init.offset = ef.as_ref().map(slice),
+                    Extra::Residual(_) => init.residual = ef.as_ref().map(slice),
+                    Extra::None => {}
+                }
                 let mut out = vec![0f32; batch * c_out * d.out_h * d.out_w];
-                cpu::conv2d_offset(
-                    slice(&xf),
-                    slice(&wf),
-                    bf.as_ref().map(slice),
-                    of.as_ref().map(slice),
-                    &mut out,
-                    d,
-                );
+                cpu::conv2d_fused(slice(&xf), slice(&wf), init, &mut out, d);
                 return from_vec(out, [batch, c_out, d.out_h, d.out_w]);
             }
         }
@@ -176,9 +197,10 @@ fn fast_conv2d_offset<B: Backend>(
         x
     };
     let y = conv.forward(x);
-    match offset {
-        Some(o) => y + o.reshape([batch, c_out, 1, 1]),
-        None => y,
+    match extra {
+        Extra::None => y,
+        Extra::Offset(o) => y + o.reshape([batch, c_out, 1, 1]),
+        Extra::Residual(r) => y + r,
     }
 }
 
@@ -190,7 +212,18 @@ pub fn conv2d_plus_channel<B: Backend>(
     x: Tensor<B, 4>,
     offset: Tensor<B, 2>,
 ) -> Tensor<B, 4> {
-    fast_conv2d_offset(conv, x, false, Some(offset))
+    fast_conv2d_with(conv, x, false, Extra::Offset(offset))
+}
+
+/// `conv.forward(x) + residual`: `x` `[batch, c_in, h, w]`, `residual` `[batch, c_out, h',
+/// w']` → `[batch, c_out, h', w']` (on the CPU the residual is the output's starting value and
+/// its gradient the output's: no separate add).
+pub fn conv2d_plus<B: Backend>(
+    conv: &Conv2d<B>,
+    x: Tensor<B, 4>,
+    residual: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    fast_conv2d_with(conv, x, false, Extra::Residual(residual))
 }
 
 /// `conv.forward(x)`: `[batch, c_in, h, w]` → `[batch, c_out, h', w']`.
@@ -725,6 +758,41 @@ mod tests {
             assert_close(a.2, b.2, &format!("{what}: dweight"));
             assert_close(a.3, b.3, &format!("{what}: dbias"));
             assert_close(a.4, b.4, &format!("{what}: doffset"));
+        }
+
+        // conv2d_plus (a ResNet's conv2 + skip) against conv + add.
+        for kernel in [3, 1] {
+            let grads_residual = |fast: bool| {
+                let x = leaf(22, [3, 3, 5, 4]);
+                let r = leaf(23, [3, 6, 5, 4]);
+                let pad = kernel / 2;
+                let mut conv = Conv2dConfig::new([3, 6], [kernel, kernel])
+                    .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+                    .init::<A>(&device);
+                conv.weight = param(24, [6, 3, kernel, kernel]);
+                conv.bias = Some(param(25, [6]));
+                let y = if fast {
+                    conv2d_plus(&conv, x.clone(), r.clone())
+                } else {
+                    r.clone() + conv.forward(x.clone())
+                };
+                let g = weighted_sum(y.clone()).backward();
+                let bias = conv.bias.as_ref().expect("bias").val();
+                (
+                    y.inner(),
+                    x.grad(&g).expect("dx"),
+                    conv.weight.val().grad(&g).expect("dweight"),
+                    bias.grad(&g).expect("dbias"),
+                    r.grad(&g).expect("dresidual"),
+                )
+            };
+            let (a, b) = (grads_residual(true), grads_residual(false));
+            let what = format!("conv2d_plus (kernel {kernel})");
+            assert_close(a.0, b.0, &format!("{what}: output"));
+            assert_close(a.1, b.1, &format!("{what}: dx"));
+            assert_close(a.2, b.2, &format!("{what}: dweight"));
+            assert_close(a.3, b.3, &format!("{what}: dbias"));
+            assert_close(a.4, b.4, &format!("{what}: dresidual"));
         }
     }
 }

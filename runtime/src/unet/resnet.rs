@@ -10,7 +10,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::error::RuntimeError;
-use crate::ops::{conv2d, conv2d_plus_channel, group_norm_silu};
+use crate::ops::{conv2d, conv2d_plus, conv2d_plus_channel, group_norm_silu};
 use crate::weights::{join, LoadWeights, Weights};
 
 /// Configuration of a [`ResnetBlock2D`].
@@ -82,12 +82,12 @@ impl<B: Backend> ResnetBlock2D<B> {
         // conv1(h) + time_emb_proj(silu(temb))[:, :, None, None], as one op.
         let t = self.time_emb_proj.forward(silu(temb));
         let h = conv2d_plus_channel(&self.conv1, group_norm_silu(&self.norm1, x.clone()), t);
-        let h = conv2d(&self.conv2, group_norm_silu(&self.norm2, h));
         let residual = match &self.conv_shortcut {
             Some(conv) => conv2d(conv, x),
             None => x,
         };
-        residual + h
+        // residual + conv2(h), as one op.
+        conv2d_plus(&self.conv2, group_norm_silu(&self.norm2, h), residual)
     }
 }
 
