@@ -354,98 +354,69 @@ pub(crate) fn conv2d<B: Backend>(
     record(&ts, || Conv2dState { x, weight, dims: d }, out)
 }
 
-/// The state of [`conv2d_offset`]: that of a convolution (the offset's gradient is the
-/// per-sample bias gradient).
-#[derive(Clone, Debug)]
-struct Conv2dOffsetState(Conv2dState);
+/// The term a fused convolution adds to its output ([`conv2d_plus`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Added {
+    /// `[batch, c_out]`, over every pixel of each sample's channel; its gradient is the
+    /// per-sample bias gradient.
+    Offset,
+    /// `[batch, c_out, out_h, out_w]`, element-wise; its gradient is the output's.
+    Residual,
+}
 
-impl Grads<4> for Conv2dOffsetState {
+/// The state of [`conv2d_plus`]: that of the convolution, and what it adds.
+#[derive(Clone, Debug)]
+struct Conv2dPlusState(Conv2dState, Added);
+
+impl Grads<4> for Conv2dPlusState {
     fn grads(&self, dy: &[f32]) -> [(Vec<f32>, Vec<usize>); 4] {
         let s = &self.0;
-        let (dx, dw, db) =
-            cpu_grad::conv2d_backward_per_sample(s.x.get(), s.weight.get(), dy, s.dims);
-        let dbias = {
-            let mut sum = vec![0f32; s.dims.c_out];
-            for row in db.chunks_exact(s.dims.c_out.max(1)) {
-                for (o, &v) in sum.iter_mut().zip(row) {
-                    *o += v;
-                }
+        match self.1 {
+            Added::Offset => {
+                let (dx, dw, db) =
+                    cpu_grad::conv2d_backward_per_sample(s.x.get(), s.weight.get(), dy, s.dims);
+                let dbias = cpu_grad::sum_rows(&db, s.dims.c_out);
+                [
+                    (dx, s.x.dims()),
+                    (dw, s.weight.dims()),
+                    (dbias, vec![s.dims.c_out]),
+                    (db, vec![s.dims.batch, s.dims.c_out]),
+                ]
             }
-            sum
-        };
-        [
-            (dx, s.x.dims()),
-            (dw, s.weight.dims()),
-            (dbias, vec![s.dims.c_out]),
-            (db, vec![s.dims.batch, s.dims.c_out]),
-        ]
+            Added::Residual => {
+                let [dx, dw, db] = s.grads(dy);
+                let d = s.dims;
+                let out_dims = vec![d.batch, d.c_out, d.out_h, d.out_w];
+                [dx, dw, db, (dy.to_vec(), out_dims)]
+            }
+        }
     }
 }
 
-/// [`conv2d`] plus `offset` `[batch, c_out]` added to every pixel of each sample's channel.
-pub(crate) fn conv2d_offset<B: Backend>(
+/// [`conv2d`] plus `term` (shape as [`Added`] says), added as the output is written.
+pub(crate) fn conv2d_plus<B: Backend, const D: usize>(
     x: Tensor<B, 4>,
     weight: Tensor<B, 4>,
     bias: Tensor<B, 1>,
-    offset: Tensor<B, 2>,
+    term: Tensor<B, D>,
+    added: Added,
     d: ConvDims,
 ) -> Tensor<B, 4> {
-    let (ts, [x, weight, bias, offset]) =
-        inputs([to_ad(x), to_ad(weight), to_ad(bias), to_ad(offset)]);
+    let (ts, [x, weight, bias, term]) = inputs([to_ad(x), to_ad(weight), to_ad(bias), to_ad(term)]);
     let mut out = vec![0f32; d.batch * d.c_out * d.out_h * d.out_w];
-    let init = cpu::ConvInit {
+    let mut init = cpu::ConvInit {
         bias: Some(bias.get()),
-        offset: Some(offset.get()),
-        residual: None,
+        ..cpu::ConvInit::default()
     };
+    match added {
+        Added::Offset => init.offset = Some(term.get()),
+        Added::Residual => init.residual = Some(term.get()),
+    }
     cpu::conv2d_fused(x.get(), weight.get(), init, &mut out, d);
     let out = flex(out, vec![d.batch, d.c_out, d.out_h, d.out_w]);
     record(
         &ts,
-        || Conv2dOffsetState(Conv2dState { x, weight, dims: d }),
-        out,
-    )
-}
-
-/// The state of [`conv2d_residual`]: that of a convolution (the residual's gradient is the
-/// output's).
-#[derive(Clone, Debug)]
-struct Conv2dResidualState(Conv2dState);
-
-impl Grads<4> for Conv2dResidualState {
-    fn grads(&self, dy: &[f32]) -> [(Vec<f32>, Vec<usize>); 4] {
-        let [dx, dw, db] = self.0.grads(dy);
-        let out_dims = vec![
-            self.0.dims.batch,
-            self.0.dims.c_out,
-            self.0.dims.out_h,
-            self.0.dims.out_w,
-        ];
-        [dx, dw, db, (dy.to_vec(), out_dims)]
-    }
-}
-
-/// [`conv2d`] plus `residual` (`[batch, c_out, out_h, out_w]`), added as the output is written.
-pub(crate) fn conv2d_residual<B: Backend>(
-    x: Tensor<B, 4>,
-    weight: Tensor<B, 4>,
-    bias: Tensor<B, 1>,
-    residual: Tensor<B, 4>,
-    d: ConvDims,
-) -> Tensor<B, 4> {
-    let (ts, [x, weight, bias, residual]) =
-        inputs([to_ad(x), to_ad(weight), to_ad(bias), to_ad(residual)]);
-    let mut out = vec![0f32; d.batch * d.c_out * d.out_h * d.out_w];
-    let init = cpu::ConvInit {
-        bias: Some(bias.get()),
-        offset: None,
-        residual: Some(residual.get()),
-    };
-    cpu::conv2d_fused(x.get(), weight.get(), init, &mut out, d);
-    let out = flex(out, vec![d.batch, d.c_out, d.out_h, d.out_w]);
-    record(
-        &ts,
-        || Conv2dResidualState(Conv2dState { x, weight, dims: d }),
+        || Conv2dPlusState(Conv2dState { x, weight, dims: d }, added),
         out,
     )
 }

@@ -27,7 +27,7 @@ fn gelu_grad(x: f32) -> f32 {
 }
 
 /// Sums `parts` (`[n, len]`) over its first axis, in order.
-fn sum_rows(parts: &[f32], len: usize) -> Vec<f32> {
+pub(crate) fn sum_rows(parts: &[f32], len: usize) -> Vec<f32> {
     let mut out = vec![0f32; len];
     for row in parts.chunks_exact(len.max(1)) {
         for (o, &v) in out.iter_mut().zip(row) {

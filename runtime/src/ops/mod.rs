@@ -155,10 +155,11 @@ fn fast_conv2d_with<B: Backend>(
             if autodiff::applies::<B>(&[x.dtype(), conv.weight.dtype(), bias.dtype(), extra_dtype])
             {
                 let (w, b) = (conv.weight.val(), bias.val());
+                use autodiff::Added;
                 return match extra {
                     Extra::None => autodiff::conv2d(x, w, b, d),
-                    Extra::Offset(o) => autodiff::conv2d_offset(x, w, b, o, d),
-                    Extra::Residual(r) => autodiff::conv2d_residual(x, w, b, r, d),
+                    Extra::Offset(o) => autodiff::conv2d_plus(x, w, b, o, Added::Offset, d),
+                    Extra::Residual(r) => autodiff::conv2d_plus(x, w, b, r, Added::Residual, d),
                 };
             }
         }
@@ -725,21 +726,37 @@ mod tests {
             assert_close(a.3, b.3, &format!("{what}: dbias"));
         }
 
-        // conv2d_plus_channel (a ResNet's conv1 + time embedding) against conv + broadcast add.
-        for kernel in [3, 1] {
-            let grads_offset = |fast: bool| {
+        // conv2d_plus_channel (a ResNet's conv1 + time embedding) against conv + broadcast
+        // add, and conv2d_plus (its conv2 + skip) against conv + add.
+        enum Term {
+            Channel(Tensor<A, 2>),
+            Residual(Tensor<A, 4>),
+        }
+        for (channel, kernel) in [(true, 3), (true, 1), (false, 3), (false, 1)] {
+            let grads_plus = |fast: bool| {
                 let x = leaf(18, [3, 3, 5, 4]);
-                let t = leaf(19, [3, 6]);
                 let pad = kernel / 2;
                 let mut conv = Conv2dConfig::new([3, 6], [kernel, kernel])
                     .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
                     .init::<A>(&device);
                 conv.weight = param(20, [6, 3, kernel, kernel]);
                 conv.bias = Some(param(21, [6]));
-                let y = if fast {
-                    conv2d_plus_channel(&conv, x.clone(), t.clone())
+                let (y, term) = if channel {
+                    let t = leaf(19, [3, 6]);
+                    let y = if fast {
+                        conv2d_plus_channel(&conv, x.clone(), t.clone())
+                    } else {
+                        conv.forward(x.clone()) + t.clone().reshape([3, 6, 1, 1])
+                    };
+                    (y, Term::Channel(t))
                 } else {
-                    conv.forward(x.clone()) + t.clone().reshape([3, 6, 1, 1])
+                    let r = leaf(23, [3, 6, 5, 4]);
+                    let y = if fast {
+                        conv2d_plus(&conv, x.clone(), r.clone())
+                    } else {
+                        r.clone() + conv.forward(x.clone())
+                    };
+                    (y, Term::Residual(r))
                 };
                 let g = weighted_sum(y.clone()).backward();
                 let bias = conv.bias.as_ref().expect("bias").val();
@@ -748,51 +765,24 @@ mod tests {
                     x.grad(&g).expect("dx"),
                     conv.weight.val().grad(&g).expect("dweight"),
                     bias.grad(&g).expect("dbias"),
-                    t.grad(&g).expect("doffset"),
+                    match term {
+                        Term::Channel(t) => t.grad(&g).expect("doffset").reshape([18]),
+                        Term::Residual(r) => r.grad(&g).expect("dresidual").reshape([360]),
+                    },
                 )
             };
-            let (a, b) = (grads_offset(true), grads_offset(false));
-            let what = format!("conv2d_plus_channel (kernel {kernel})");
+            let (a, b) = (grads_plus(true), grads_plus(false));
+            let name = if channel {
+                "conv2d_plus_channel"
+            } else {
+                "conv2d_plus"
+            };
+            let what = format!("{name} (kernel {kernel})");
             assert_close(a.0, b.0, &format!("{what}: output"));
             assert_close(a.1, b.1, &format!("{what}: dx"));
             assert_close(a.2, b.2, &format!("{what}: dweight"));
             assert_close(a.3, b.3, &format!("{what}: dbias"));
-            assert_close(a.4, b.4, &format!("{what}: doffset"));
-        }
-
-        // conv2d_plus (a ResNet's conv2 + skip) against conv + add.
-        for kernel in [3, 1] {
-            let grads_residual = |fast: bool| {
-                let x = leaf(22, [3, 3, 5, 4]);
-                let r = leaf(23, [3, 6, 5, 4]);
-                let pad = kernel / 2;
-                let mut conv = Conv2dConfig::new([3, 6], [kernel, kernel])
-                    .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
-                    .init::<A>(&device);
-                conv.weight = param(24, [6, 3, kernel, kernel]);
-                conv.bias = Some(param(25, [6]));
-                let y = if fast {
-                    conv2d_plus(&conv, x.clone(), r.clone())
-                } else {
-                    r.clone() + conv.forward(x.clone())
-                };
-                let g = weighted_sum(y.clone()).backward();
-                let bias = conv.bias.as_ref().expect("bias").val();
-                (
-                    y.inner(),
-                    x.grad(&g).expect("dx"),
-                    conv.weight.val().grad(&g).expect("dweight"),
-                    bias.grad(&g).expect("dbias"),
-                    r.grad(&g).expect("dresidual"),
-                )
-            };
-            let (a, b) = (grads_residual(true), grads_residual(false));
-            let what = format!("conv2d_plus (kernel {kernel})");
-            assert_close(a.0, b.0, &format!("{what}: output"));
-            assert_close(a.1, b.1, &format!("{what}: dx"));
-            assert_close(a.2, b.2, &format!("{what}: dweight"));
-            assert_close(a.3, b.3, &format!("{what}: dbias"));
-            assert_close(a.4, b.4, &format!("{what}: dresidual"));
+            assert_close(a.4, b.4, &format!("{what}: dterm"));
         }
     }
 }
