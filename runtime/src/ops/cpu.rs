@@ -584,6 +584,47 @@ pub fn conv2d_fused(x: &[f32], weight: &[f32], init: ConvInit, out: &mut [f32], 
 /// efficient matmul (c_out rows by 512 columns).
 const CONV_TILE_COLS: usize = 512;
 
+/// `dst = [dst +] weight · rhs` for `weight` `[m, k]` (row-major, contiguous), `rhs` `[k, n]`
+/// and `dst` `[m, n]`, each of the last two given as (pointer, row stride) with unit column
+/// stride; `dst` is read first when `read_dst`.
+///
+/// # Safety
+/// All three regions must be valid for the given shapes and strides, `dst` writable and not
+/// overlapping the others.
+#[allow(clippy::too_many_arguments)]
+unsafe fn weight_matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: (*mut f32, usize),
+    read_dst: bool,
+    weight: *const f32,
+    rhs: (*const f32, usize),
+    par: gemm::Parallelism,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst.0,
+        1,
+        dst.1 as isize,
+        read_dst,
+        weight,
+        1,
+        k as isize,
+        rhs.0,
+        1,
+        rhs.1 as isize,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        par,
+    );
+}
+
 /// [`conv2d`] with at most `tile` columns per tile.
 fn conv2d_tiled(
     x: &[f32],
@@ -667,25 +708,14 @@ fn conv2d_tiled(
                                 );
                             }
                         }
-                        gemm::gemm(
+                        weight_matmul(
                             d.c_out,
                             len,
                             k,
-                            o,
-                            1,
-                            p as isize,
+                            (o, p),
                             init,
                             weight.as_ptr(),
-                            1,
-                            k as isize,
-                            x.as_ptr().add(b * in_len + px),
-                            1,
-                            p as isize,
-                            1.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
+                            (x.as_ptr().add(b * in_len + px), p),
                             par,
                         );
                     }
@@ -706,25 +736,14 @@ fn conv2d_tiled(
             // SAFETY: `tmp` is [c_out, n], `weight` [c_out, k], `col` [k, n] (row-major,
             // strides as given); all in bounds.
             unsafe {
-                gemm::gemm(
+                weight_matmul(
                     d.c_out,
                     n,
                     k,
-                    tmp.as_mut_ptr(),
-                    1,
-                    n as isize,
+                    (tmp.as_mut_ptr(), n),
                     init,
                     weight.as_ptr(),
-                    1,
-                    k as isize,
-                    col.as_ptr(),
-                    1,
-                    n as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
+                    (col.as_ptr(), n),
                     par,
                 );
             }
