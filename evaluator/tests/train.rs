@@ -296,3 +296,90 @@ fn a_nan_loss_stops_the_run_with_an_error() {
     .unwrap_err();
     assert!(err.to_string().contains("diverged"), "{err}");
 }
+
+#[test]
+fn cosine_schedule_warms_up_then_decays_to_zero() {
+    use unas_evaluator::quality::train::LrSchedule;
+    let constant = Recipe::decidiffusion();
+    assert!((0..100).all(|k| constant.lr_at(k, 100) == constant.lr));
+    let r = Recipe {
+        lr_schedule: LrSchedule::Cosine,
+        warmup_steps: 10,
+        ..Recipe::decidiffusion()
+    };
+    // Linear warm-up: step k (0-based) gets lr (k + 1) / warmup.
+    assert!((r.lr_at(0, 100) - r.lr / 10.0).abs() < 1e-15);
+    assert!((r.lr_at(9, 100) - r.lr).abs() < 1e-15);
+    // Then 0.5 (1 + cos(pi p)), p = (k - warmup) / (steps - warmup): the peak, half-way, ~0.
+    assert!((r.lr_at(10, 100) - r.lr).abs() < 1e-15);
+    assert!((r.lr_at(55, 100) - r.lr / 2.0).abs() < 1e-12);
+    assert!(r.lr_at(99, 100) < r.lr * 1e-3);
+    assert!((10..99).all(|k| r.lr_at(k + 1, 100) < r.lr_at(k, 100)));
+}
+
+#[test]
+fn default_recipe_serialises_as_before_the_schedule_fields() {
+    // Settings hashes (the shipped supernet's among them) serialise the recipe: the new
+    // fields must not appear while they hold their defaults.
+    let json = serde_json::to_value(Recipe::decidiffusion()).unwrap();
+    let keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "betas",
+            "ema_fraction",
+            "lr",
+            "min_snr_gamma",
+            "prediction",
+            "timesteps",
+            "zero_terminal_snr"
+        ]
+    );
+    let r: Recipe =
+        toml::from_str("lr_schedule = \"cosine\"\nwarmup_steps = 30\nmax_grad_norm = 1.0\n")
+            .unwrap();
+    assert_eq!(r.max_grad_norm, Some(1.0));
+    assert_eq!(r.warmup_steps, 30);
+}
+
+#[test]
+fn gradient_clipping_scales_the_global_norm() {
+    use burn::optim::GradientsParams;
+    use unas_evaluator::quality::train::clip_grad_norm;
+    let device = Default::default();
+    let arch = preset("tiny-nas");
+    let dim = arch.stem.cross_attention_dim;
+    let unet = init_seeded::<Ad, _>(&device, 3, || {
+        UNet2DConditionModel::<Ad>::init(&arch, &device).unwrap()
+    });
+    let (x, c) = data(2, 8, (4, dim));
+    let x0 = Tensor::<Ad, 4>::from_data(TensorData::new(x, [2, 4, 8, 8]), &device);
+    let ctx = Tensor::<Ad, 3>::from_data(TensorData::new(c, [2, 4, dim]), &device);
+    let r = Recipe::decidiffusion();
+    let acp = r.alphas_cumprod();
+    let loss = diffusion_loss(
+        &unet,
+        x0,
+        ctx,
+        &[500, 900],
+        normal(&mut Rng::seed(1), 512),
+        &r,
+        &acp,
+    );
+    let mut g = GradientsParams::from_grads(loss.backward(), &unet);
+    // With an infinite threshold clip_grad_norm only measures the global norm.
+    let before = clip_grad_norm(&unet, &mut g, f64::INFINITY);
+    assert!(before > 0.0 && before.is_finite());
+    let max = before / 4.0;
+    assert_eq!(clip_grad_norm(&unet, &mut g, max), before);
+    let after = clip_grad_norm(&unet, &mut g, f64::INFINITY);
+    assert!((after - max).abs() < 1e-4 * max, "{after} vs {max}");
+    // Below the threshold nothing changes.
+    assert!((clip_grad_norm(&unet, &mut g, 10.0 * max) - after).abs() < 1e-6 * after);
+    assert!((clip_grad_norm(&unet, &mut g, f64::INFINITY) - after).abs() < 1e-6 * after);
+}

@@ -226,6 +226,11 @@ struct CalibrateArgs {
     /// Stop after this many new ground-truth trainings (the rest on the next run).
     #[arg(long)]
     max_runs: Option<usize>,
+    /// Train the ground truth of these architectures only (comma-separated: their index in
+    /// OUT/archs/, as in `03-…`, or a prefix of their id of ≥ 4 characters); the others on a
+    /// later run.
+    #[arg(long, value_delimiter = ',')]
+    archs: Vec<String>,
     /// Only recompute the summary from the tables in OUT.
     #[arg(long)]
     summary_only: bool,
@@ -461,6 +466,8 @@ fn calibrate(a: CalibrateArgs) -> CmdResult {
 
     if !a.summary_only {
         let cfg = a.proxy.resolve()?;
+        let only = selected_archs(&a.archs, &archs)?;
+        let settings_to_write = ground_truth_settings(&a.out, &cfg, a.steps)?;
         if let Some(k) = a.finetune {
             cfg.recipe
                 .ema_window(k)
@@ -480,9 +487,14 @@ fn calibrate(a: CalibrateArgs) -> CmdResult {
         let mut tasks: Vec<(usize, u64)> = (0..a.seeds)
             .flat_map(|s| (0..archs.len()).map(move |i| (i, s)))
             .filter(|&(i, s)| !done.contains(&(archs[i].1.hash_id(), s)))
+            .filter(|&(i, _)| only.as_ref().is_none_or(|o| o.contains(&i)))
             .collect();
         if let Some(m) = a.max_runs {
             tasks.truncate(m);
+        }
+        if let (Some((file, text)), false) = (&settings_to_write, tasks.is_empty()) {
+            std::fs::write(file, text)
+                .map_err(|e| CliError::failure(format!("{}: {e}", file.display())))?;
         }
         let bar = ProgressBar::new(tasks.len() as u64);
         bar.set_style(
@@ -666,6 +678,86 @@ fn calibrate(a: CalibrateArgs) -> CmdResult {
     write_summary(&a, &archs, &gt, &px)
 }
 
+/// The positions in `archs` named by `--archs` (indices or id prefixes); `None` = all.
+fn selected_archs(
+    names: &[String],
+    archs: &[(String, UNetArch)],
+) -> Result<Option<std::collections::BTreeSet<usize>>, CliError> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let mut out = std::collections::BTreeSet::new();
+    for name in names {
+        let name = name.trim();
+        // Up to 3 digits: an index; else an id prefix of at least 4 characters.
+        let found: Vec<usize> = match name.parse::<usize>() {
+            Ok(i) if name.len() <= 3 => (i < archs.len()).then_some(i).into_iter().collect(),
+            _ if name.len() >= 4 => (0..archs.len())
+                .filter(|&i| archs[i].1.hash_id().starts_with(name))
+                .collect(),
+            _ => Vec::new(),
+        };
+        match found.as_slice() {
+            [i] => {
+                out.insert(*i);
+            }
+            [] => {
+                return Err(CliError::input(format!(
+                    "--archs: `{name}` is neither an index below {} nor a prefix (4 or more \
+                     characters) of an architecture id",
+                    archs.len()
+                )))
+            }
+            _ => {
+                return Err(CliError::input(format!(
+                    "--archs: `{name}` is the prefix of {} architecture ids",
+                    found.len()
+                )))
+            }
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The ground-truth protocol of a calibration folder, `OUT/ground_truth_settings.json` (the
+/// training recipe, batch and budget): written by the first training run, and every later run
+/// must use the same, so rows of two protocols never mix in one mean. `Err` when the folder's
+/// differs; `Some((file, text))` when the folder has none yet (to write once training starts).
+fn ground_truth_settings(
+    out: &std::path::Path,
+    cfg: &ProxyConfig,
+    steps: usize,
+) -> Result<Option<(PathBuf, String)>, CliError> {
+    let file = out.join(GT_SETTINGS);
+    let now = serde_json::json!({
+        "steps": steps,
+        "batch": cfg.batch,
+        "recipe": cfg.recipe,
+    });
+    match std::fs::read_to_string(&file) {
+        Ok(text) => {
+            let was: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| CliError::input(format!("{}: {e}", file.display())))?;
+            if was != now {
+                return Err(CliError::input(format!(
+                    "{}: this folder's ground truth was trained with {was}; --config and \
+                     --steps give {now}: use another --out",
+                    file.display()
+                )));
+            }
+            Ok(None)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let text = serde_json::to_string_pretty(&now).expect("serialisable") + "\n";
+            Ok(Some((file, text)))
+        }
+        Err(e) => Err(CliError::input(format!("{}: {e}", file.display()))),
+    }
+}
+
+/// File of a calibration folder naming its ground-truth protocol.
+const GT_SETTINGS: &str = "ground_truth_settings.json";
+
 /// summary.csv and README.md of a calibration folder, from its tables.
 fn write_summary(
     a: &CalibrateArgs,
@@ -718,6 +810,12 @@ fn write_summary(
         seeds,
         if n >= 2 { tau_null_sd(n) } else { f64::NAN },
     );
+    if let Ok(text) = std::fs::read_to_string(a.out.join(GT_SETTINGS)) {
+        md.push_str(&format!(
+            "Ground-truth protocol (`{GT_SETTINGS}`): `{}`.\n\n",
+            text.split_whitespace().collect::<Vec<_>>().join(" ")
+        ));
+    }
     match &ceiling_row {
         Some(c) => md.push_str(&format!(
             "Noise ceiling of the ground truth (τ between the means of the two halves of the \

@@ -34,7 +34,7 @@ use super::metrics::{frechet_distance, kid, Features, GaussianStats, Kid};
 use super::module_file::{load_module, save_module};
 use super::small_vae::{image_batch, load_vae, save_vae, train_vae, VaeTraining};
 use super::supernet::{draw_batch, TrainData};
-use super::train::{init_seeded, train_observed, Betas, Prediction, Recipe};
+use super::train::{init_seeded, train_observed, Betas, LrSchedule, Prediction, Recipe};
 use super::val_loss::{ValLoss, ValidationSet};
 use crate::EvalError;
 
@@ -468,6 +468,17 @@ impl ProxyConfig {
         }
         if self.recipe.timesteps < 2 {
             return Err(config_err("recipe.timesteps", "must be at least 2"));
+        }
+        if let Some(m) = self.recipe.max_grad_norm {
+            if !(m > 0.0 && m.is_finite()) {
+                return Err(config_err("recipe.max_grad_norm", "must be positive"));
+            }
+        }
+        if self.recipe.warmup_steps > 0 && self.recipe.lr_schedule == LrSchedule::Constant {
+            return Err(config_err(
+                "recipe.warmup_steps",
+                "needs lr_schedule = \"cosine\" (a constant rate has no warm-up)",
+            ));
         }
         // The EMA must average a real window of every run the settings train: the candidates'
         // and, with weight inheritance, the teacher's.

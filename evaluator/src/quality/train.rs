@@ -52,14 +52,49 @@ pub struct Recipe {
     pub min_snr_gamma: Option<f64>,
     /// Training timesteps T (default 1000).
     pub timesteps: usize,
-    /// AdamW learning rate (default 1e-3).
+    /// AdamW learning rate (default 1e-3): the constant rate, or the peak of the cosine
+    /// schedule.
     pub lr: f64,
+    /// Learning-rate schedule (default constant; not serialised when constant, so settings
+    /// hashes of earlier recipes stay as they were).
+    #[serde(skip_serializing_if = "LrSchedule::is_constant")]
+    pub lr_schedule: LrSchedule,
+    /// Linear warm-up steps of the cosine schedule (default 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub warmup_steps: usize,
+    /// Clip the global L2 norm of the gradient (all parameters together, as
+    /// `torch.nn.utils.clip_grad_norm_` in diffusers' training scripts) to this before each
+    /// step (default none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_grad_norm: Option<f64>,
     /// Keep an exponential moving average of the weights over this last fraction of the steps
     /// and return it (0 = no EMA; default 0.5: an EMA late in training, as DeciDiffusion's,
     /// over a window long enough to average out the last iterates' noise). A non-zero fraction
     /// whose window is shorter than [`MIN_EMA_WINDOW`] steps is refused
     /// ([`Recipe::ema_window`]).
     pub ema_fraction: f64,
+}
+
+/// Learning-rate schedule of a training run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSchedule {
+    /// `lr` at every step.
+    #[default]
+    Constant,
+    /// Linear warm-up over `warmup_steps`, then cosine decay to 0 at the last step
+    /// (diffusers' `get_cosine_schedule_with_warmup`).
+    Cosine,
+}
+
+impl LrSchedule {
+    fn is_constant(&self) -> bool {
+        *self == LrSchedule::Constant
+    }
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 impl Default for Recipe {
@@ -131,6 +166,9 @@ impl Recipe {
             min_snr_gamma: Some(5.0),
             timesteps: 1000,
             lr: 1e-3,
+            lr_schedule: LrSchedule::Constant,
+            warmup_steps: 0,
+            max_grad_norm: None,
             ema_fraction: 0.5,
         }
     }
@@ -144,7 +182,26 @@ impl Recipe {
             min_snr_gamma: None,
             timesteps: 1000,
             lr: 1e-3,
+            lr_schedule: LrSchedule::Constant,
+            warmup_steps: 0,
+            max_grad_norm: None,
             ema_fraction: 0.5,
+        }
+    }
+
+    /// Learning rate of step `k` (0-based) of a `steps`-step run.
+    pub fn lr_at(&self, k: usize, steps: usize) -> f64 {
+        match self.lr_schedule {
+            LrSchedule::Constant => self.lr,
+            LrSchedule::Cosine => {
+                let w = self.warmup_steps.min(steps.saturating_sub(1));
+                if k < w {
+                    return self.lr * (k + 1) as f64 / w as f64;
+                }
+                let span = (steps - w).max(1) as f64;
+                let p = (k - w) as f64 / span;
+                self.lr * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
+            }
         }
     }
 
@@ -369,6 +426,55 @@ impl<B: Backend, M: Module<B>> Ema<B, M> {
     }
 }
 
+/// Scales `grads` (the gradients of `module`'s parameters) so that their global L2 norm, all
+/// parameters together, is at most `max_norm` (`torch.nn.utils.clip_grad_norm_`); returns the
+/// norm before clipping.
+pub fn clip_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: &mut GradientsParams,
+    max_norm: f64,
+) -> f64 {
+    struct SumSquares<'a, B: AutodiffBackend> {
+        grads: &'a GradientsParams,
+        total: Option<Tensor<B::InnerBackend, 1>>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for SumSquares<'_, B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
+                let n = g.shape().num_elements();
+                let s = g.reshape([n]).powi_scalar(2).sum();
+                self.total = Some(match self.total.take() {
+                    None => s,
+                    Some(t) => t + s,
+                });
+            }
+        }
+    }
+    struct Scale<'a> {
+        grads: &'a mut GradientsParams,
+        factor: f64,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+                self.grads
+                    .register::<B::InnerBackend, D>(param.id, g.mul_scalar(self.factor));
+            }
+        }
+    }
+    let mut sum = SumSquares::<B> { grads, total: None };
+    module.visit(&mut sum);
+    let norm = sum
+        .total
+        .map_or(0.0, |t| t.into_scalar().elem::<f64>().sqrt());
+    if norm > max_norm {
+        // torch's clip_grad_norm_: coefficient max_norm / (norm + 1e-6).
+        let factor = max_norm / (norm + 1e-6);
+        module.visit(&mut Scale { grads, factor });
+    }
+    norm
+}
+
 /// Outcome of a training run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainLog {
@@ -429,8 +535,11 @@ pub fn train_observed<B: AutodiffBackend>(
             return Err(EvalError::Diverged(format!("loss {value} at step {step}")));
         }
         losses.push(value);
-        let grads = GradientsParams::from_grads(loss.backward(), &unet);
-        unet = opt.step(recipe.lr, unet, grads);
+        let mut grads = GradientsParams::from_grads(loss.backward(), &unet);
+        if let Some(max) = recipe.max_grad_norm {
+            clip_grad_norm(&unet, &mut grads, max);
+        }
+        unet = opt.step(recipe.lr_at(step, steps), unet, grads);
         if let Some(w) = window.filter(|_| step >= ema_start) {
             let current = unet.valid();
             match &mut ema {
