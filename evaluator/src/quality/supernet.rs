@@ -108,13 +108,7 @@ impl SupernetSettings {
 
     /// Learning rate at step `k`: linear warm-up to `lr`, then cosine decay to 0.
     pub fn lr_at(&self, k: usize) -> f64 {
-        let w = self.warmup_steps.min(self.steps.saturating_sub(1));
-        if k < w {
-            return self.lr * (k + 1) as f64 / w as f64;
-        }
-        let span = (self.steps - w).max(1) as f64;
-        let p = (k - w) as f64 / span;
-        self.lr * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
+        super::train::warmup_cosine(self.lr, self.warmup_steps, self.steps, k)
     }
 
     /// The EMA window, by the recipe's rule ([`Recipe::ema_window`]: at least

@@ -93,6 +93,18 @@ impl LrSchedule {
     }
 }
 
+/// Learning rate of step `k` (0-based) of a `steps`-step run: linear warm-up over `warmup`
+/// steps to `lr`, then cosine decay to 0 (diffusers' `get_cosine_schedule_with_warmup`).
+pub fn warmup_cosine(lr: f64, warmup: usize, steps: usize, k: usize) -> f64 {
+    let w = warmup.min(steps.saturating_sub(1));
+    if k < w {
+        return lr * (k + 1) as f64 / w as f64;
+    }
+    let span = (steps - w).max(1) as f64;
+    let p = (k - w) as f64 / span;
+    lr * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
+}
+
 fn is_zero(v: &usize) -> bool {
     *v == 0
 }
@@ -193,15 +205,7 @@ impl Recipe {
     pub fn lr_at(&self, k: usize, steps: usize) -> f64 {
         match self.lr_schedule {
             LrSchedule::Constant => self.lr,
-            LrSchedule::Cosine => {
-                let w = self.warmup_steps.min(steps.saturating_sub(1));
-                if k < w {
-                    return self.lr * (k + 1) as f64 / w as f64;
-                }
-                let span = (steps - w).max(1) as f64;
-                let p = (k - w) as f64 / span;
-                self.lr * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
-            }
+            LrSchedule::Cosine => warmup_cosine(self.lr, self.warmup_steps, steps, k),
         }
     }
 
