@@ -132,6 +132,59 @@ fn train_resume_score_and_search_on_a_supernet() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("supernet"), "{}", text(&o.stderr));
 
+    // A second seed of the same topology: a folder holding both scores their mean.
+    let mut second = train.to_vec();
+    let at = second.len() - 1;
+    second[at] = "sn/diffusers-seed1";
+    second.extend_from_slice(&["--seed", "1"]);
+    ok(&unas_in(d, &second));
+    let single = |dir: &str| -> f64 {
+        let o = unas_in(
+            d,
+            &[
+                "supernet",
+                "score",
+                "--supernet",
+                dir,
+                "--arch",
+                "tiny",
+                "--config",
+                "data.toml",
+                "--json",
+            ],
+        );
+        let v: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+        v["val_loss"].as_f64().unwrap()
+    };
+    let (s0, s1, both) = (
+        single("sn/diffusers"),
+        single("sn/diffusers-seed1"),
+        single("sn"),
+    );
+    assert_ne!(s0, s1, "two seeds give two supernets");
+    assert!(
+        (both - (s0 + s1) / 2.0).abs() <= 1e-12 * s0.abs(),
+        "ensemble {both} is not the mean of {s0} and {s1}"
+    );
+    let o = unas_in(
+        d,
+        &[
+            "supernet",
+            "score",
+            "--supernet",
+            "sn",
+            "--arch",
+            "tiny",
+            "--config",
+            "data.toml",
+        ],
+    );
+    assert!(
+        ok(&o).contains("mean over 2 supernets"),
+        "{}",
+        text(&o.stdout)
+    );
+
     // A search of the diffusers-layout candidates on the supernet objective.
     let space = std::fs::read_to_string(root().join("configs/spaces/tiny-depth.toml"))
         .unwrap()

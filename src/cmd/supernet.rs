@@ -11,8 +11,8 @@ use unas_evaluator::quality::proxy::{default_cache_root, ProxyConfig};
 use unas_evaluator::quality::supernet::{
     settings_hash, StepInfo, SupernetSettings, TrainData, TrainedSupernet,
 };
+use unas_evaluator::quality::supernet_scorer::SupernetScorer;
 use unas_evaluator::quality::supernet_store::{self, SupernetInfo};
-use unas_evaluator::quality::val_loss::ValLoss;
 use unas_runtime::device::Device;
 use unas_runtime::{RoleWeights, UNet2DConditionModel};
 use unas_space::{load_arch, SearchSpace, Topology};
@@ -94,7 +94,9 @@ pub struct ScoreArgs {
     /// Architecture: preset or unas TOML file.
     #[arg(long)]
     arch: String,
-    /// A trained supernet folder (written by `unas supernet train`).
+    /// A trained supernet folder (written by `unas supernet train`), or a folder of them: the
+    /// supernets of the arch's topology there are an ensemble (the mean of their scores), as
+    /// in a search.
     #[arg(long)]
     supernet: PathBuf,
     #[command(flatten)]
@@ -342,7 +344,6 @@ fn score(a: ScoreArgs) -> CmdResult {
     if a.finetune == Some(0) {
         return Err(CliError::input("--finetune: at least 1 step"));
     }
-    let (info, unet) = supernet_store::load(&a.supernet).map_err(CliError::input)?;
     let cfg = a.data.resolve()?;
     if let Some(k) = a.finetune {
         cfg.recipe
@@ -350,31 +351,12 @@ fn score(a: ScoreArgs) -> CmdResult {
             .map_err(|m| CliError::input(format!("--finetune {k}: {m}")))?;
     }
     let proxy = prepare(&cfg, arch.stem.cross_attention_dim)?;
-    if proxy.describe_data() != info.data {
-        return Err(CliError::input(format!(
-            "{}: the supernet was trained on {}, these settings give {}",
-            a.supernet.display(),
-            info.data,
-            proxy.describe_data()
-        )));
-    }
-    let val = proxy.validation_set();
-    let loss: ValLoss = match a.finetune {
-        None => supernet_store::score(&info, &unet, &arch, &val, 64).map_err(CliError::input)?,
-        Some(k) => unas_evaluator::quality::supernet_scorer::finetuned(
-            &proxy, &info, &unet, &arch, k, &val,
-        )
-        .map_err(CliError::input)?,
-    };
-    let metric = match a.finetune {
-        None => val.label(),
-        Some(k) => format!("{} after {k} fine-tuning steps", val.label()),
-    };
+    let scorer = SupernetScorer::load(&a.supernet, &proxy, a.finetune).map_err(CliError::input)?;
+    let scored = scorer.score(&proxy, &arch).map_err(CliError::input)?;
+    let (loss, metric) = (scored.loss, scored.metric);
     if a.json {
         let out = serde_json::json!({
             "arch": arch.hash_id(),
-            "supernet": info.settings_hash,
-            "topology": info.topology,
             "finetune_steps": a.finetune.unwrap_or(0),
             "metric": metric,
             "val_loss": loss.overall,
@@ -383,12 +365,9 @@ fn score(a: ScoreArgs) -> CmdResult {
         println!("{}", serde_json::to_string_pretty(&out).expect("json"));
     } else {
         println!(
-            "{}: validation loss {:.5} ({}; supernet {} {})",
+            "{}: validation loss {:.5} ({metric})",
             arch.hash_id(),
-            loss.overall,
-            metric,
-            info.topology,
-            info.settings_hash
+            loss.overall
         );
         let bands: Vec<String> = loss.bands.iter().map(|b| format!("{b:.4}")).collect();
         println!("  per timestep band (low noise first): {}", bands.join(" "));

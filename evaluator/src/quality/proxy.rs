@@ -322,7 +322,19 @@ fn copy_prepared(
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(file_err(&sums, "does not list manifest.json".into()));
     }
-    std::fs::rename(&tmp, dst).map_err(|e| file_err(dst, e.to_string()))
+    match std::fs::rename(&tmp, dst) {
+        Ok(()) => Ok(()),
+        // Another process copied the same verified files first (two commands started
+        // together on one cache): theirs is as good as ours.
+        Err(_) if dst.join("manifest.json").exists() => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Err(file_err(dst, e.to_string()))
+        }
+    }
 }
 
 /// Tokens per caption of the proxy's text encoder (the tiny space's latency setting).
@@ -1361,4 +1373,63 @@ fn build_cache(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_prepared;
+    use sha2::{Digest, Sha256};
+
+    /// A prepared folder whose manifest records `key` and whose SHA256SUMS lists its files.
+    fn prepared(dir: &std::path::Path, key: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        let manifest = format!(r#"{{"provenance": {{"key": {key}}}}}"#);
+        std::fs::write(dir.join("manifest.json"), &manifest).unwrap();
+        std::fs::write(dir.join("latents.bin"), b"0123").unwrap();
+        let sums: String = ["manifest.json", "latents.bin"]
+            .iter()
+            .map(|name| {
+                let hex: String = Sha256::digest(std::fs::read(dir.join(name)).unwrap())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                format!("{hex}  {name}\n")
+            })
+            .collect();
+        std::fs::write(dir.join("SHA256SUMS"), sums).unwrap();
+    }
+
+    #[test]
+    fn a_copy_finished_first_by_another_process_is_accepted() {
+        let root = tempfile::tempdir().unwrap();
+        let key = r#"{"seed": 1}"#;
+        let src = root.path().join("shipped");
+        prepared(&src, key);
+        let dst = root.path().join("cache/proxy-1");
+        // The other process's copy is already in place.
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        copy_prepared(&src, &dst, key).unwrap();
+        copy_prepared(&src, &dst, key).unwrap();
+        assert_eq!(std::fs::read(dst.join("latents.bin")).unwrap(), b"0123");
+        let left: Vec<_> = std::fs::read_dir(dst.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("proxy-1")],
+            "no tmp folder left"
+        );
+    }
+
+    #[test]
+    fn a_copy_for_other_settings_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let src = root.path().join("shipped");
+        prepared(&src, r#"{"seed": 1}"#);
+        let err = copy_prepared(&src, &root.path().join("proxy-2"), r#"{"seed": 2}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("provenance.key"), "{err}");
+    }
 }

@@ -118,41 +118,99 @@ impl SupernetScorer {
     /// The validation loss of `arch` with weights inherited from its topology's supernet
     /// (after the fine-tune, when the scorer has one: `proxy` trains it, its batches,
     /// timesteps and noise drawn from the supernet's seed alone); an error when no loaded
-    /// supernet contains it.
+    /// supernet contains it. When several supernets of that topology are loaded (seeds of one
+    /// training command), the score is the mean over them, overall and per band: an ensemble
+    /// whose seed-to-seed noise shrinks with their number. Supernets of another topology are
+    /// never mixed in (each supernet has its own loss level).
     pub fn score(&self, proxy: &Proxy, arch: &UNetArch) -> Result<SupernetScore, EvalError> {
         let mut why = Vec::new();
+        let mut topology: Option<&str> = None;
+        let mut members = Vec::new();
         for (info, unet) in &self.supernets {
+            if topology.is_some_and(|t| t != info.topology) {
+                continue;
+            }
             match SubNet::new(arch, &info.arch) {
                 Ok(_) => {
-                    let (loss, name) = match self.finetune {
-                        None => (
-                            supernet_store::score(info, unet, arch, &self.val, VAL_BATCH)?,
-                            "supernet-val-loss".to_string(),
-                        ),
-                        Some(k) => (
-                            finetuned(proxy, info, unet, arch, k, &self.val)?,
-                            format!("supernet-finetune@{k}"),
-                        ),
-                    };
-                    return Ok(SupernetScore {
-                        loss,
-                        metric: format!(
-                            "{name}[{}; supernet {} {} seed {}]",
-                            self.val.label(),
-                            info.topology,
-                            info.settings_hash,
-                            info.settings.seed
-                        ),
-                    });
+                    topology = Some(&info.topology);
+                    members.push((info, unet));
                 }
                 Err(e) => why.push(format!("{}: {e}", info.topology)),
             }
         }
-        Err(EvalError::Unsupported(format!(
-            "arch `{}` is in none of the supernets in {} ({})",
-            arch.hash_id(),
-            self.root.display(),
-            why.join("; ")
-        )))
+        let Some(topology) = topology else {
+            return Err(EvalError::Unsupported(format!(
+                "arch `{}` is in none of the supernets in {} ({})",
+                arch.hash_id(),
+                self.root.display(),
+                why.join("; ")
+            )));
+        };
+        let mut losses = Vec::with_capacity(members.len());
+        for (info, unet) in &members {
+            losses.push(match self.finetune {
+                None => supernet_store::score(info, unet, arch, &self.val, VAL_BATCH)?,
+                Some(k) => finetuned(proxy, info, unet, arch, k, &self.val)?,
+            });
+        }
+        let name = match self.finetune {
+            None => "supernet-val-loss".to_string(),
+            Some(k) => format!("supernet-finetune@{k}"),
+        };
+        let which: Vec<String> = members
+            .iter()
+            .map(|(info, _)| format!("{} seed {}", info.settings_hash, info.settings.seed))
+            .collect();
+        let metric = if members.len() == 1 {
+            format!(
+                "{name}[{}; supernet {topology} {}]",
+                self.val.label(),
+                which[0]
+            )
+        } else {
+            format!(
+                "{name}[{}; mean over {} supernets {topology}: {}]",
+                self.val.label(),
+                members.len(),
+                which.join(", ")
+            )
+        };
+        Ok(SupernetScore {
+            loss: mean_loss(&losses),
+            metric,
+        })
+    }
+}
+
+/// The mean of several validation losses, overall and per band.
+fn mean_loss(losses: &[ValLoss]) -> ValLoss {
+    let n = losses.len() as f64;
+    let bands = losses[0].bands.len();
+    ValLoss {
+        overall: losses.iter().map(|l| l.overall).sum::<f64>() / n,
+        bands: (0..bands)
+            .map(|j| losses.iter().map(|l| l.bands[j]).sum::<f64>() / n)
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{mean_loss, ValLoss};
+
+    #[test]
+    fn the_ensemble_is_the_mean_overall_and_per_band() {
+        let a = ValLoss {
+            overall: 0.25,
+            bands: vec![0.5, 0.0],
+        };
+        let b = ValLoss {
+            overall: 0.75,
+            bands: vec![1.0, 0.5],
+        };
+        let m = mean_loss(&[a.clone(), b]);
+        assert_eq!(m.overall, 0.5);
+        assert_eq!(m.bands, vec![0.75, 0.25]);
+        assert_eq!(mean_loss(std::slice::from_ref(&a)), a);
     }
 }
