@@ -1,7 +1,8 @@
 //! CLI-level test of `unas quality calibrate`: a tiny ground truth (3 architectures, 4 training
 //! steps, 2 seeds) restricted with `--archs`, its protocol recorded in
 //! `ground_truth_settings.json`, and a rerun with another training recipe refused (exit 2, no
-//! row written) so rows of two protocols never mix in one mean.
+//! row written) so rows of two protocols never mix in one mean; `--summary-only` at another
+//! budget refused.
 
 mod common;
 
@@ -106,4 +107,36 @@ fn calibrate_trains_the_named_archs_and_refuses_another_protocol() {
     assert!(after.starts_with(&csv), "rows kept as they were");
     let finals = rows(&after).iter().filter(|r| r[4] == "final").count();
     assert_eq!(finals, 6, "{after}");
+
+    // Recomputing the summary at another budget would summarise nothing: refused (exit 2,
+    // naming the protocol file's field), the summary untouched; at this budget it is rewritten
+    // and the README names the exact command.
+    let summary = std::fs::read_to_string(d.join("cal/summary.csv")).unwrap();
+    let other: Vec<&str> = base
+        .iter()
+        .map(|&x| if x == "4" { "5" } else { x })
+        .chain(["--summary-only"])
+        .collect();
+    let o = unas_in(d, &other);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("ground_truth_settings.json") && err.contains("field `steps`"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("cal/summary.csv")).unwrap(),
+        summary
+    );
+    let o = unas_in(d, &with(&base, &["--summary-only"]));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        std::fs::read_to_string(d.join("cal/summary.csv")).unwrap(),
+        summary
+    );
+    let md = std::fs::read_to_string(d.join("cal/README.md")).unwrap();
+    assert!(
+        md.contains("--space tiny-depth --steps 4 --budgets 2 --summary-only"),
+        "{md}"
+    );
 }

@@ -674,8 +674,44 @@ fn calibrate(a: CalibrateArgs) -> CmdResult {
         }
         append_proxy_scores(&px_file, &new_rows).map_err(CliError::failure)?;
         px.extend(new_rows);
+    } else {
+        check_summary_steps(&a.out, &gt_file, &gt, a.steps)?;
     }
     write_summary(&a, &archs, &gt, &px)
+}
+
+/// `--summary-only` on a folder trained at another budget would summarise nothing (every mean
+/// empty): refused, naming the recorded protocol's `steps` or the steps the table has.
+fn check_summary_steps(
+    out: &std::path::Path,
+    gt_file: &std::path::Path,
+    gt: &[unas_evaluator::quality::calibration::GroundTruthRow],
+    steps: usize,
+) -> CmdResult {
+    let file = out.join(GT_SETTINGS);
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        let was: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| CliError::input(format!("{}: {e}", file.display())))?;
+        if let Some(k) = was["steps"].as_u64().filter(|&k| k != steps as u64) {
+            return Err(CliError::input(format!(
+                "{}: field `steps`: this folder's ground truth is {k} steps, --steps is {steps} \
+                 (pass --steps {k})",
+                file.display()
+            )));
+        }
+    }
+    let finals: std::collections::BTreeSet<usize> = gt
+        .iter()
+        .filter(|r| r.weights == "final")
+        .map(|r| r.steps)
+        .collect();
+    if !finals.is_empty() && !finals.contains(&steps) {
+        return Err(CliError::input(format!(
+            "{}: no `final` rows at --steps {steps} (the table has {finals:?})",
+            gt_file.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The positions in `archs` named by `--archs` (indices or id prefixes); `None` = all.
@@ -854,9 +890,16 @@ fn write_summary(
          ICC(1) counts a per-seed offset as disagreement, the consistency ICC(C,1) does not. \
          `scratch-val-loss@B` is the validation loss after B \
          steps of seed 0's ground-truth run itself: while seed 0 is part of the ground-truth \
-         mean it is not an independent proxy (an upper bound for early stopping). Recompute \
-         with `unas quality calibrate --summary-only --out DIR`.\n",
+         mean it is not an independent proxy (an upper bound for early stopping).\n",
     );
+    let budgets: Vec<String> = a.budgets.iter().map(|b| b.to_string()).collect();
+    md.push_str(&format!(
+        "\nRecompute with `unas quality calibrate --space {} --steps {} --budgets {} \
+         --summary-only --out DIR`.\n",
+        a.space,
+        a.steps,
+        budgets.join(",")
+    ));
     write("README.md", &md)?;
     print!("{md}");
     Ok(())
