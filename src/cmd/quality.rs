@@ -688,10 +688,7 @@ fn check_summary_steps(
     gt: &[unas_evaluator::quality::calibration::GroundTruthRow],
     steps: usize,
 ) -> CmdResult {
-    let file = out.join(GT_SETTINGS);
-    if let Ok(text) = std::fs::read_to_string(&file) {
-        let was: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| CliError::input(format!("{}: {e}", file.display())))?;
+    if let Some((file, was)) = read_gt_settings(out)? {
         if let Some(k) = was["steps"].as_u64().filter(|&k| k != steps as u64) {
             return Err(CliError::input(format!(
                 "{}: field `steps`: this folder's ground truth is {k} steps, --steps is {steps} \
@@ -770,10 +767,8 @@ fn ground_truth_settings(
         "batch": cfg.batch,
         "recipe": cfg.recipe,
     });
-    match std::fs::read_to_string(&file) {
-        Ok(text) => {
-            let was: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| CliError::input(format!("{}: {e}", file.display())))?;
+    match read_gt_settings(out)? {
+        Some((file, was)) => {
             if was != now {
                 return Err(CliError::input(format!(
                     "{}: this folder's ground truth was trained with {was}; --config and \
@@ -783,10 +778,25 @@ fn ground_truth_settings(
             }
             Ok(None)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        None => {
             let text = serde_json::to_string_pretty(&now).expect("serialisable") + "\n";
             Ok(Some((file, text)))
         }
+    }
+}
+
+/// The folder's recorded ground-truth protocol (`None` when it has none yet).
+fn read_gt_settings(
+    out: &std::path::Path,
+) -> Result<Option<(PathBuf, serde_json::Value)>, CliError> {
+    let file = out.join(GT_SETTINGS);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => {
+            let was = serde_json::from_str(&text)
+                .map_err(|e| CliError::input(format!("{}: {e}", file.display())))?;
+            Ok(Some((file, was)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(CliError::input(format!("{}: {e}", file.display()))),
     }
 }
