@@ -28,4 +28,4 @@ pub use plan::{ModuleKind, Plan, PlanModule, Section, Step};
 pub use presets::{load_arch, preset};
 pub use role::{Role, RoleKind, RoleMap, RoleSection};
 pub use space::{Genome, SearchSpace};
-pub use supernet::Topology;
+pub use supernet::{SubnetSampling, Topology};

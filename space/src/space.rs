@@ -23,6 +23,7 @@ use crate::cost::CostQuery;
 use crate::error::SpaceError;
 use crate::load::Source;
 use crate::rng::Rng;
+use crate::supernet::SubnetSampling;
 
 /// Allowed values of the per-stage knobs at one stage index.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -371,6 +372,16 @@ impl SearchSpace {
 
     /// A uniformly random valid genome, constraints not applied; `None` for an empty space.
     pub fn sample_structural(&self, rng: &mut Rng) -> Option<Genome> {
+        self.sample_structural_with(rng, SubnetSampling::Uniform)
+    }
+
+    /// A random valid genome drawn by `sampling` (constraints not applied); `None` for an
+    /// empty space. [`SubnetSampling::Uniform`] is [`Self::sample_structural`], draw for draw.
+    pub fn sample_structural_with(
+        &self,
+        rng: &mut Rng,
+        sampling: SubnetSampling,
+    ) -> Option<Genome> {
         let families = self.family_counts();
         let total: u128 = families.iter().map(|f| f.2).sum();
         if total == 0 {
@@ -391,7 +402,21 @@ impl SearchSpace {
         let mut stages = Vec::with_capacity(n);
         for s in 0..n {
             let combos = self.stage_combos(layout, s);
-            let (r, da, ua) = *rng.pick(&combos);
+            let (r, da, ua) = match sampling {
+                SubnetSampling::Uniform => *rng.pick(&combos),
+                SubnetSampling::TowardsLargest => {
+                    let o = &self.stage[s];
+                    let w: Vec<u64> = combos
+                        .iter()
+                        .map(|&(r, da, ua)| {
+                            rank_weight(&o.down_resnets, r)
+                                * rank_weight(&o.down_attentions, da)
+                                * rank_weight(&o.up_attentions, ua)
+                        })
+                        .collect();
+                    combos[pick_weighted(rng, &w)]
+                }
+            };
             stages.push(StageGene {
                 out_channels: *rng.pick(&self.stage[s].out_channels),
                 down_resnets: r,
@@ -401,11 +426,18 @@ impl SearchSpace {
         }
         let k = &self.knobs;
         let (interleave, mid_resnets, mid_attentions) = match layout {
-            Layout::Flexible => (
-                *rng.pick(&k.interleave),
-                *rng.pick(&k.mid_resnets),
-                *rng.pick(&k.mid_attentions),
-            ),
+            Layout::Flexible => match sampling {
+                SubnetSampling::Uniform => (
+                    *rng.pick(&k.interleave),
+                    *rng.pick(&k.mid_resnets),
+                    *rng.pick(&k.mid_attentions),
+                ),
+                SubnetSampling::TowardsLargest => (
+                    *rng.pick(&k.interleave),
+                    pick_towards_largest(rng, &k.mid_resnets),
+                    pick_towards_largest(rng, &k.mid_attentions),
+                ),
+            },
             Layout::Diffusers => (Interleave::Alternate, DIFFUSERS_MID.0, DIFFUSERS_MID.1),
         };
         Some(Genome {
@@ -420,9 +452,18 @@ impl SearchSpace {
     /// A uniformly random genome that also meets the constraints (rejection sampling, at most
     /// `10_000` tries).
     pub fn sample(&self, rng: &mut Rng) -> Result<Genome, SpaceError> {
+        self.sample_with(rng, SubnetSampling::Uniform)
+    }
+
+    /// [`Self::sample`] with the genome drawn by `sampling`.
+    pub fn sample_with(
+        &self,
+        rng: &mut Rng,
+        sampling: SubnetSampling,
+    ) -> Result<Genome, SpaceError> {
         for _ in 0..10_000 {
             let g = self
-                .sample_structural(rng)
+                .sample_structural_with(rng, sampling)
                 .ok_or_else(|| SpaceError::Query(format!("space `{}` is empty", self.name)))?;
             if self.meets_constraints(&g) {
                 return Ok(g);
@@ -807,4 +848,29 @@ fn has_duplicates(v: &[usize]) -> bool {
     let mut s = v.to_vec();
     s.sort_unstable();
     s.windows(2).any(|w| w[0] == w[1])
+}
+
+/// Weight of `v` among the allowed values `vals` under [`SubnetSampling::TowardsLargest`]:
+/// its rank among them, from 1 for the smallest.
+fn rank_weight(vals: &[usize], v: usize) -> u64 {
+    1 + vals.iter().filter(|&&x| x < v).count() as u64
+}
+
+/// An index drawn with probability proportional to `w` (not all zero).
+fn pick_weighted(rng: &mut Rng, w: &[u64]) -> usize {
+    let total: u64 = w.iter().sum();
+    let mut x = rng.below_u128(total as u128) as u64;
+    for (i, &wi) in w.iter().enumerate() {
+        if x < wi {
+            return i;
+        }
+        x -= wi;
+    }
+    w.len() - 1
+}
+
+/// One of `vals`, drawn with probability proportional to its rank among them.
+fn pick_towards_largest(rng: &mut Rng, vals: &[usize]) -> usize {
+    let w: Vec<u64> = vals.iter().map(|&v| rank_weight(vals, v)).collect();
+    vals[pick_weighted(rng, &w)]
 }

@@ -11,11 +11,32 @@
 //! the missing stages (the mid block then has the same width in both); otherwise its stage
 //! count is a topology of its own.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::arch::{Interleave, Layout, UNetArch};
 use crate::rng::Rng;
 use crate::space::{Genome, SearchSpace, StageGene};
+
+/// How the random sub-networks of a supernet training step are drawn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubnetSampling {
+    /// Uniformly among the topology's candidates (BigNAS's sandwich rule; the default).
+    #[default]
+    Uniform,
+    /// Every block's ResNet and attention counts (and the mid block's) drawn independently
+    /// with probability proportional to their rank among the allowed counts (1 for the
+    /// smallest): a block allowing 0–6 attentions keeps 6 with probability 7/28 instead of 1/7,
+    /// so the deepest layers of the supernet are trained in more sub-networks.
+    TowardsLargest,
+}
+
+impl SubnetSampling {
+    /// Whether this is the default (kept out of settings hashes made before it existed).
+    pub fn is_uniform(&self) -> bool {
+        *self == SubnetSampling::Uniform
+    }
+}
 
 /// What two candidates must share to run on one supernet.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -164,6 +185,18 @@ impl SearchSpace {
     /// (sampled from the space restricted to the topology's layout, block order and widths,
     /// rejecting the few of another topology); `None` after `tries` misses.
     pub fn sample_in(&self, t: &Topology, rng: &mut Rng, tries: usize) -> Option<UNetArch> {
+        self.sample_in_with(t, rng, tries, SubnetSampling::Uniform)
+    }
+
+    /// [`Self::sample_in`] with the candidates drawn by `sampling` (the stage count still
+    /// in proportion to the number of candidates of each).
+    pub fn sample_in_with(
+        &self,
+        t: &Topology,
+        rng: &mut Rng,
+        tries: usize,
+        sampling: SubnetSampling,
+    ) -> Option<UNetArch> {
         let mut sub = self.clone();
         sub.knobs.layouts = vec![t.layout];
         sub.knobs.interleave = vec![t.interleave];
@@ -172,7 +205,7 @@ impl SearchSpace {
             sub.stage.get_mut(s)?.out_channels = vec![w];
         }
         (0..tries).find_map(|_| {
-            let g = sub.sample(rng).ok()?;
+            let g = sub.sample_with(rng, sampling).ok()?;
             (&self.topology(&g) == t).then(|| self.decode(&g))
         })
     }

@@ -63,6 +63,11 @@ pub struct TrainArgs {
     /// Random sub-networks per step besides the largest and the smallest.
     #[arg(long)]
     random_subnets: Option<usize>,
+    /// How the random sub-networks are drawn: `uniform` (among the topology's candidates) or
+    /// `towards-largest` (each block's counts with probability proportional to their rank
+    /// among the allowed counts, so the deepest layers are trained in more sub-networks).
+    #[arg(long, value_parser = ["uniform", "towards-largest"])]
+    sampling: Option<String>,
     /// Weight of inplace distillation onto the largest sub-network (0 = off).
     #[arg(long)]
     distill: Option<f64>,
@@ -165,6 +170,12 @@ fn settings(a: &TrainArgs) -> SupernetSettings {
     }
     if let Some(v) = a.random_subnets {
         s.random_subnets = v;
+    }
+    if let Some(v) = &a.sampling {
+        s.sampling = match v.as_str() {
+            "towards-largest" => unas_space::SubnetSampling::TowardsLargest,
+            _ => unas_space::SubnetSampling::Uniform,
+        };
     }
     if let Some(v) = a.distill {
         s.distill_weight = v;

@@ -1,6 +1,7 @@
 //! Training a weight-sharing supernet with the sandwich rule (BigNAS, Yu et al. 2020; used for
 //! diffusion U-Nets by DDSM, Yang et al. 2024): every step trains the largest sub-network (the
-//! covering architecture), the smallest and `random_subnets` uniformly drawn ones of one
+//! covering architecture), the smallest and `random_subnets` randomly drawn ones (uniformly by
+//! default, or towards the largest: `sampling`) of one
 //! topology on the same minibatch, timesteps and noise; the smaller ones also regress onto the
 //! largest's prediction (inplace distillation). The seed's recipe (cosine betas, v-prediction,
 //! zero terminal SNR, Min-SNR-γ), linear warm-up then cosine decay of the learning rate, an EMA
@@ -23,7 +24,7 @@ use burn::tensor::{ElementConversion, Tensor};
 use serde::{Deserialize, Serialize};
 use unas_runtime::{InheritStats, RoleWeights, SubNet, UNet2DConditionModel};
 use unas_space::rng::Rng;
-use unas_space::{SearchSpace, Topology, UNetArch};
+use unas_space::{SearchSpace, SubnetSampling, Topology, UNetArch};
 
 use super::latent_cache::LatentCache;
 use super::train::{init_seeded, noisy_batch, normal, weighted_mse, Ema, Recipe};
@@ -41,8 +42,12 @@ pub struct SupernetSettings {
     pub lr: f64,
     /// Linear warm-up steps before the cosine decay (default 30).
     pub warmup_steps: usize,
-    /// Uniformly drawn sub-networks per step besides the largest and the smallest (default 2).
+    /// Randomly drawn sub-networks per step besides the largest and the smallest (default 2).
     pub random_subnets: usize,
+    /// How those are drawn (default uniformly; left out of the settings hash when uniform, so
+    /// supernets made before this setting keep their identity).
+    #[serde(skip_serializing_if = "SubnetSampling::is_uniform")]
+    pub sampling: SubnetSampling,
     /// Weight of the inplace-distillation term ‖pred_sub − sg(pred_largest)‖² (0 = off;
     /// default 1).
     pub distill_weight: f64,
@@ -68,6 +73,7 @@ impl Default for SupernetSettings {
             lr: 1e-3,
             warmup_steps: 30,
             random_subnets: 2,
+            sampling: SubnetSampling::Uniform,
             distill_weight: 1.0,
             ema_fraction: 0.3,
             checkpoint_every: 50,
@@ -350,23 +356,26 @@ impl Checkpoints {
     }
 }
 
-/// The sub-networks of step `k`: the largest (`None` = the supernet itself), the smallest and
-/// `random_subnets` drawn uniformly from the topology with `rng`.
+/// The sub-networks of step `k` besides the largest (the supernet itself): the smallest and
+/// `n_random` drawn from the topology by `sampling` with `rng`.
 fn step_subnets(
     space: &SearchSpace,
     topology: &Topology,
     sup_arch: &UNetArch,
     smallest: &SubNet,
     n_random: usize,
+    sampling: SubnetSampling,
     rng: &mut Rng,
 ) -> Result<Vec<SubNet>, EvalError> {
     let mut out = vec![smallest.clone()];
     for _ in 0..n_random {
-        let arch = space.sample_in(topology, rng, 10_000).ok_or_else(|| {
-            EvalError::Unsupported(format!(
-                "no candidate of topology {topology} could be drawn"
-            ))
-        })?;
+        let arch = space
+            .sample_in_with(topology, rng, 10_000, sampling)
+            .ok_or_else(|| {
+                EvalError::Unsupported(format!(
+                    "no candidate of topology {topology} could be drawn"
+                ))
+            })?;
         out.push(SubNet::new(&arch, sup_arch)?);
     }
     Ok(out)
@@ -454,6 +463,7 @@ pub fn train_supernet<B: AutodiffBackend>(
             &sup_arch,
             &smallest,
             settings.random_subnets,
+            settings.sampling,
             &mut rng,
         )?;
         let nb = noisy_batch(x0, &timesteps, noise, &settings.recipe, &acp);

@@ -96,6 +96,29 @@ mod tests {
         serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
     }
 
+    /// The shipped supernet's recorded hash is what `settings_hash` gives today (settings added
+    /// after it was made, at their defaults, stay out of the hash); a non-default sampling
+    /// gives another.
+    #[test]
+    fn the_shipped_supernet_keeps_its_settings_hash() {
+        use crate::quality::supernet::{settings_hash, SupernetSettings};
+        let info = shipped();
+        let space = info.space_definition.clone().unwrap();
+        let topology = space
+            .topologies()
+            .into_iter()
+            .find(|t| t.to_string() == info.topology)
+            .unwrap();
+        let hash = |s: &SupernetSettings| settings_hash(&space, &topology, s, info.from.as_deref());
+        assert_eq!(hash(&info.settings), info.settings_hash);
+        assert_eq!(info.settings_hash, "f7a0c0a205bc7cdb");
+        let other = SupernetSettings {
+            sampling: unas_space::SubnetSampling::TowardsLargest,
+            ..info.settings.clone()
+        };
+        assert_ne!(hash(&other), info.settings_hash);
+    }
+
     #[test]
     fn the_panel_is_fixed_distinct_and_made_of_sub_networks() {
         let info = shipped();
