@@ -866,12 +866,20 @@ fn write_summary(
         Some(c) => md.push_str(&format!(
             "Noise ceiling of the ground truth (τ between the means of the two halves of the \
              seeds, row `{NOISE_CEILING_ROW}`): **{:.3}** [{:.3}, {:.3}]; ICC(1) over seeds: \
-             {:.3}, consistency ICC(C,1): {:.3}.\n\n",
+             {:.3}, consistency ICC(C,1): {:.3}.{}\n\n",
             c.tau,
             c.tau_low,
             c.tau_high,
             c.icc.unwrap_or(f64::NAN),
-            c.icc_consistency.unwrap_or(f64::NAN)
+            c.icc_consistency.unwrap_or(f64::NAN),
+            match noise_ceiling_splits(&table) {
+                Some((mean, min, max, k)) if k > 1 => format!(
+                    " Over all {k} ways of splitting the seeds into halves of that size: \
+                     mean {mean:.3}, range [{min:.3}, {max:.3}] (the row above is the first \
+                     seeds against the rest)."
+                ),
+                _ => String::new(),
+            }
         )),
         None => md.push_str("Noise ceiling: needs ≥ 2 seeds of ≥ 3 architectures.\n\n"),
     }

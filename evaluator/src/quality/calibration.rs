@@ -531,6 +531,46 @@ pub fn noise_ceiling_row(
     })
 }
 
+/// The noise ceiling over every way of splitting the common seeds into a first half of
+/// ⌊n/2⌋ seeds and the rest (the row of [`noise_ceiling_row`] is one of them): τ between the
+/// halves' means for each split, summarised as (mean, min, max, number of splits); `None`
+/// with fewer than 2 seeds, 3 architectures or more than 20 seeds.
+pub fn noise_ceiling_splits(
+    table: &BTreeMap<String, BTreeMap<u64, f64>>,
+) -> Option<(f64, f64, f64, usize)> {
+    let seeds = common_seeds(table);
+    if seeds.len() < 2 || table.len() < 3 || seeds.len() > 20 {
+        return None;
+    }
+    let half = seeds.len() / 2;
+    let mean =
+        |m: &BTreeMap<u64, f64>, s: &[u64]| s.iter().map(|k| m[k]).sum::<f64>() / s.len() as f64;
+    let taus: Vec<f64> = (0u32..1 << seeds.len())
+        .filter(|mask| mask.count_ones() as usize == half)
+        .map(|mask| {
+            let (a, b): (Vec<u64>, Vec<u64>) =
+                seeds
+                    .iter()
+                    .enumerate()
+                    .fold((vec![], vec![]), |(mut a, mut b), (i, &s)| {
+                        if mask >> i & 1 == 1 {
+                            a.push(s)
+                        } else {
+                            b.push(s)
+                        }
+                        (a, b)
+                    });
+            let x: Vec<f64> = table.values().map(|m| mean(m, &a)).collect();
+            let y: Vec<f64> = table.values().map(|m| mean(m, &b)).collect();
+            kendall_tau(&x, &y)
+        })
+        .collect();
+    let n = taus.len();
+    let min = taus.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = taus.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    Some((taus.iter().sum::<f64>() / n as f64, min, max, n))
+}
+
 /// The agreement of every proxy in `scores` with the ground-truth `means` (archs missing
 /// from either side are left out; a proxy's score is its mean over its seeds).
 pub fn agreements(
@@ -580,6 +620,34 @@ pub fn agreements(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Three seeds of three archs: splitting off seed 0 or seed 1 gives τ 1/3, seed 2 (which
+    /// reverses C) gives −1/3; the summary is mean 1/9, range [−1/3, 1/3], 3 splits.
+    #[test]
+    fn the_noise_ceiling_over_all_splits() {
+        let arch = |v: [f64; 3]| {
+            v.into_iter()
+                .enumerate()
+                .map(|(s, x)| (s as u64, x))
+                .collect()
+        };
+        let table: BTreeMap<String, BTreeMap<u64, f64>> = [
+            ("A".to_string(), arch([1.0, 1.0, 2.0])),
+            ("B".to_string(), arch([2.0, 2.0, 2.1])),
+            ("C".to_string(), arch([3.0, 3.0, 1.0])),
+        ]
+        .into_iter()
+        .collect();
+        let (mean, min, max, k) = noise_ceiling_splits(&table).unwrap();
+        assert_eq!(k, 3);
+        assert!((mean - 1.0 / 9.0).abs() < 1e-12, "mean {mean}");
+        assert!((min + 1.0 / 3.0).abs() < 1e-12 && (max - 1.0 / 3.0).abs() < 1e-12);
+        let row = noise_ceiling_row(&table, 10).unwrap();
+        assert!(
+            (row.tau - 1.0 / 3.0).abs() < 1e-12,
+            "the row is seed 0 against 1-2"
+        );
+    }
 
     #[test]
     fn statistics_on_known_values() {
