@@ -498,6 +498,11 @@ fn common_seeds(table: &BTreeMap<String, BTreeMap<u64, f64>>) -> Vec<u64> {
     seeds
 }
 
+/// An architecture's mean over the seeds `s`.
+fn seed_mean(m: &BTreeMap<u64, f64>, s: &[u64]) -> f64 {
+    s.iter().map(|k| m[k]).sum::<f64>() / s.len() as f64
+}
+
 /// The ground truth's noise ceiling as a summary row ([`NOISE_CEILING_ROW`]): the halves'
 /// means compared like a proxy with the ground truth (bootstrap over architectures), ICCs over
 /// the common seeds; `None` with fewer than 2 seeds or 3 architectures.
@@ -510,10 +515,14 @@ pub fn noise_ceiling_row(
         return None;
     }
     let half = seeds.len() / 2;
-    let mean =
-        |m: &BTreeMap<u64, f64>, s: &[u64]| s.iter().map(|k| m[k]).sum::<f64>() / s.len() as f64;
-    let a: Vec<f64> = table.values().map(|m| mean(m, &seeds[..half])).collect();
-    let b: Vec<f64> = table.values().map(|m| mean(m, &seeds[half..])).collect();
+    let a: Vec<f64> = table
+        .values()
+        .map(|m| seed_mean(m, &seeds[..half]))
+        .collect();
+    let b: Vec<f64> = table
+        .values()
+        .map(|m| seed_mean(m, &seeds[half..]))
+        .collect();
     let rows: Vec<Vec<f64>> = table
         .values()
         .map(|m| seeds.iter().map(|s| m[s]).collect())
@@ -543,8 +552,6 @@ pub fn noise_ceiling_splits(
         return None;
     }
     let half = seeds.len() / 2;
-    let mean =
-        |m: &BTreeMap<u64, f64>, s: &[u64]| s.iter().map(|k| m[k]).sum::<f64>() / s.len() as f64;
     let taus: Vec<f64> = (0u32..1 << seeds.len())
         .filter(|mask| mask.count_ones() as usize == half)
         .map(|mask| {
@@ -560,8 +567,8 @@ pub fn noise_ceiling_splits(
                         }
                         (a, b)
                     });
-            let x: Vec<f64> = table.values().map(|m| mean(m, &a)).collect();
-            let y: Vec<f64> = table.values().map(|m| mean(m, &b)).collect();
+            let x: Vec<f64> = table.values().map(|m| seed_mean(m, &a)).collect();
+            let y: Vec<f64> = table.values().map(|m| seed_mean(m, &b)).collect();
             kendall_tau(&x, &y)
         })
         .collect();

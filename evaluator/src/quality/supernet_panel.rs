@@ -96,6 +96,17 @@ mod tests {
         serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
     }
 
+    /// The recorded space definition and the supernet's topology in it.
+    fn space_and_topology(info: &SupernetInfo) -> (unas_space::SearchSpace, unas_space::Topology) {
+        let space = info.space_definition.clone().unwrap();
+        let topology = space
+            .topologies()
+            .into_iter()
+            .find(|t| t.to_string() == info.topology)
+            .unwrap();
+        (space, topology)
+    }
+
     /// The shipped supernet's recorded hash is what `settings_hash` gives today (settings added
     /// after it was made, at their defaults, stay out of the hash); a non-default sampling
     /// gives another.
@@ -103,12 +114,7 @@ mod tests {
     fn the_shipped_supernet_keeps_its_settings_hash() {
         use crate::quality::supernet::{settings_hash, SupernetSettings};
         let info = shipped();
-        let space = info.space_definition.clone().unwrap();
-        let topology = space
-            .topologies()
-            .into_iter()
-            .find(|t| t.to_string() == info.topology)
-            .unwrap();
+        let (space, topology) = space_and_topology(&info);
         let hash = |s: &SupernetSettings| settings_hash(&space, &topology, s, info.from.as_deref());
         assert_eq!(hash(&info.settings), info.settings_hash);
         assert_eq!(info.settings_hash, "f7a0c0a205bc7cdb");
@@ -125,12 +131,7 @@ mod tests {
         let panel = reference_panel(&info).unwrap();
         assert_eq!(panel.len(), 2 + PANEL_SAMPLES);
         assert_eq!(panel[0], info.arch, "the covering architecture comes first");
-        let space = info.space_definition.clone().unwrap();
-        let topology = space
-            .topologies()
-            .into_iter()
-            .find(|t| t.to_string() == info.topology)
-            .unwrap();
+        let (space, topology) = space_and_topology(&info);
         assert_eq!(Some(&panel[1]), space.smallest_arch(&topology).as_ref());
         let ids: BTreeSet<String> = panel.iter().map(UNetArch::hash_id).collect();
         assert_eq!(ids.len(), panel.len(), "no architecture twice");
