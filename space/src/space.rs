@@ -383,22 +383,11 @@ impl SearchSpace {
         sampling: SubnetSampling,
     ) -> Option<Genome> {
         let families = self.family_counts();
-        let total: u128 = families.iter().map(|f| f.2).sum();
-        if total == 0 {
+        let counts: Vec<u128> = families.iter().map(|f| f.2).collect();
+        if counts.iter().sum::<u128>() == 0 {
             return None;
         }
-        let mut x = rng.below_u128(total);
-        let (n, layout) = families
-            .iter()
-            .find_map(|&(n, l, c)| {
-                if x < c {
-                    Some((n, l))
-                } else {
-                    x -= c;
-                    None
-                }
-            })
-            .expect("x < total");
+        let (n, layout, _) = families[pick_weighted(rng, &counts)];
         let mut stages = Vec::with_capacity(n);
         for s in 0..n {
             let combos = self.stage_combos(layout, s);
@@ -406,7 +395,7 @@ impl SearchSpace {
                 SubnetSampling::Uniform => *rng.pick(&combos),
                 SubnetSampling::TowardsLargest => {
                     let o = &self.stage[s];
-                    let w: Vec<u64> = combos
+                    let w: Vec<u128> = combos
                         .iter()
                         .map(|&(r, da, ua)| {
                             rank_weight(&o.down_resnets, r)
@@ -426,18 +415,18 @@ impl SearchSpace {
         }
         let k = &self.knobs;
         let (interleave, mid_resnets, mid_attentions) = match layout {
-            Layout::Flexible => match sampling {
-                SubnetSampling::Uniform => (
-                    *rng.pick(&k.interleave),
-                    *rng.pick(&k.mid_resnets),
-                    *rng.pick(&k.mid_attentions),
-                ),
-                SubnetSampling::TowardsLargest => (
-                    *rng.pick(&k.interleave),
-                    pick_towards_largest(rng, &k.mid_resnets),
-                    pick_towards_largest(rng, &k.mid_attentions),
-                ),
-            },
+            Layout::Flexible => {
+                let interleave = *rng.pick(&k.interleave);
+                let mut count = |vals: &[usize]| match sampling {
+                    SubnetSampling::Uniform => *rng.pick(vals),
+                    SubnetSampling::TowardsLargest => {
+                        let w: Vec<u128> = vals.iter().map(|&v| rank_weight(vals, v)).collect();
+                        vals[pick_weighted(rng, &w)]
+                    }
+                };
+                let mid_resnets = count(&k.mid_resnets);
+                (interleave, mid_resnets, count(&k.mid_attentions))
+            }
             Layout::Diffusers => (Interleave::Alternate, DIFFUSERS_MID.0, DIFFUSERS_MID.1),
         };
         Some(Genome {
@@ -852,25 +841,19 @@ fn has_duplicates(v: &[usize]) -> bool {
 
 /// Weight of `v` among the allowed values `vals` under [`SubnetSampling::TowardsLargest`]:
 /// its rank among them, from 1 for the smallest.
-fn rank_weight(vals: &[usize], v: usize) -> u64 {
-    1 + vals.iter().filter(|&&x| x < v).count() as u64
+fn rank_weight(vals: &[usize], v: usize) -> u128 {
+    1 + vals.iter().filter(|&&x| x < v).count() as u128
 }
 
-/// An index drawn with probability proportional to `w` (not all zero).
-fn pick_weighted(rng: &mut Rng, w: &[u64]) -> usize {
-    let total: u64 = w.iter().sum();
-    let mut x = rng.below_u128(total as u128) as u64;
+/// An index drawn with probability proportional to `w` (their sum not 0): one draw of
+/// `below_u128(sum)`, then the first index whose running sum exceeds it.
+fn pick_weighted(rng: &mut Rng, w: &[u128]) -> usize {
+    let mut x = rng.below_u128(w.iter().sum());
     for (i, &wi) in w.iter().enumerate() {
         if x < wi {
             return i;
         }
         x -= wi;
     }
-    w.len() - 1
-}
-
-/// One of `vals`, drawn with probability proportional to its rank among them.
-fn pick_towards_largest(rng: &mut Rng, vals: &[usize]) -> usize {
-    let w: Vec<u64> = vals.iter().map(|&v| rank_weight(vals, v)).collect();
-    vals[pick_weighted(rng, &w)]
+    unreachable!("x < sum of the weights")
 }
