@@ -590,7 +590,7 @@ fn calibrate(a: CalibrateArgs) -> CmdResult {
                     )));
                 }
                 for (_, arch) in &archs {
-                    if unas_runtime::SubNet::new(arch, &info.arch).is_err() {
+                    if unas_evaluator::quality::supernet_store::holds(&info, arch).is_err() {
                         continue;
                     }
                     let id = arch.hash_id();

@@ -118,7 +118,8 @@ impl SupernetScorer {
     /// The validation loss of `arch` with weights inherited from its topology's supernet
     /// (after the fine-tune, when the scorer has one: `proxy` trains it, its batches,
     /// timesteps and noise drawn from the supernet's seed alone); an error when no loaded
-    /// supernet contains it. When several supernets of that topology are loaded (seeds of one
+    /// supernet holds it ([`supernet_store::holds`]: so a folder of few-shot group supernets
+    /// scores each candidate by its own group's). When several supernets of that topology are loaded (seeds of one
     /// training command), the score is the mean over them, overall and per band: an ensemble
     /// whose seed-to-seed noise shrinks with their number. Supernets of another topology are
     /// never mixed in (each supernet has its own loss level).
@@ -130,8 +131,8 @@ impl SupernetScorer {
             if topology.is_some_and(|t| t != info.topology) {
                 continue;
             }
-            match SubNet::new(arch, &info.arch) {
-                Ok(_) => {
+            match supernet_store::holds(info, arch) {
+                Ok(()) => {
                     topology = Some(&info.topology);
                     members.push((info, unet));
                 }

@@ -278,6 +278,22 @@ fn tempdir() -> Result<std::path::PathBuf, EvalError> {
     Ok(dir)
 }
 
+/// Whether the supernet of `info` scores `arch`: `arch` must be a sub-network of its covering
+/// architecture and, when the space it was trained on is recorded, an architecture of that
+/// space. The second condition matters for a few-shot split (one supernet per group of one
+/// knob's values): a group's supernet holds only its group's architectures, though others of
+/// the full space may fit inside its covering architecture.
+pub fn holds(info: &SupernetInfo, arch: &UNetArch) -> Result<(), String> {
+    SubNet::new(arch, &info.arch).map_err(|e| e.to_string())?;
+    match &info.space_definition {
+        Some(space) if space.encode(arch).is_none() => Err(format!(
+            "not an architecture of its space `{}` (the space it was trained on)",
+            space.name
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The validation loss of `arch` with the weights it inherits from the supernet `unet`
 /// (covering architecture `info.arch`), scored on `val` in chunks of `batch`.
 pub fn score(
@@ -294,4 +310,48 @@ pub fn score(
             sub.forward(unet, x, t, c)
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> SupernetInfo {
+        let file = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../configs/supernets/tiny-depth/flexible-32-64-64-64-f7a0c0a205bc7cdb/supernet.json"
+        );
+        serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
+    }
+
+    /// A supernet trained on one group of a few-shot split (the third stage's up block keeping
+    /// 3–6 attentions) holds its covering architecture but not the full space's smallest
+    /// architecture (0 there), which still fits inside that covering architecture; the full
+    /// space's supernet holds both, and nothing holds an architecture of another width.
+    #[test]
+    fn a_group_supernet_holds_only_its_groups_architectures() {
+        let full = shipped();
+        let space = full.space_definition.clone().unwrap();
+        let topology = space
+            .topologies()
+            .into_iter()
+            .find(|t| t.to_string() == full.topology)
+            .unwrap();
+        let smallest = space.smallest_arch(&topology).unwrap();
+        assert_eq!(smallest.up[1].attentions, 0);
+        let mut group = full.clone();
+        let group_space = group.space_definition.as_mut().unwrap();
+        group_space.name = "tiny-depth-up2attn-3-6".into();
+        group_space.stage[2].up_attentions = vec![3, 4, 5, 6];
+        assert_eq!(group_space.supernet_arch(&topology), full.arch);
+        assert_eq!(holds(&full, &full.arch), Ok(()));
+        assert_eq!(holds(&full, &smallest), Ok(()));
+        assert_eq!(holds(&group, &full.arch), Ok(()));
+        SubNet::new(&smallest, &group.arch).expect("fits inside the covering architecture");
+        let e = holds(&group, &smallest).unwrap_err();
+        assert!(e.contains("tiny-depth-up2attn-3-6"), "{e}");
+        let mut wider = smallest.clone();
+        wider.down[0].out_channels = 48;
+        assert!(holds(&full, &wider).is_err());
+    }
 }
