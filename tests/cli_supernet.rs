@@ -185,6 +185,50 @@ fn train_resume_score_and_search_on_a_supernet() {
         text(&o.stdout)
     );
 
+    // `--from` a trained supernet (few-shot NAS's split step): the child starts as the
+    // parent's sub-network (here: the whole of it), so after one step at a negligible learning
+    // rate it scores what the parent scores; its `from` names the parent by settings hash and
+    // seed, not by folder. A topology whose covering architecture is not a sub-network of the
+    // parent is refused before any training.
+    let mut child = train.to_vec();
+    let steps_at = child.iter().position(|a| *a == "--steps").unwrap() + 1;
+    child[steps_at] = "1";
+    let at = child.len() - 1;
+    child[at] = "child";
+    child.extend_from_slice(&["--lr", "1e-12", "--from", "sn/diffusers"]);
+    ok(&unas_in(d, &child));
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("child/supernet.json")).unwrap())
+            .unwrap();
+    let parent: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(d.join("sn/diffusers/supernet.json")).unwrap(),
+    )
+    .unwrap();
+    let from = info["from"].as_str().unwrap();
+    assert!(
+        from.contains(parent["settings_hash"].as_str().unwrap()) && !from.contains("sn/"),
+        "{from}"
+    );
+    let c = single("child");
+    assert!(
+        (c - s0).abs() <= 1e-5 * s0.abs() && (s1 - s0).abs() > 100.0 * (c - s0).abs(),
+        "child {c}, parent {s0}, another seed {s1}"
+    );
+    let mut wrong = child.clone();
+    let t_at = wrong.iter().position(|a| *a == "--topology").unwrap() + 1;
+    wrong[t_at] = "flexible-32-64-64-64";
+    let at = wrong.iter().position(|a| *a == "child").unwrap();
+    wrong[at] = "child-flexible";
+    let o = unas_in(d, &wrong);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("not one of its sub-networks")
+            && text(&o.stderr).contains("supernet.json"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!d.join("child-flexible").exists(), "nothing written");
+
     // A search of the diffusers-layout candidates on the supernet objective.
     let space = std::fs::read_to_string(root().join("configs/spaces/tiny-depth.toml"))
         .unwrap()
@@ -240,10 +284,71 @@ dtype = "f32"
     };
     let report = search("zero-shot", "objective = \"supernet-val-loss\"");
     assert!(report.contains("supernet-val-loss"), "{report}");
+    export_with_weights(d);
     // Scored after 2 fine-tuning steps from the inherited weights.
     let report = search(
         "finetuned",
         "objective = \"supernet-finetune\"\nfinetune_steps = 2",
     );
     assert!(report.contains("supernet-finetune@2"), "{report}");
+}
+
+/// `unas export --weights` after the zero-shot search in `d`: the knee's weights, inherited
+/// from the first supernet of the study's folder (`sn/diffusers`, sorted first), as a diffusers
+/// U-Net folder that loads back to exactly that sub-network's weights; bad input exits 2.
+fn export_with_weights(d: &std::path::Path) {
+    use burn::backend::Flex;
+    use unas_evaluator::quality::supernet_store;
+    use unas_runtime::pipeline::stable_diffusion::read_unet_arch;
+    use unas_runtime::save::float_params;
+    use unas_runtime::{SubNet, UNet2DConditionModel};
+
+    let export = |extra: &[&str]| {
+        let mut args = vec!["export", "zero-shot", "--pick", "knee", "--out", "exp"];
+        args.extend_from_slice(extra);
+        unas_in(d, &args)
+    };
+    let out = ok(&export(&["--weights"]));
+    assert!(out.contains("weights inherited from"), "{out}");
+    let dir = d.join("exp/unet");
+    let arch = read_unet_arch(&dir.join("config.json")).unwrap();
+    let picked = unas_space::load_arch(d.join("exp/unet-nas.toml").to_str().unwrap()).unwrap();
+    assert_eq!(arch.hash_id(), picked.hash_id());
+    let device = Default::default();
+    let file = dir.join("diffusion_pytorch_model.safetensors");
+    let unet = UNet2DConditionModel::<Flex>::load(&arch, &file, &device).unwrap();
+    let (info, supernet) = supernet_store::load(&d.join("sn/diffusers")).unwrap();
+    let sub = SubNet::new(&arch, &info.arch).unwrap().extract(&supernet);
+    assert_eq!(
+        float_params(&unet),
+        float_params(&sub),
+        "the inherited weights"
+    );
+    let provenance: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("weights.json")).unwrap()).unwrap();
+    assert_eq!(provenance["supernet"]["settings_hash"], info.settings_hash);
+    assert_eq!(provenance["arch"], arch.hash_id());
+    let left: Vec<_> = std::fs::read_dir(d.join("exp"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "no temporary folder left");
+
+    // Bad input: one clear error each, exit 2.
+    let o = export(&["--weights", "--supernet", "nowhere"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("nowhere"), "{}", text(&o.stderr));
+    let o = export(&["--supernet", "sn"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("--weights"), "{}", text(&o.stderr));
+    // A folder without a trained supernet holds nothing.
+    std::fs::create_dir_all(d.join("empty")).unwrap();
+    let o = export(&["--weights", "--supernet", "empty"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("no supernet"),
+        "{}",
+        text(&o.stderr)
+    );
 }

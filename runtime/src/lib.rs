@@ -2,7 +2,7 @@
 //!
 //! - [`UNet2DConditionModel`] is built from any valid [`unas_space::UNetArch`] by walking its
 //!   [`unas_space::Plan`] (diffusers' SD1.5 layout, DeciDiffusion's flexible layout, any block
-//!   order) and loads diffusers safetensors weights ([`weights`]).
+//!   order), loads diffusers safetensors weights ([`weights`]) and saves them ([`save`]).
 //! - [`device`] picks a backend: burn's Flex CPU backend, or CUDA with the `cuda` feature.
 //! - [`bench`] times the U-Net's forward pass.
 //! - [`text`] (CLIP BPE tokenizer and text transformer), [`vae`] (AutoencoderKL),
@@ -14,6 +14,7 @@ pub mod device;
 pub mod error;
 pub mod ops;
 pub mod pipeline;
+pub mod save;
 pub mod scheduler;
 pub mod text;
 pub mod unet;

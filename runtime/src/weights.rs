@@ -19,13 +19,33 @@ use safetensors::SafeTensors;
 
 use crate::error::RuntimeError;
 
-/// One safetensors file, read into memory, with a record of the keys taken so far.
+/// One safetensors file, read into memory, with a record of the keys taken so far — or a
+/// probe ([`Weights::probe`]) that hands out marker values for whatever key a loader asks for.
 pub struct Weights {
     file: PathBuf,
     bytes: Vec<u8>,
     data_start: usize,
     meta: Metadata,
     taken: BTreeSet<String>,
+    probe: Option<Probe>,
+}
+
+/// What a probe fills every tensor it hands out with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeFill {
+    /// Every element is the index of the tensor's key in the order the keys were asked for.
+    KeyIndex,
+    /// Element `e` (row-major) is `(e >> shift) & 0xFF_FFFF`: 24 bits of its index, exact in f32.
+    ElementBits {
+        /// Right shift of the element index.
+        shift: u32,
+    },
+}
+
+/// A probe's record: the keys asked for, in order, with their shapes.
+struct Probe {
+    fill: ProbeFill,
+    asked: Vec<(String, Vec<usize>)>,
 }
 
 impl Weights {
@@ -51,7 +71,34 @@ impl Weights {
             data_start: 8 + header,
             meta,
             taken: BTreeSet::new(),
+            probe: None,
         })
+    }
+
+    /// A source without a file: it hands out any key with the shape asked for, filled by
+    /// `fill`, and records the keys and shapes ([`Weights::asked`]). Loading a module from a
+    /// probe shows where its loader puts every element of every key (`crate::save`).
+    pub fn probe(fill: ProbeFill) -> Self {
+        let (bytes, meta) = empty_safetensors();
+        Self {
+            file: PathBuf::from("<probe>"),
+            bytes,
+            data_start: 0,
+            meta,
+            taken: BTreeSet::new(),
+            probe: Some(Probe {
+                fill,
+                asked: Vec::new(),
+            }),
+        }
+    }
+
+    /// The keys a probe was asked for, in order, with their shapes (empty for a file).
+    pub fn asked(&self) -> Vec<(String, Vec<usize>)> {
+        self.probe
+            .as_ref()
+            .map(|p| p.asked.clone())
+            .unwrap_or_default()
     }
 
     /// The file the tensors come from.
@@ -70,6 +117,22 @@ impl Weights {
 
     /// The tensor `key` as f32 values in row-major order, checked against `expected` shape.
     pub fn take_f32(&mut self, key: &str, expected: &[usize]) -> Result<Vec<f32>, RuntimeError> {
+        if let Some(p) = self.probe.as_mut() {
+            if p.asked.iter().any(|(k, _)| k == key) {
+                return Err(RuntimeError::Input(format!(
+                    "the loader asked for tensor `{key}` twice"
+                )));
+            }
+            let index = p.asked.len();
+            p.asked.push((key.to_string(), expected.to_vec()));
+            let n: usize = expected.iter().product();
+            return Ok(match p.fill {
+                ProbeFill::KeyIndex => vec![index as f32; n],
+                ProbeFill::ElementBits { shift } => (0..n)
+                    .map(|e| (((e as u64) >> shift) & 0xFF_FFFF) as f32)
+                    .collect(),
+            });
+        }
         let Some(info) = self.meta.info(key) else {
             return Err(RuntimeError::MissingTensor {
                 file: self.file.clone(),
@@ -123,13 +186,21 @@ impl Weights {
         Ok(Tensor::from_data(TensorData::new(values, dims), device))
     }
 
-    /// Succeeds when every tensor in the file was taken.
+    /// Succeeds when every tensor in the file was taken (always, for a probe).
     pub fn finish(self) -> Result<(), RuntimeError> {
+        self.finish_except(|_| false)
+    }
+
+    /// Succeeds when every tensor in the file was taken, but those whose key `ignore` accepts.
+    pub fn finish_except(self, ignore: impl Fn(&str) -> bool) -> Result<(), RuntimeError> {
+        if self.probe.is_some() {
+            return Ok(());
+        }
         let mut left: Vec<(String, Vec<usize>)> = self
             .meta
             .tensors()
             .into_iter()
-            .filter(|(k, _)| !self.taken.contains(k))
+            .filter(|(k, _)| !self.taken.contains(k) && !ignore(k))
             .map(|(k, info)| (k, info.shape.clone()))
             .collect();
         if left.is_empty() {
@@ -144,6 +215,17 @@ impl Weights {
             shape,
         })
     }
+}
+
+/// The bytes and metadata of a safetensors file with no tensors.
+fn empty_safetensors() -> (Vec<u8>, Metadata) {
+    let bytes = safetensors::serialize(
+        std::iter::empty::<(String, safetensors::tensor::TensorView<'static>)>(),
+        None,
+    )
+    .expect("an empty safetensors file serialises");
+    let (_, meta) = SafeTensors::read_metadata(&bytes).expect("and parses");
+    (bytes, meta)
 }
 
 /// Joins a key prefix and a name (`""` + `conv_out` = `conv_out`).

@@ -117,6 +117,17 @@ pub struct ExportArgs {
     /// Read the trials from this store (see `unas report --store`).
     #[arg(long)]
     store: Option<String>,
+    /// Also write the picked architecture's weights, inherited zero-shot from the study's
+    /// supernet (`[quality] supernets`, or `--supernet`), as a diffusers U-Net folder: `unet/`
+    /// (diffusers' layout) or `flexible_unet/` (DeciDiffusion's), with `config.json`,
+    /// `diffusion_pytorch_model.safetensors` and `weights.json` (which supernet). Use it with
+    /// `unas generate --model PIPELINE --unet DIR`.
+    #[arg(long)]
+    weights: bool,
+    /// With `--weights`: the trained supernet folder (or a folder of them; the first that
+    /// holds the architecture is used) instead of the study's.
+    #[arg(long, requires = "weights")]
+    supernet: Option<PathBuf>,
 }
 
 /// Exit code 2 for bad input (config, run directory, settings), 1 for failures while running.
@@ -418,10 +429,41 @@ pub fn export(a: ExportArgs) -> CmdResult {
     let which: Pick = a.pick.parse().map_err(report_err)?;
     let input = super::worker::report_input(a.store.as_deref(), &a.run_dir).map_err(search_err)?;
     let out = a.out.unwrap_or(a.run_dir);
+    // Checked before anything is written.
+    let supernets = match (a.weights, a.supernet, &input.config.quality.supernets) {
+        (false, _, _) => None,
+        (true, Some(dir), _) => Some(dir),
+        (true, None, Some(dir)) => Some(dir.clone()),
+        (true, None, None) => {
+            return Err(CliError::input(format!(
+                "--weights: study `{}` names no supernets (`[quality] supernets`); pass \
+                 --supernet DIR",
+                input.config.name
+            )))
+        }
+    };
+    if let Some(dir) = &supernets {
+        if !dir.is_dir() {
+            return Err(CliError::input(format!(
+                "--weights: supernet folder {} not found",
+                dir.display()
+            )));
+        }
+    }
     let x = unas_reports::export(&input, &which, &out).map_err(report_err)?;
     println!("trial {} exported", x.trial);
     println!("wrote {}", x.toml.display());
     println!("wrote {}", x.config_json.display());
+    if let Some(root) = supernets {
+        let arch = unas_space::load_arch(&x.toml.to_string_lossy()).map_err(CliError::failure)?;
+        let w =
+            super::export_weights::export_weights(&arch, input.config.latency.latent, &root, &out)?;
+        println!(
+            "wrote {} (weights inherited from {})",
+            w.dir.display(),
+            w.supernet.display()
+        );
+    }
     Ok(())
 }
 

@@ -82,7 +82,9 @@ pub struct TrainArgs {
     seed: Option<u64>,
     /// Start from a pretrained diffusers U-Net folder (`config.json` +
     /// `diffusion_pytorch_model.safetensors`, e.g. SD1.5's `unet/`): weights mapped by role
-    /// where shapes match.
+    /// where shapes match. Or from a trained supernet folder (`supernet.json`, trained on the
+    /// same data): each topology's covering architecture starts as the sub-network it is of
+    /// that supernet (the weights a candidate would inherit) — the split step of few-shot NAS.
     #[arg(long)]
     from: Option<PathBuf>,
     /// Device: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
@@ -192,6 +194,76 @@ fn settings(a: &TrainArgs) -> SupernetSettings {
     s
 }
 
+/// Where a supernet's training starts from (`--from`).
+enum Start {
+    /// A diffusers U-Net: role-addressed weights and a label.
+    Pretrained(RoleWeights, String),
+    /// A trained supernet (its folder).
+    Supernet(
+        Box<(
+            SupernetInfo,
+            UNet2DConditionModel<unas_runtime::device::Cpu>,
+        )>,
+    ),
+}
+
+impl Start {
+    /// Reads `--from`: a supernet folder when it holds `supernet.json`, else a diffusers U-Net.
+    fn read(dir: &Path) -> Result<Self, CliError> {
+        if dir.join("supernet.json").exists() {
+            let (info, unet) = supernet_store::load(dir).map_err(CliError::input)?;
+            return Ok(Self::Supernet(Box::new((info, unet))));
+        }
+        let (w, label) = read_pretrained(dir)?;
+        Ok(Self::Pretrained(w, label))
+    }
+
+    /// The start's weights for topology `t` of `space`, and its label (part of the settings
+    /// hash: a supernet is named by its settings hash, seed and weights' SHA-256, not by where
+    /// it lies). From a supernet, the covering architecture of `t` must be one of its
+    /// sub-networks, and the data must be the same.
+    fn weights(
+        &self,
+        space: &SearchSpace,
+        t: &Topology,
+        data: &str,
+        from: &Path,
+    ) -> Result<(RoleWeights, String), CliError> {
+        match self {
+            Self::Pretrained(w, label) => Ok((w.clone(), label.clone())),
+            Self::Supernet(b) => {
+                let (info, unet) = b.as_ref();
+                let at = |m: String| {
+                    CliError::input(format!(
+                        "--from {}: {m}",
+                        from.join("supernet.json").display()
+                    ))
+                };
+                if info.data != data {
+                    return Err(at(format!("trained on {}, this data is {data}", info.data)));
+                }
+                let cover = space.supernet_arch(t);
+                let sub = unas_runtime::SubNet::new(&cover, &info.arch).map_err(|e| {
+                    at(format!(
+                        "the covering architecture of {t} is not one of its sub-networks: {e}"
+                    ))
+                })?;
+                let w = RoleWeights::from_unet(&cover, &sub.extract(unet))
+                    .map_err(CliError::failure)?;
+                let sha = info.weights_sha256.as_deref().unwrap_or("unrecorded");
+                let label = format!(
+                    "supernet {} {} seed {} (weights sha256 {})",
+                    info.topology,
+                    info.settings_hash,
+                    info.settings.seed,
+                    &sha[..sha.len().min(16)]
+                );
+                Ok((w, label))
+            }
+        }
+    }
+}
+
 /// Reads a pretrained diffusers U-Net folder into role-addressed weights and its label.
 fn read_pretrained(dir: &Path) -> Result<(RoleWeights, String), CliError> {
     use unas_runtime::pipeline::model_dir::find_weights;
@@ -228,10 +300,14 @@ fn train(a: TrainArgs) -> CmdResult {
     };
     let s = settings(&a);
     s.check().map_err(CliError::input)?;
-    let from = a.from.as_deref().map(read_pretrained).transpose()?;
+    let start = a.from.as_deref().map(Start::read).transpose()?;
     let cfg = a.data.resolve()?;
     let proxy = prepare(&cfg, space.stem.cross_attention_dim)?;
     for t in &topologies {
+        let from = match (&start, &a.from) {
+            (Some(st), Some(dir)) => Some(st.weights(&space, t, &proxy.describe_data(), dir)?),
+            _ => None,
+        };
         let hash = settings_hash(&space, t, &s, from.as_ref().map(|f| f.1.as_str()));
         let dir = match (&a.out, topologies.len()) {
             (Some(o), 1) => o.clone(),

@@ -2,7 +2,6 @@
 //! encoder layers, final LayerNorm), loading transformers' `CLIPTextModel` weights from a
 //! diffusers `text_encoder/` folder.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
 use burn::config::Config;
@@ -168,68 +167,56 @@ impl<B: Backend> ClipTextModel<B> {
     ) -> Result<Self, RuntimeError> {
         let mut model = config.init(device);
         let mut weights = Weights::open(path)?;
-        let shapes = weights.shapes();
-        let prefix = if shapes.contains_key("text_model.embeddings.token_embedding.weight") {
+        let prefix = if weights
+            .shapes()
+            .contains_key("text_model.embeddings.token_embedding.weight")
+        {
             "text_model"
         } else {
             ""
         };
-        let mut expected = BTreeSet::new();
-        let mut embedding = |e: &mut Embedding<B>, name: &str| -> Result<(), RuntimeError> {
+        model.load_weights_from(&mut weights, prefix, device)?;
+        // transformers also saved the integer `position_ids` buffer: not a parameter.
+        weights.finish_except(|k| k.ends_with("embeddings.position_ids"))?;
+        Ok(model)
+    }
+
+    /// Loads every parameter from `weights` under transformers' keys below `prefix`
+    /// (`text_model` or empty; does not check for left-over tensors).
+    pub fn load_weights_from(
+        &mut self,
+        weights: &mut Weights,
+        prefix: &str,
+        device: &B::Device,
+    ) -> Result<(), RuntimeError> {
+        for (e, name) in [
+            (&mut self.token_embedding, "token_embedding"),
+            (&mut self.position_embedding, "position_embedding"),
+        ] {
             let key = join(prefix, &format!("embeddings.{name}.weight"));
             let t = weights.tensor::<B, 2>(&key, e.weight.dims(), device)?;
             e.weight = Param::from_tensor(t);
-            Ok(())
-        };
-        embedding(&mut model.token_embedding, "token_embedding")?;
-        embedding(&mut model.position_embedding, "position_embedding")?;
-        for (i, layer) in model.layers.iter_mut().enumerate() {
+        }
+        for (i, layer) in self.layers.iter_mut().enumerate() {
             layer.load_weights(
-                &mut weights,
+                weights,
                 &join(prefix, &format!("encoder.layers.{i}")),
                 device,
             )?;
         }
-        model.final_layer_norm.load_weights(
-            &mut weights,
-            &join(prefix, "final_layer_norm"),
-            device,
-        )?;
-        // Left-over check (Weights::finish would reject the integer position_ids buffer).
-        for name in ["token_embedding", "position_embedding"] {
-            expected.insert(join(prefix, &format!("embeddings.{name}.weight")));
-        }
-        for n in ["weight", "bias"] {
-            expected.insert(join(prefix, &format!("final_layer_norm.{n}")));
-            for i in 0..config.num_hidden_layers {
-                for m in [
-                    "layer_norm1",
-                    "layer_norm2",
-                    "mlp.fc1",
-                    "mlp.fc2",
-                    "self_attn.q_proj",
-                    "self_attn.k_proj",
-                    "self_attn.v_proj",
-                    "self_attn.out_proj",
-                ] {
-                    expected.insert(join(prefix, &format!("encoder.layers.{i}.{m}.{n}")));
-                }
-            }
-        }
-        let mut extra: Vec<(String, Vec<usize>)> = shapes
-            .into_iter()
-            .filter(|(k, _)| !expected.contains(k) && !k.ends_with("embeddings.position_ids"))
-            .collect();
-        extra.sort();
-        if let Some((first, shape)) = extra.first().cloned() {
-            return Err(RuntimeError::UnexpectedTensors {
-                file: path.to_path_buf(),
-                count: extra.len(),
-                first,
-                shape,
-            });
-        }
-        Ok(model)
+        self.final_layer_norm
+            .load_weights(weights, &join(prefix, "final_layer_norm"), device)
+    }
+
+    /// Writes the parameters as `model.safetensors` of transformers' `CLIPTextModel` (keys
+    /// under `text_model.`), through the loader ([`crate::save`]).
+    pub fn save(&self, path: &Path) -> Result<(), RuntimeError> {
+        let device = self.devices().into_iter().next().unwrap_or_default();
+        crate::save::save_safetensors(
+            self,
+            |m: &mut Self, w| m.load_weights_from(w, "text_model", &device),
+            path,
+        )
     }
 
     /// Vocabulary size (token ids must be below it).

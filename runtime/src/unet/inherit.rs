@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use unas_space::{Role, UNetArch};
@@ -55,14 +55,9 @@ impl RoleWeights {
             .enumerate()
             .map(|(i, r)| (r, i))
             .collect();
-        let mut v = Collect {
-            path: Vec::new(),
-            out: HashMap::new(),
-        };
-        unet.visit(&mut v);
         Ok(Self {
             roles,
-            tensors: v.out,
+            tensors: crate::save::float_params(unet),
         })
     }
 
@@ -122,32 +117,6 @@ impl RoleWeights {
         };
         let unet = unet.map(&mut m);
         Ok((unet, m.stats))
-    }
-}
-
-struct Collect {
-    path: Vec<String>,
-    out: HashMap<String, (Vec<usize>, Vec<f32>)>,
-}
-
-impl<B: Backend> ModuleVisitor<B> for Collect {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let t = param.val();
-        let shape = t.dims().to_vec();
-        let values = t
-            .into_data()
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .expect("f32 parameter");
-        self.out.insert(self.path.join("."), (shape, values));
     }
 }
 

@@ -284,36 +284,54 @@ impl<B: Backend> AutoencoderKL<B> {
     ) -> Result<Self, RuntimeError> {
         let mut model = config.init(device);
         let mut w = Weights::open(path)?;
-        let e = &mut model.encoder;
-        e.conv_in.load_weights(&mut w, "encoder.conv_in", device)?;
-        for (i, b) in e.down_blocks.iter_mut().enumerate() {
-            b.load_weights(&mut w, &format!("encoder.down_blocks.{i}"), device)?;
-        }
-        e.mid_block
-            .load_weights(&mut w, "encoder.mid_block", device)?;
-        e.conv_norm_out
-            .load_weights(&mut w, "encoder.conv_norm_out", device)?;
-        e.conv_out
-            .load_weights(&mut w, "encoder.conv_out", device)?;
-        let d = &mut model.decoder;
-        d.conv_in.load_weights(&mut w, "decoder.conv_in", device)?;
-        d.mid_block
-            .load_weights(&mut w, "decoder.mid_block", device)?;
-        for (i, b) in d.up_blocks.iter_mut().enumerate() {
-            b.load_weights(&mut w, &format!("decoder.up_blocks.{i}"), device)?;
-        }
-        d.conv_norm_out
-            .load_weights(&mut w, "decoder.conv_norm_out", device)?;
-        d.conv_out
-            .load_weights(&mut w, "decoder.conv_out", device)?;
-        if let Some(c) = model.quant_conv.as_mut() {
-            c.load_weights(&mut w, "quant_conv", device)?;
-        }
-        if let Some(c) = model.post_quant_conv.as_mut() {
-            c.load_weights(&mut w, "post_quant_conv", device)?;
-        }
+        model.load_weights_from(&mut w, device)?;
         w.finish()?;
         Ok(model)
+    }
+
+    /// Loads every parameter from `w` under diffusers' keys (does not check for left-over
+    /// tensors; see [`Weights::finish`]).
+    pub fn load_weights_from(
+        &mut self,
+        w: &mut Weights,
+        device: &B::Device,
+    ) -> Result<(), RuntimeError> {
+        let e = &mut self.encoder;
+        e.conv_in.load_weights(w, "encoder.conv_in", device)?;
+        for (i, b) in e.down_blocks.iter_mut().enumerate() {
+            b.load_weights(w, &format!("encoder.down_blocks.{i}"), device)?;
+        }
+        e.mid_block.load_weights(w, "encoder.mid_block", device)?;
+        e.conv_norm_out
+            .load_weights(w, "encoder.conv_norm_out", device)?;
+        e.conv_out.load_weights(w, "encoder.conv_out", device)?;
+        let d = &mut self.decoder;
+        d.conv_in.load_weights(w, "decoder.conv_in", device)?;
+        d.mid_block.load_weights(w, "decoder.mid_block", device)?;
+        for (i, b) in d.up_blocks.iter_mut().enumerate() {
+            b.load_weights(w, &format!("decoder.up_blocks.{i}"), device)?;
+        }
+        d.conv_norm_out
+            .load_weights(w, "decoder.conv_norm_out", device)?;
+        d.conv_out.load_weights(w, "decoder.conv_out", device)?;
+        if let Some(c) = self.quant_conv.as_mut() {
+            c.load_weights(w, "quant_conv", device)?;
+        }
+        if let Some(c) = self.post_quant_conv.as_mut() {
+            c.load_weights(w, "post_quant_conv", device)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the parameters as a diffusers safetensors file under the keys [`Self::load`]
+    /// reads (through its loader: [`crate::save`]).
+    pub fn save(&self, path: &Path) -> Result<(), RuntimeError> {
+        let device = self.devices().into_iter().next().unwrap_or_default();
+        crate::save::save_safetensors(
+            self,
+            |m: &mut Self, w| m.load_weights_from(w, &device),
+            path,
+        )
     }
 
     /// Latent scaling factor from the config.

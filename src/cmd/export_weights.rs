@@ -1,0 +1,100 @@
+//! `unas export … --weights`: the picked architecture's weights, inherited from a trained
+//! supernet, as a diffusers U-Net folder (`unet/` for diffusers' layout, `flexible_unet/` for
+//! DeciDiffusion's) that `unas generate --unet DIR` and diffusers read.
+
+use std::path::{Path, PathBuf};
+
+use unas_evaluator::quality::supernet_store;
+use unas_runtime::SubNet;
+use unas_space::{Layout, UNetArch};
+
+use super::CliError;
+
+/// What `--weights` wrote.
+pub struct ExportedWeights {
+    /// The U-Net folder.
+    pub dir: PathBuf,
+    /// The supernet folder the weights came from.
+    pub supernet: PathBuf,
+}
+
+/// The folder name of `arch`'s U-Net in a pipeline folder.
+pub fn unet_folder(arch: &UNetArch) -> &'static str {
+    match arch.layout {
+        Layout::Diffusers => "unet",
+        Layout::Flexible => "flexible_unet",
+    }
+}
+
+/// Writes `out/{unet,flexible_unet}/` for `arch`: `config.json` (diffusers' config, sample
+/// size `latent`), `diffusion_pytorch_model.safetensors` (the weights `arch` inherits from the
+/// first supernet under `root` that holds it, sorted by folder) and `weights.json` (which
+/// supernet, its settings hash, seed and weights' SHA-256). The folder is written beside its
+/// place and renamed over any previous one: never half of it.
+pub fn export_weights(
+    arch: &UNetArch,
+    latent: usize,
+    root: &Path,
+    out: &Path,
+) -> Result<ExportedWeights, CliError> {
+    let dirs = supernet_store::supernet_dirs(root)
+        .map_err(|e| CliError::input(format!("--weights: {e}")))?;
+    let mut why = Vec::new();
+    for d in dirs {
+        let (info, unet) = supernet_store::load(&d).map_err(CliError::input)?;
+        if let Err(e) = supernet_store::holds(&info, arch) {
+            why.push(format!("{}: {e}", d.display()));
+            continue;
+        }
+        let sub = SubNet::new(arch, &info.arch).map_err(CliError::failure)?;
+        let weights = sub.extract(&unet);
+        let name = unet_folder(arch);
+        let io = |p: &Path, e: std::io::Error| CliError::input(format!("{}: {e}", p.display()));
+        std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+        let tmp = out.join(format!(".{name}.tmp"));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+        let config = unas_space::diffusers::export_config(arch, latent);
+        let text = serde_json::to_string_pretty(&config).expect("JSON values serialise") + "\n";
+        std::fs::write(tmp.join("config.json"), text).map_err(|e| io(&tmp, e))?;
+        weights
+            .save(&tmp.join("diffusion_pytorch_model.safetensors"))
+            .map_err(CliError::failure)?;
+        let provenance = serde_json::json!({
+            "arch": arch.hash_id(),
+            "weights": "inherited from the supernet, zero-shot (not trained alone)",
+            "supernet": {
+                "folder": d.display().to_string(),
+                "topology": info.topology,
+                "settings_hash": info.settings_hash,
+                "seed": info.settings.seed,
+                "steps": info.steps,
+                "weights_sha256": info.weights_sha256,
+            },
+            "unas": env!("CARGO_PKG_VERSION"),
+        });
+        std::fs::write(
+            tmp.join("weights.json"),
+            serde_json::to_string_pretty(&provenance).expect("JSON values serialise") + "\n",
+        )
+        .map_err(|e| io(&tmp, e))?;
+        let dir = out.join(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        }
+        std::fs::rename(&tmp, &dir).map_err(|e| io(&dir, e))?;
+        return Ok(ExportedWeights { dir, supernet: d });
+    }
+    Err(CliError::input(format!(
+        "--weights: no supernet in {} holds arch {}{}",
+        root.display(),
+        arch.hash_id(),
+        if why.is_empty() {
+            " (no trained supernet there)".to_string()
+        } else {
+            format!(" ({})", why.join("; "))
+        }
+    )))
+}
