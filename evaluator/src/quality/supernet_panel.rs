@@ -87,25 +87,7 @@ pub fn level(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn shipped() -> SupernetInfo {
-        let file = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../configs/supernets/tiny-depth/flexible-32-64-64-64-f7a0c0a205bc7cdb/supernet.json"
-        );
-        serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
-    }
-
-    /// The recorded space definition and the supernet's topology in it.
-    fn space_and_topology(info: &SupernetInfo) -> (unas_space::SearchSpace, unas_space::Topology) {
-        let space = info.space_definition.clone().unwrap();
-        let topology = space
-            .topologies()
-            .into_iter()
-            .find(|t| t.to_string() == info.topology)
-            .unwrap();
-        (space, topology)
-    }
+    use crate::quality::supernet_store::testing::{shipped, space_and_topology};
 
     /// The shipped supernet's recorded hash is what `settings_hash` gives today (settings added
     /// after it was made, at their defaults, stay out of the hash); a non-default sampling

@@ -312,17 +312,38 @@ pub fn score(
     )
 }
 
+/// Test helpers shared by the supernet modules' tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod testing {
+    use super::SupernetInfo;
 
-    fn shipped() -> SupernetInfo {
+    /// The record of the supernet shipped in `configs/supernets/tiny-depth/`.
+    pub(crate) fn shipped() -> SupernetInfo {
         let file = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../configs/supernets/tiny-depth/flexible-32-64-64-64-f7a0c0a205bc7cdb/supernet.json"
         );
         serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
     }
+
+    /// The recorded space definition and the supernet's topology in it.
+    pub(crate) fn space_and_topology(
+        info: &SupernetInfo,
+    ) -> (unas_space::SearchSpace, unas_space::Topology) {
+        let space = info.space_definition.clone().unwrap();
+        let topology = space
+            .topologies()
+            .into_iter()
+            .find(|t| t.to_string() == info.topology)
+            .unwrap();
+        (space, topology)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{shipped, space_and_topology};
+    use super::*;
 
     /// A supernet trained on one group of a few-shot split (the third stage's up block keeping
     /// 3–6 attentions) holds its covering architecture but not the full space's smallest
@@ -331,12 +352,7 @@ mod tests {
     #[test]
     fn a_group_supernet_holds_only_its_groups_architectures() {
         let full = shipped();
-        let space = full.space_definition.clone().unwrap();
-        let topology = space
-            .topologies()
-            .into_iter()
-            .find(|t| t.to_string() == full.topology)
-            .unwrap();
+        let (space, topology) = space_and_topology(&full);
         let smallest = space.smallest_arch(&topology).unwrap();
         assert_eq!(smallest.up[1].attentions, 0);
         let mut group = full.clone();
