@@ -36,28 +36,18 @@ pub fn float_params<B: Backend, M: Module<B>>(module: &M) -> HashMap<String, Flo
 }
 
 /// Writes `module`'s parameters to the safetensors file `path` (f32, metadata `format: pt` as
-/// diffusers writes it) under the keys `load` reads them from, so that `load` on the written
-/// file gives back the same parameters bit for bit. The file is written beside its place and
-/// renamed: a reader never sees half of it.
+/// diffusers writes it) under the keys `load` reads them from (`load` gets the module's
+/// device), so that `load` on the written file gives back the same parameters bit for bit. The
+/// file is written beside its place and renamed: a reader never sees half of it.
 pub fn save_safetensors<B, M, F>(module: &M, load: F, path: &Path) -> Result<(), RuntimeError>
 where
     B: Backend,
     M: Module<B> + Clone,
-    F: Fn(&mut M, &mut Weights) -> Result<(), RuntimeError>,
+    F: Fn(&mut M, &mut Weights, &B::Device) -> Result<(), RuntimeError>,
 {
-    let tensors = locate_and_fill(module, &load)?;
+    let device = module.devices().into_iter().next().unwrap_or_default();
+    let tensors = locate_and_fill(module, &|m: &mut M, w: &mut Weights| load(m, w, &device))?;
     write(&tensors, path)
-}
-
-/// The tensors `load` would read `module`'s parameters from: key, shape and values, in the
-/// order the loader asks for them.
-pub fn to_tensors<B, M, F>(module: &M, load: F) -> Result<Vec<(String, FloatParam)>, RuntimeError>
-where
-    B: Backend,
-    M: Module<B> + Clone,
-    F: Fn(&mut M, &mut Weights) -> Result<(), RuntimeError>,
-{
-    locate_and_fill(module, &load)
 }
 
 fn locate_and_fill<B, M, F>(module: &M, load: &F) -> Result<Vec<(String, FloatParam)>, RuntimeError>

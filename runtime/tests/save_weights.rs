@@ -103,13 +103,24 @@ fn a_vae_and_a_text_encoder_saved_again_are_their_files() {
     assert_eq!(float_params(&again), float_params(&text));
 }
 
+/// A randomly initialised `tiny-nas` U-Net and a temporary file path for it.
+fn tiny_nas() -> (
+    unas_space::UNetArch,
+    UNet2DConditionModel<Flex>,
+    tempfile::TempDir,
+    PathBuf,
+) {
+    let arch = unas_space::preset("tiny-nas");
+    let unet = UNet2DConditionModel::<Flex>::init(&arch, &Default::default()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("w.safetensors");
+    (arch, unet, tmp, out)
+}
+
 #[test]
 fn a_randomly_initialised_unet_round_trips_bit_for_bit() {
-    let arch = unas_space::preset("tiny-nas");
+    let (arch, unet, _tmp, out) = tiny_nas();
     let device = Default::default();
-    let unet = UNet2DConditionModel::<Flex>::init(&arch, &device).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let out: PathBuf = tmp.path().join("w.safetensors");
     unet.save(&out).unwrap();
     let again = UNet2DConditionModel::<Flex>::load(&arch, &out, &device).unwrap();
     assert_eq!(float_params(&again), float_params(&unet));
@@ -117,14 +128,14 @@ fn a_randomly_initialised_unet_round_trips_bit_for_bit() {
 
 #[test]
 fn a_loader_that_leaves_a_parameter_unset_cannot_save() {
-    let arch = unas_space::preset("tiny-nas");
-    let device = Default::default();
-    let unet = UNet2DConditionModel::<Flex>::init(&arch, &device).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("w.safetensors");
-    let e = save_safetensors(&unet, |_: &mut UNet2DConditionModel<Flex>, _| Ok(()), &out)
-        .unwrap_err()
-        .to_string();
+    let (_, unet, _tmp, out) = tiny_nas();
+    let e = save_safetensors(
+        &unet,
+        |_: &mut UNet2DConditionModel<Flex>, _, _| Ok(()),
+        &out,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("never sets parameter"), "{e}");
     assert!(!out.exists(), "nothing written");
 }

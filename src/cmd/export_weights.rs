@@ -41,11 +41,13 @@ pub fn export_weights(
         .map_err(|e| CliError::input(format!("--weights: {e}")))?;
     let mut why = Vec::new();
     for d in dirs {
-        let (info, unet) = supernet_store::load(&d).map_err(CliError::input)?;
+        // Only the supernet used has its weights read.
+        let info = supernet_store::read_info(&d).map_err(CliError::input)?;
         if let Err(e) = supernet_store::holds(&info, arch) {
             why.push(format!("{}: {e}", d.display()));
             continue;
         }
+        let (info, unet) = supernet_store::load(&d).map_err(CliError::input)?;
         let sub = SubNet::new(arch, &info.arch).map_err(CliError::failure)?;
         let weights = sub.extract(&unet);
         let name = unet_folder(arch);

@@ -187,12 +187,18 @@ pub fn save<B: Backend>(
     std::fs::rename(&tmp_json, &json).map_err(|e| io_err(&json, e))
 }
 
+/// Reads `supernet.json` of a supernet folder (not its weights).
+pub fn read_info(dir: &Path) -> Result<SupernetInfo, EvalError> {
+    let json = dir.join("supernet.json");
+    let text = std::fs::read_to_string(&json).map_err(|e| io_err(&json, e))?;
+    serde_json::from_str(&text).map_err(|e| io_err(&json, e))
+}
+
 /// Reads a supernet folder written by [`save`], on the CPU; refuses weights whose SHA-256
 /// differs from the one `supernet.json` records.
 pub fn load(dir: &Path) -> Result<(SupernetInfo, UNet2DConditionModel<Cpu>), EvalError> {
+    let info = read_info(dir)?;
     let json = dir.join("supernet.json");
-    let text = std::fs::read_to_string(&json).map_err(|e| io_err(&json, e))?;
-    let info: SupernetInfo = serde_json::from_str(&text).map_err(|e| io_err(&json, e))?;
     let device = Default::default();
     let unet = UNet2DConditionModel::<Cpu>::init(&info.arch, &device)?;
     let file = dir.join("supernet.mpk");

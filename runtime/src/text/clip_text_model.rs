@@ -211,10 +211,9 @@ impl<B: Backend> ClipTextModel<B> {
     /// Writes the parameters as `model.safetensors` of transformers' `CLIPTextModel` (keys
     /// under `text_model.`), through the loader ([`crate::save`]).
     pub fn save(&self, path: &Path) -> Result<(), RuntimeError> {
-        let device = self.devices().into_iter().next().unwrap_or_default();
         crate::save::save_safetensors(
             self,
-            |m: &mut Self, w| m.load_weights_from(w, "text_model", &device),
+            |m: &mut Self, w, device| m.load_weights_from(w, "text_model", device),
             path,
         )
     }

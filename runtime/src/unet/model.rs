@@ -215,12 +215,7 @@ impl<B: Backend> UNet2DConditionModel<B> {
     /// reads (through its loader: [`crate::save`]); `load` on the file gives them back bit for
     /// bit.
     pub fn save(&self, path: &Path) -> Result<(), RuntimeError> {
-        let device = self.devices().into_iter().next().unwrap_or_default();
-        crate::save::save_safetensors(
-            self,
-            |m: &mut Self, w| m.load_weights_from(w, &device),
-            path,
-        )
+        crate::save::save_safetensors(self, Self::load_weights_from, path)
     }
 
     /// Loads every module's parameters from `weights` under its plan key (does not check for

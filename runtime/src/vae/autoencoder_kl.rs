@@ -326,12 +326,7 @@ impl<B: Backend> AutoencoderKL<B> {
     /// Writes the parameters as a diffusers safetensors file under the keys [`Self::load`]
     /// reads (through its loader: [`crate::save`]).
     pub fn save(&self, path: &Path) -> Result<(), RuntimeError> {
-        let device = self.devices().into_iter().next().unwrap_or_default();
-        crate::save::save_safetensors(
-            self,
-            |m: &mut Self, w| m.load_weights_from(w, &device),
-            path,
-        )
+        crate::save::save_safetensors(self, Self::load_weights_from, path)
     }
 
     /// Latent scaling factor from the config.
