@@ -41,6 +41,10 @@ enum Command {
     /// (sandwich rule, resumable), score candidates with inherited weights.
     #[command(subcommand)]
     Supernet(cmd::supernet::SupernetCommand),
+    /// Train one architecture (a search's pick) to a finished model: from scratch, from a
+    /// teacher's or a supernet's weights by role, optionally distilled from a teacher
+    /// (BK-SDM); resumable checkpoints, a loss curve, its U-Net folder, prompt adherence.
+    Train(Box<cmd::train::TrainArgs>),
     /// Architecture search under a latency budget: `--config FILE` runs a study (resumable
     /// with `--resume RUN_DIR`), then writes its report and exports the knee; `benchmark`
     /// compares the strategies with random search.
@@ -75,6 +79,7 @@ fn main() {
         Command::Quality(a) => cmd::quality::run(*a),
         Command::Search(a) => cmd::search::run(*a),
         Command::Supernet(c) => cmd::supernet::run(c),
+        Command::Train(a) => cmd::train::run(*a),
         Command::Report(a) => cmd::search::report(a),
         Command::Export(a) => cmd::search::export(a),
         Command::Worker(a) => cmd::worker::run(*a),

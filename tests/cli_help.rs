@@ -22,6 +22,7 @@ fn every_command_prints_its_help() {
         &["supernet", "list"],
         &["supernet", "train"],
         &["supernet", "score"],
+        &["train"],
         &["search"],
         &["search", "benchmark"],
         &["report"],

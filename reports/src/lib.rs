@@ -8,6 +8,7 @@
 //!   resources).
 //! - [`export`]: picks an architecture (`knee`, `fastest`, `best-under:MS`, a trial number) and
 //!   writes it as a unas arch TOML and a diffusers `config.json`.
+//! - [`training`]: a training run's loss curve and sample grid (`unas train`).
 //!
 //! A study with no feasible trial still reports: the tables then list the least-violating
 //! trials. Text in the PNG plots is drawn with the bundled DejaVu Sans font
@@ -18,6 +19,7 @@
 pub mod export;
 mod plots;
 mod text;
+pub mod training;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

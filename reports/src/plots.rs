@@ -477,3 +477,77 @@ pub(crate) fn composition(input: &ReportInput, results: &StudyResults) -> Result
     let h = 70 + rows.len().max(1) as u32 * 26 + 20;
     render!("composition", w, h, draw_composition, &cols, &rows, title)
 }
+
+fn draw_loss_curve<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    losses: &[f32],
+    smooth: &[f64],
+    title: &str,
+) -> Result<(), String> {
+    root.fill(&WHITE).map_err(err)?;
+    let n = losses.len().max(2) as f64;
+    let finite = || {
+        losses
+            .iter()
+            .map(|&l| l as f64)
+            .filter(|l| l.is_finite() && *l > 0.0)
+    };
+    let (lo, hi) = span(finite()).unwrap_or((1e-3, 1.0));
+    let (lo, hi) = if hi > lo {
+        (lo, hi)
+    } else {
+        (lo * 0.5, lo * 2.0)
+    };
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FONT, 18))
+        .margin(14)
+        .x_label_area_size(44)
+        .y_label_area_size(70)
+        .build_cartesian_2d(1.0..n, (lo..hi).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE.mix(0.0))
+        .x_desc("step")
+        .y_desc("training loss (log scale)")
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 14))
+        .draw()
+        .map_err(err)?;
+    let grey = RGBColor(170, 180, 200);
+    chart
+        .draw_series(LineSeries::new(
+            losses
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.is_finite() && **l > 0.0)
+                .map(|(i, &l)| ((i + 1) as f64, l as f64)),
+            grey.stroke_width(1),
+        ))
+        .map_err(err)?;
+    let blue = RGBColor(40, 90, 200);
+    chart
+        .draw_series(LineSeries::new(
+            smooth
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.is_finite() && **l > 0.0)
+                .map(|(i, &l)| ((i + 1) as f64, l)),
+            blue.stroke_width(2),
+        ))
+        .map_err(err)?;
+    Ok(())
+}
+
+/// The loss of every step (grey) and its mean over a trailing window of 5 % of the steps
+/// (blue), on a log scale: `loss.svg` / `loss.png` of `unas train`.
+pub(crate) fn loss_curve(losses: &[f32], title: &str) -> Result<Plot, String> {
+    let window = (losses.len() / 20).max(1);
+    let smooth: Vec<f64> = (0..losses.len())
+        .map(|i| {
+            let w = &losses[i + 1 - window.min(i + 1)..=i];
+            w.iter().map(|&l| l as f64).sum::<f64>() / w.len() as f64
+        })
+        .collect();
+    render!("loss", 800, 420, draw_loss_curve, losses, &smooth, title)
+}

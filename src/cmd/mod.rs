@@ -9,6 +9,7 @@ pub mod search;
 pub mod space;
 pub mod store;
 pub mod supernet;
+pub mod train;
 pub mod worker;
 
 use std::fmt::Display;

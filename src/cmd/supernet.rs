@@ -15,7 +15,7 @@ use unas_evaluator::quality::supernet_scorer::SupernetScorer;
 use unas_evaluator::quality::supernet_store::{self, SupernetInfo};
 use unas_runtime::device::Device;
 use unas_runtime::{RoleWeights, UNet2DConditionModel};
-use unas_space::{load_arch, SearchSpace, Topology};
+use unas_space::{load_arch, SearchSpace, Topology, UNetArch};
 
 use super::quality::{prepare, say, DataArgs};
 use super::{CliError, CmdResult};
@@ -214,7 +214,7 @@ impl Start {
             let (info, unet) = supernet_store::load(dir).map_err(CliError::input)?;
             return Ok(Self::Supernet(Box::new((info, unet))));
         }
-        let (w, label) = read_pretrained(dir)?;
+        let (_, w, label) = read_pretrained(dir)?;
         Ok(Self::Pretrained(w, label))
     }
 
@@ -264,8 +264,9 @@ impl Start {
     }
 }
 
-/// Reads a pretrained diffusers U-Net folder into role-addressed weights and its label.
-fn read_pretrained(dir: &Path) -> Result<(RoleWeights, String), CliError> {
+/// Reads a pretrained diffusers U-Net folder: its architecture, role-addressed weights and
+/// label.
+pub(super) fn read_pretrained(dir: &Path) -> Result<(UNetArch, RoleWeights, String), CliError> {
     use unas_runtime::pipeline::model_dir::find_weights;
     use unas_runtime::pipeline::stable_diffusion::read_unet_arch;
     let config = dir.join("config.json");
@@ -275,7 +276,8 @@ fn read_pretrained(dir: &Path) -> Result<(RoleWeights, String), CliError> {
     let unet = UNet2DConditionModel::<unas_runtime::device::Cpu>::load(&arch, &file, &device)
         .map_err(CliError::input)?;
     let weights = RoleWeights::from_unet(&arch, &unet).map_err(CliError::failure)?;
-    Ok((weights, format!("{} ({})", dir.display(), arch.hash_id())))
+    let label = format!("{} ({})", dir.display(), arch.hash_id());
+    Ok((arch, weights, label))
 }
 
 fn train(a: TrainArgs) -> CmdResult {

@@ -5,6 +5,7 @@
 pub mod bench_train;
 pub mod calibration;
 pub mod caption_encoder;
+pub mod checkpoint;
 pub mod data;
 pub mod features;
 pub mod inception;
@@ -19,4 +20,5 @@ pub mod supernet_panel;
 pub mod supernet_scorer;
 pub mod supernet_store;
 pub mod train;
+pub mod train_model;
 pub mod val_loss;

@@ -361,6 +361,8 @@ pub struct Proxy {
     reference_stats: GaussianStats,
     uncond: Vec<f32>,
     prompts: Vec<usize>,
+    /// The dataset's attribute names (prompt adherence is per attribute).
+    attributes: Vec<String>,
     teacher: Option<Teacher>,
 }
 
@@ -714,6 +716,7 @@ impl Proxy {
             reference_stats,
             uncond,
             prompts,
+            attributes: ds.attributes().iter().map(|a| a.name.clone()).collect(),
             teacher: None,
         };
         if let Some((spec, arch)) = teacher {
@@ -1114,20 +1117,74 @@ impl Proxy {
         };
         let fd = frechet_distance(&feats.stats()?, &self.reference_stats)?;
         let kid = kid(&feats, &self.reference, 10, 100, self.cfg.data_seed)?;
+        let per_attr = self.adherence(images)?;
+        let adherence = if per_attr.is_empty() {
+            // No attribute labels: prompt adherence is not defined.
+            f64::NAN
+        } else {
+            per_attr.iter().map(|a| a.1).sum::<f64>() / per_attr.len() as f64
+        };
+        Ok((fd, kid, adherence))
+    }
+
+    /// Prompt adherence of images sampled from the fixed prompts ([`Self::sample`]), per
+    /// attribute: its name and the share of images the feature extractor assigns the
+    /// prompted class. Empty when the score uses Inception features (no attribute heads).
+    pub fn adherence(&self, images: &[Vec<f32>]) -> Result<Vec<(String, f64)>, EvalError> {
+        let Some(net) = &self.extractor else {
+            return Ok(Vec::new());
+        };
         let intended: Vec<Vec<usize>> = self
             .prompts
             .iter()
+            .take(images.len())
             .map(|&i| self.cache.manifest.labels[i].clone())
             .collect();
-        let adherence = match &self.extractor {
-            Some(net) => {
-                let per_attr = net.adherence(images, self.cfg.image_size, &intended)?;
-                per_attr.iter().sum::<f64>() / per_attr.len().max(1) as f64
+        let per_attr = net.adherence(images, self.cfg.image_size, &intended)?;
+        Ok(self.attributes.iter().cloned().zip(per_attr).collect())
+    }
+
+    /// The fixed prompts' own latents (the posterior means of their images) decoded by the
+    /// data's VAE: the best a sample can look through this VAE. Images `[3, s, s]` in [0, 1],
+    /// in prompt order.
+    pub fn reconstruct_prompts(&self) -> Result<Vec<Vec<f32>>, EvalError> {
+        let device: <Cpu as BackendTypes>::Device = Default::default();
+        let [c, h, w] = self.cache.manifest.latent;
+        let l = self.cache.latent_len();
+        let s = self.cfg.image_size;
+        let mut out = Vec::with_capacity(self.prompts.len());
+        for chunk in self.prompts.chunks(SAMPLE_CHUNK) {
+            let mut flat = Vec::with_capacity(chunk.len() * l);
+            for &i in chunk {
+                flat.extend_from_slice(&self.cache.mean[i * l..][..l]);
             }
-            // No attribute labels: prompt adherence is not defined.
-            None => f64::NAN,
-        };
-        Ok((fd, kid, adherence))
+            let latents =
+                Tensor::<Cpu, 4>::from_data(TensorData::new(flat, [chunk.len(), c, h, w]), &device);
+            let images = self
+                .vae
+                .decode(latents)
+                .div_scalar(2.0)
+                .add_scalar(0.5)
+                .clamp(0.0, 1.0)
+                .into_data()
+                .to_vec::<f32>()
+                .map_err(|e| EvalError::Measure(format!("{e:?}")))?;
+            out.extend(images.chunks(3 * s * s).map(<[f32]>::to_vec));
+        }
+        Ok(out)
+    }
+
+    /// The data items whose captions are the fixed prompts, in sampling order.
+    pub fn prompt_items(&self) -> &[usize] {
+        &self.prompts
+    }
+
+    /// The captions of the fixed prompts, in sampling order.
+    pub fn prompt_captions(&self) -> Vec<&str> {
+        self.prompts
+            .iter()
+            .map(|&i| self.cache.manifest.captions[i].as_str())
+            .collect()
     }
 
     /// The label of a score computed with `sampling_steps` steps.

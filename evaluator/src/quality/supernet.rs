@@ -14,11 +14,10 @@
 //! seeded with (`seed`, `k`), so a resumed run continues to the same final weights as an
 //! uninterrupted one.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
 use serde::{Deserialize, Serialize};
@@ -26,6 +25,7 @@ use unas_runtime::{InheritStats, RoleWeights, SubNet, UNet2DConditionModel};
 use unas_space::rng::Rng;
 use unas_space::{SearchSpace, SubnetSampling, Topology, UNetArch};
 
+use super::checkpoint::{CheckpointState, Checkpoints};
 use super::latent_cache::LatentCache;
 use super::train::{init_seeded, noisy_batch, normal, weighted_mse, Ema, Recipe};
 use crate::EvalError;
@@ -158,14 +158,6 @@ pub struct StepInfo {
     pub loss: f32,
 }
 
-/// State written at every checkpoint.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct CheckpointState {
-    step: usize,
-    losses: Vec<f32>,
-    settings_hash: String,
-}
-
 /// The result of a training run.
 pub struct TrainedSupernet<B: Backend> {
     /// The covering architecture.
@@ -185,7 +177,8 @@ fn io_err(file: &Path, e: impl std::fmt::Display) -> EvalError {
     }
 }
 
-fn mix(seed: u64, k: u64) -> u64 {
+/// The seed of step `k`'s generator in a run seeded with `seed` (SplitMix64 finaliser).
+pub(crate) fn mix(seed: u64, k: u64) -> u64 {
     let mut z = seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -282,80 +275,6 @@ pub fn draw_batch<B: Backend>(
     )
 }
 
-/// Where the checkpoints of a run live, and how to read and write them.
-struct Checkpoints {
-    dir: PathBuf,
-    hash: String,
-}
-
-type Rec = NamedMpkFileRecorder<FullPrecisionSettings>;
-
-impl Checkpoints {
-    fn latest(&self) -> PathBuf {
-        self.dir.join("latest.json")
-    }
-
-    fn read(&self) -> Result<Option<(CheckpointState, PathBuf)>, EvalError> {
-        let file = self.latest();
-        let Ok(text) = std::fs::read_to_string(&file) else {
-            return Ok(None);
-        };
-        let state: CheckpointState = serde_json::from_str(&text).map_err(|e| io_err(&file, e))?;
-        if state.settings_hash != self.hash {
-            return Err(io_err(
-                &file,
-                format!(
-                    "checkpoint of other settings (hash {}, these are {}); use another \
-                     directory or delete it",
-                    state.settings_hash, self.hash
-                ),
-            ));
-        }
-        let dir = self.dir.join(format!("step-{}", state.step));
-        Ok(Some((state, dir)))
-    }
-
-    fn write<B: AutodiffBackend, O: Optimizer<UNet2DConditionModel<B>, B>>(
-        &self,
-        state: &CheckpointState,
-        unet: &UNet2DConditionModel<B>,
-        opt: &O,
-        ema: Option<&UNet2DConditionModel<B::InnerBackend>>,
-    ) -> Result<(), EvalError> {
-        let tmp = self.dir.join(format!(".step-{}.tmp", state.step));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
-        let rec = Rec::new();
-        unet.clone()
-            .save_file(tmp.join("weights"), &rec)
-            .map_err(|e| io_err(&tmp, e))?;
-        rec.record(opt.to_record(), tmp.join("optimizer"))
-            .map_err(|e| io_err(&tmp, e))?;
-        if let Some(ema) = ema {
-            ema.clone()
-                .save_file(tmp.join("ema"), &rec)
-                .map_err(|e| io_err(&tmp, e))?;
-        }
-        let dir = self.dir.join(format!("step-{}", state.step));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&tmp, &dir).map_err(|e| io_err(&dir, e))?;
-        let latest_tmp = self.dir.join(".latest.json.tmp");
-        std::fs::write(&latest_tmp, serde_json::to_string(state).expect("json"))
-            .map_err(|e| io_err(&latest_tmp, e))?;
-        std::fs::rename(&latest_tmp, self.latest()).map_err(|e| io_err(&self.latest(), e))?;
-        // Older checkpoints are no longer needed.
-        if let Ok(entries) = std::fs::read_dir(&self.dir) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().to_string();
-                if name.starts_with("step-") && name != format!("step-{}", state.step) {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
 /// The sub-networks of step `k` besides the largest (the supernet itself): the smallest and
 /// `n_random` drawn from the topology by `sampling` with `rng`.
 fn step_subnets(
@@ -415,24 +334,16 @@ pub fn train_supernet<B: AutodiffBackend>(
     let mut ema: Option<Ema<B::InnerBackend, UNet2DConditionModel<B::InnerBackend>>> = None;
     let mut losses = Vec::new();
     let mut start = 0;
-    if let Some((state, cdir)) = ck.read()? {
-        let rec = Rec::new();
-        unet = unet
-            .load_file(cdir.join("weights"), &rec, device)
-            .map_err(|e| io_err(&cdir, e))?;
-        let record = rec
-            .load(cdir.join("optimizer"), device)
-            .map_err(|e| io_err(&cdir, e))?;
-        opt = opt.load_record(record);
-        if let Some((_, decay)) = ema_cfg.filter(|(s, _)| state.step > *s) {
-            let avg = unet
-                .valid()
-                .load_file(cdir.join("ema"), &rec, device)
-                .map_err(|e| io_err(&cdir, e))?;
-            ema = Some(Ema::new(avg, decay));
-        }
-        start = state.step;
-        losses = state.losses;
+    let ema_started = |step: usize| ema_cfg.is_some_and(|(s, _)| step > s);
+    if let Some(r) = ck.restore(unet.clone(), opt.clone(), ema_started, device)? {
+        unet = r.model;
+        opt = r.optimizer;
+        ema = r
+            .ema
+            .zip(ema_cfg)
+            .map(|(avg, (_, decay))| Ema::new(avg, decay));
+        start = r.state.step;
+        losses = r.state.losses;
     }
     let smallest_arch = space
         .smallest_arch(topology)

@@ -1,0 +1,659 @@
+//! `unas train`: trains one architecture (a search's pick) to a finished model — from
+//! scratch, from a teacher's or a supernet's weights mapped by role, optionally distilled
+//! from a teacher (BK-SDM) — with checkpoints, a loss curve, its U-Net folder and a measure of
+//! prompt adherence on the built-in data.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use unas_evaluator::quality::proxy::{open_dataset, Proxy};
+use unas_evaluator::quality::supernet::{StepInfo, TrainData};
+use unas_evaluator::quality::supernet_store;
+use unas_evaluator::quality::train_model::{
+    settings_hash, train_model, ModelTrainSettings, Teacher, TrainedModel,
+};
+use unas_evaluator::EvalError;
+use unas_runtime::device::{Cpu, Device};
+use unas_runtime::{RoleWeights, SubNet, UNet2DConditionModel};
+use unas_space::{load_arch, UNetArch};
+
+use super::export_weights::{unet_folder, write_unet_folder};
+use super::quality::{prepare, say, DataArgs};
+use super::{CliError, CmdResult};
+
+/// `unas train`.
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Architecture to train: preset or unas TOML file (e.g. a search's `unet-nas.toml`).
+    #[arg(long)]
+    arch: String,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Teacher to distil from (BK-SDM: task + output + per-section feature loss): a diffusers
+    /// U-Net folder (`config.json` + `diffusion_pytorch_model.safetensors`), a folder holding
+    /// one in `unet/` or `flexible_unet/` (a pipeline, a `unas train` output), or a trained
+    /// supernet folder (`supernet.json`; the teacher is its covering network).
+    #[arg(long)]
+    teacher: Option<PathBuf>,
+    /// Where the weights start: `teacher` (the teacher's, mapped by role where shapes match;
+    /// the default with --teacher), `scratch` (the default without), or a folder as for
+    /// --teacher (from a supernet folder: the sub-network the arch is of it).
+    #[arg(long)]
+    init: Option<String>,
+    /// Optimiser steps.
+    #[arg(long, default_value_t = 1000)]
+    steps: usize,
+    /// Minibatch.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Peak learning rate (warm-up, then cosine decay to 0).
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Warm-up steps of the learning rate.
+    #[arg(long, default_value_t = 30)]
+    warmup_steps: usize,
+    /// EMA of the weights over this last fraction of the steps (0 = none).
+    #[arg(long, default_value_t = 0.5)]
+    ema_fraction: f64,
+    /// Seed of the initialisation and of every step's draws.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Checkpoint every N steps (and at the end).
+    #[arg(long, default_value_t = 100)]
+    checkpoint_every: usize,
+    /// Weight of the task (denoising) loss when distilling.
+    #[arg(long, default_value_t = 1.0)]
+    distill_task: f64,
+    /// Weight of the output loss ‖student − teacher‖² when distilling.
+    #[arg(long, default_value_t = 1.0)]
+    distill_output: f64,
+    /// Weight of the feature loss (sections both networks have, same shape) when distilling.
+    #[arg(long, default_value_t = 1.0)]
+    distill_feature: f64,
+    /// Continue the run whose checkpoints are in OUT (after an interruption or a kill).
+    #[arg(long)]
+    resume: bool,
+    /// Images sampled at the end to measure prompt adherence with the data's feature
+    /// extractor (0 = none).
+    #[arg(long, default_value_t = 256)]
+    adherence: usize,
+    /// DDIM steps of those samples (default: the data settings').
+    #[arg(long)]
+    sampling_steps: Option<usize>,
+    /// Device: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Output folder: `checkpoints/`, `loss.csv`, `loss.svg/png`, the U-Net folder (`unet/` or
+    /// `flexible_unet/`), `train.json`, and with --adherence `samples.png`, `real.png` (the
+    /// real images of the same prompts), `vae.png` (their latents decoded by the data's VAE)
+    /// and `samples.txt` (the prompts).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// A U-Net read from a folder: its architecture, role-addressed weights and a label.
+struct Source {
+    arch: UNetArch,
+    weights: RoleWeights,
+    label: String,
+    /// The data it was trained on, when it records it (supernets; `unas train` outputs).
+    data: Option<String>,
+    /// The folder.
+    dir: PathBuf,
+}
+
+/// Reads `--teacher` / `--init DIR`: a supernet folder, a pipeline folder's `unet/`, or a
+/// diffusers U-Net folder.
+fn read_source(flag: &str, dir: &Path) -> Result<Source, CliError> {
+    if !dir.is_dir() {
+        return Err(CliError::input(format!(
+            "{flag} {}: no such folder",
+            dir.display()
+        )));
+    }
+    if dir.join("supernet.json").exists() {
+        let (info, unet) = supernet_store::load(dir)
+            .map_err(|e| CliError::input(format!("{flag} {}: {e}", dir.display())))?;
+        let weights = RoleWeights::from_unet(&info.arch, &unet).map_err(CliError::failure)?;
+        let sha = info.weights_sha256.as_deref().unwrap_or("unrecorded");
+        let label = format!(
+            "supernet {} {} seed {} (weights sha256 {})",
+            info.topology,
+            info.settings_hash,
+            info.settings.seed,
+            &sha[..sha.len().min(16)]
+        );
+        return Ok(Source {
+            arch: info.arch,
+            weights,
+            label,
+            data: Some(info.data),
+            dir: dir.to_path_buf(),
+        });
+    }
+    // A U-Net folder, or a folder holding one (a pipeline's `unet/`, a `unas train` output's
+    // `unet/` or `flexible_unet/`).
+    let unet_dir = ["", "unet", "flexible_unet"]
+        .iter()
+        .map(|sub| dir.join(sub))
+        .find(|d| d.join("config.json").is_file())
+        .unwrap_or_else(|| dir.join("unet"));
+    let (arch, weights, label) = super::supernet::read_pretrained(&unet_dir)
+        .map_err(|e| CliError::input(format!("{flag}: {}", e.message)))?;
+    // A folder written by `unas train` names its data in weights.json.
+    let provenance = unet_dir.join("weights.json");
+    let data = match std::fs::read_to_string(&provenance) {
+        Ok(text) => serde_json::from_str::<serde_json::Value>(&text)
+            .map_err(|e| CliError::input(format!("{flag}: {}: {e}", provenance.display())))?
+            .get("data")
+            .and_then(|d| d.as_str())
+            .map(str::to_string),
+        Err(_) => None,
+    };
+    Ok(Source {
+        arch,
+        weights,
+        label,
+        data,
+        dir: unet_dir,
+    })
+}
+
+/// The student's start: a teacher's or a supernet's weights for `arch`.
+fn init_weights(arch: &UNetArch, src: &Source, flag: &str) -> Result<RoleWeights, CliError> {
+    if src.label.starts_with("supernet ") {
+        // A candidate of the supernet: exactly the weights a search scored it with.
+        if let Ok(sub) = SubNet::new(arch, &src.arch) {
+            let device = Default::default();
+            let mut cover =
+                UNet2DConditionModel::<Cpu>::init(&src.arch, &device).map_err(CliError::failure)?;
+            cover = src
+                .weights
+                .inherit(&src.arch, cover)
+                .map_err(CliError::failure)?
+                .0;
+            return RoleWeights::from_unet(arch, &sub.extract(&cover))
+                .map_err(|e| CliError::input(format!("{flag}: {e}")));
+        }
+    }
+    Ok(src.weights.clone())
+}
+
+/// Checks that `teacher` can teach `arch` on the data: the same latent channels and text
+/// width, and the same latent side.
+fn check_teacher(arch: &UNetArch, t: &Source, proxy: &Proxy, dir: &Path) -> CmdResult {
+    let what = |m: String| {
+        CliError::input(format!(
+            "--teacher {}: {m}",
+            dir.join("config.json").display()
+        ))
+    };
+    if let Err(e) = proxy.check_arch(&t.arch) {
+        return Err(what(format!("does not fit the data: {e}")));
+    }
+    let (s, ts) = (&arch.stem, &t.arch.stem);
+    if (s.in_channels, s.out_channels, s.cross_attention_dim)
+        != (ts.in_channels, ts.out_channels, ts.cross_attention_dim)
+    {
+        return Err(what(format!(
+            "channels in/out {}/{} and cross-attention width {} cannot map onto the student's \
+             {}/{} and {}",
+            ts.in_channels,
+            ts.out_channels,
+            ts.cross_attention_dim,
+            s.in_channels,
+            s.out_channels,
+            s.cross_attention_dim
+        )));
+    }
+    Ok(())
+}
+
+fn settings(a: &TrainArgs) -> ModelTrainSettings {
+    let mut s = ModelTrainSettings {
+        steps: a.steps,
+        batch: a.batch,
+        checkpoint_every: a.checkpoint_every,
+        seed: a.seed,
+        ..ModelTrainSettings::default()
+    };
+    s.recipe.lr = a.lr;
+    s.recipe.warmup_steps = a.warmup_steps;
+    s.recipe.ema_fraction = a.ema_fraction;
+    s.distill.task = a.distill_task;
+    s.distill.output = a.distill_output;
+    s.distill.feature = a.distill_feature;
+    s
+}
+
+/// Runs `unas train`.
+pub fn run(a: TrainArgs) -> CmdResult {
+    // Every input is checked before anything is written.
+    let arch = load_arch(&a.arch)?;
+    let device: Device = a.device.parse().map_err(CliError::input)?;
+    device.check().map_err(CliError::input)?;
+    let s = settings(&a);
+    s.check().map_err(CliError::input)?;
+    let teacher = a
+        .teacher
+        .as_deref()
+        .map(|d| read_source("--teacher", d))
+        .transpose()?;
+    let mut init_source: Option<Source> = None;
+    let init: Option<(RoleWeights, String)> = match (a.init.as_deref(), &teacher) {
+        (Some("scratch"), _) | (None, None) => None,
+        (Some("teacher") | None, Some(t)) => Some((
+            init_weights(&arch, t, "--teacher")?,
+            format!("teacher: {}", t.label),
+        )),
+        (Some("teacher"), None) => {
+            return Err(CliError::input("--init teacher: needs --teacher DIR"));
+        }
+        (Some(dir), _) => {
+            let src = read_source("--init", Path::new(dir))?;
+            let w = init_weights(&arch, &src, "--init")?;
+            let label = src.label.clone();
+            init_source = Some(src);
+            Some((w, label))
+        }
+    };
+    let mut cfg = a.data.resolve()?;
+    if a.adherence > 0 {
+        // The fixed prompts are the first `samples` draws; more of them, the same data.
+        cfg.samples = a.adherence.max(2);
+    }
+    if let Some(k) = a.sampling_steps {
+        if k == 0 {
+            return Err(CliError::input("--sampling-steps: at least 1"));
+        }
+        cfg.sampling_steps = k;
+    }
+    let proxy = prepare(&cfg, arch.stem.cross_attention_dim)?;
+    proxy
+        .check_arch(&arch)
+        .map_err(|e| CliError::input(format!("--arch {}: {e}", a.arch)))?;
+    if let (Some(t), Some(dir)) = (&teacher, &a.teacher) {
+        check_teacher(&arch, t, &proxy, dir)?;
+    }
+    let data_label = proxy.describe_data();
+    for (flag, src) in [
+        ("--teacher", teacher.as_ref()),
+        ("--init", init_source.as_ref()),
+    ] {
+        let Some(src) = src else { continue };
+        match &src.data {
+            Some(d) if *d != data_label => {
+                return Err(CliError::input(format!(
+                    "{flag} {}: trained on {d}, this data is {data_label}",
+                    src.dir.display()
+                )));
+            }
+            Some(_) => {}
+            None => eprintln!(
+                "warning: {flag} {} does not record its training data: its latents and text \
+                 embeddings are assumed to be this data's ({data_label}); see docs/train.md",
+                src.dir.display()
+            ),
+        }
+    }
+    if let Some((w, label)) = &init {
+        // Nothing of the start maps onto the student: the folder is of another network.
+        let device = Default::default();
+        let fresh = UNet2DConditionModel::<Cpu>::init(&arch, &device).map_err(CliError::failure)?;
+        let (_, stats) = w.inherit(&arch, fresh).map_err(CliError::failure)?;
+        if stats.copied == 0 {
+            return Err(CliError::input(format!(
+                "--init/--teacher ({label}): no tensor has the role and shape of one of the \
+                 student's; train from scratch with --init scratch"
+            )));
+        }
+    }
+    let ck_dir = a.out.join("checkpoints");
+    let has_checkpoint = ck_dir.join("latest.json").exists();
+    if has_checkpoint && !a.resume {
+        return Err(CliError::input(format!(
+            "{}: holds a run's checkpoints; pass --resume to continue it, or choose another --out",
+            ck_dir.display()
+        )));
+    }
+    if !has_checkpoint && a.out.join("train.json").exists() {
+        return Err(CliError::input(format!(
+            "{}: holds a finished run; choose another --out",
+            a.out.join("train.json").display()
+        )));
+    }
+    std::fs::create_dir_all(&ck_dir)
+        .map_err(|e| CliError::input(format!("--out {}: {e}", ck_dir.display())))?;
+
+    let teacher_label = teacher.as_ref().map(|t| t.label.clone());
+    let hash = settings_hash(
+        &arch,
+        &s,
+        &data_label,
+        init.as_ref().map(|i| i.1.as_str()),
+        teacher_label.as_deref(),
+    );
+    let bar = ProgressBar::new(s.steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {pos}/{len} steps, loss {prefix}, {per_sec}, {elapsed} (ETA {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(arch.hash_id());
+    if has_checkpoint {
+        say(&bar, format!("resuming from {}", ck_dir.display()));
+    }
+    let t0 = Instant::now();
+    let mut last_log = Instant::now();
+    let mut on_step = |i: StepInfo| {
+        bar.set_position(i.step as u64);
+        bar.set_prefix(format!("{:.4}", i.loss));
+        if bar.is_hidden() && (last_log.elapsed().as_secs() >= 10 || i.step == i.steps) {
+            eprintln!("step {}/{} loss {:.4}", i.step, i.steps, i.loss);
+            last_log = Instant::now();
+        }
+    };
+    let data = TrainData {
+        cache: proxy.cache(),
+        uncond: proxy.uncond(),
+        train_items: proxy.train_items(),
+    };
+    let job = Job {
+        arch: &arch,
+        data: &data,
+        data_label: &data_label,
+        settings: &s,
+        init: init.as_ref().map(|(w, l)| (w, l.as_str())),
+        teacher: teacher.as_ref(),
+        dir: &ck_dir,
+    };
+    let trained = job.run(device, &mut on_step)?;
+    bar.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
+    say(
+        &bar,
+        format!(
+            "{}: {} steps in {secs:.0} s ({} run now), loss of the last 5 %: {:.4}",
+            arch.hash_id(),
+            s.steps,
+            trained.steps_run,
+            tail_mean(&trained.losses)
+        ),
+    );
+
+    write_loss_files(&a.out, &trained.losses, &arch)?;
+    let latent = proxy.cache().manifest.latent[1];
+    let provenance = serde_json::json!({
+        "arch": arch.hash_id(),
+        "weights": "trained by unas train",
+        "settings_hash": hash,
+        "data": data_label,
+        "init": init.as_ref().map(|i| i.1.clone()),
+        "teacher": teacher_label,
+        "unas": env!("CARGO_PKG_VERSION"),
+    });
+    let unet_dir = write_unet_folder(&arch, latent, &trained.unet, &provenance, &a.out)?;
+
+    // The proxy's deterministic validation loss (held-out latents, fixed timesteps and noise):
+    // comparable across runs on the same data.
+    let val = proxy.validation_set();
+    let t_val = Instant::now();
+    let vl = val.loss::<Cpu>(&s.recipe, 64, &Default::default(), &|x, t, c| {
+        trained.unet.forward(x, t, c)
+    });
+    say(
+        &bar,
+        format!(
+            "validation loss {:.5} ({}, {:.0} s)",
+            vl.overall,
+            val.label(),
+            t_val.elapsed().as_secs_f64()
+        ),
+    );
+    let mut adherence = serde_json::Value::Null;
+    if a.adherence > 0 {
+        adherence = sample_and_measure(&proxy, &trained.unet, &cfg, &a.out, &bar)?;
+    }
+    let summary = serde_json::json!({
+        "arch": arch.hash_id(),
+        "arch_source": a.arch,
+        "settings": s,
+        "settings_hash": hash,
+        "data": data_label,
+        "init": init.as_ref().map(|i| i.1.clone()),
+        "inherited": trained.inherited.map(|st| serde_json::json!({"copied": st.copied, "fresh": st.fresh})),
+        "teacher": teacher.as_ref().map(|t| t.label.clone()),
+        "feature_sections": trained.feature_sections,
+        "steps": s.steps,
+        "final_loss_last_5pct": tail_mean(&trained.losses),
+        "val_loss": {"overall": vl.overall, "bands": vl.bands, "set": val.label()},
+        "seconds_this_call": secs,
+        "steps_this_call": trained.steps_run,
+        "device": a.device,
+        "adherence": adherence,
+        "unet": unet_dir.file_name().map(|n| n.to_string_lossy().to_string()),
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "unas": env!("CARGO_PKG_VERSION"),
+    });
+    let file = a.out.join("train.json");
+    let tmp = a.out.join(".train.json.tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_string_pretty(&summary).expect("json") + "\n",
+    )
+    .and_then(|_| std::fs::rename(&tmp, &file))
+    .map_err(|e| CliError::failure(format!("{}: {e}", file.display())))?;
+    println!(
+        "{} -> {} ({}, loss.svg, train.json)",
+        arch.hash_id(),
+        a.out.display(),
+        unet_folder(&arch)
+    );
+    Ok(())
+}
+
+/// Mean loss of the last 5 % of the steps (at least one).
+fn tail_mean(losses: &[f32]) -> f64 {
+    let n = (losses.len() / 20).max(1).min(losses.len().max(1));
+    let tail = &losses[losses.len().saturating_sub(n)..];
+    tail.iter().map(|&l| l as f64).sum::<f64>() / tail.len().max(1) as f64
+}
+
+fn write_loss_files(out: &Path, losses: &[f32], arch: &UNetArch) -> CmdResult {
+    let mut csv = String::from("step,loss\n");
+    for (i, l) in losses.iter().enumerate() {
+        csv.push_str(&format!("{},{l}\n", i + 1));
+    }
+    let file = out.join("loss.csv");
+    std::fs::write(&file, csv)
+        .map_err(|e| CliError::failure(format!("{}: {e}", file.display())))?;
+    unas_reports::training::write_loss_curve(
+        out,
+        losses,
+        &format!("unas train {}: loss per step", arch.hash_id()),
+    )
+    .map_err(CliError::failure)?;
+    Ok(())
+}
+
+/// Samples the fixed prompts, measures prompt adherence per attribute, and writes the first
+/// 64 samples as `samples.png` beside the real images of the same prompts (`real.png`).
+fn sample_and_measure(
+    proxy: &Proxy,
+    unet: &UNet2DConditionModel<Cpu>,
+    cfg: &unas_evaluator::quality::proxy::ProxyConfig,
+    out: &Path,
+    bar: &ProgressBar,
+) -> Result<serde_json::Value, CliError> {
+    let t0 = Instant::now();
+    let images = proxy
+        .sample(unet, cfg.sampling_steps)
+        .map_err(|e| CliError::failure(format!("sampling: {e}")))?;
+    let per_attr = proxy
+        .adherence(&images)
+        .map_err(|e| CliError::failure(format!("prompt adherence: {e}")))?;
+    let line: Vec<String> = per_attr
+        .iter()
+        .map(|(n, v)| format!("{n} {v:.3}"))
+        .collect();
+    say(
+        bar,
+        format!(
+            "prompt adherence on {} samples ({} DDIM steps, {:.0} s): {}",
+            images.len(),
+            cfg.sampling_steps,
+            t0.elapsed().as_secs_f64(),
+            if line.is_empty() {
+                "no attribute labels".to_string()
+            } else {
+                line.join(", ")
+            }
+        ),
+    );
+    let shown = images.len().min(64);
+    let grid = unas_reports::training::image_grid_png(&images[..shown], cfg.image_size, 8, 2)
+        .map_err(CliError::failure)?;
+    write_file(&out.join("samples.png"), &grid)?;
+    let ds = open_dataset(&cfg.data, cfg.image_size, cfg.data_seed)
+        .map_err(|e| CliError::failure(format!("reading the data: {e}")))?;
+    let real: Vec<Vec<f32>> = proxy
+        .prompt_items()
+        .iter()
+        .map(|&i| ds.get(i).map(|s| s.pixels))
+        .collect::<Result<_, _>>()
+        .map_err(|e| CliError::failure(format!("reading the data: {e}")))?;
+    let grid = unas_reports::training::image_grid_png(&real[..shown], cfg.image_size, 8, 2)
+        .map_err(CliError::failure)?;
+    write_file(&out.join("real.png"), &grid)?;
+    // The extractor on the real images of the same prompts: the ceiling of the measure.
+    let real_per_attr = proxy
+        .adherence(&real)
+        .map_err(|e| CliError::failure(format!("prompt adherence: {e}")))?;
+    // Their latents decoded by the data's VAE: what the VAE lets a sample show.
+    let vae = proxy
+        .reconstruct_prompts()
+        .map_err(|e| CliError::failure(format!("decoding the prompts' latents: {e}")))?;
+    let vae_per_attr = proxy
+        .adherence(&vae)
+        .map_err(|e| CliError::failure(format!("prompt adherence: {e}")))?;
+    let grid = unas_reports::training::image_grid_png(&vae[..shown], cfg.image_size, 8, 2)
+        .map_err(CliError::failure)?;
+    write_file(&out.join("vae.png"), &grid)?;
+    let captions: Vec<&str> = proxy.prompt_captions().into_iter().take(shown).collect();
+    write_file(
+        &out.join("samples.txt"),
+        (captions.join("\n") + "\n").as_bytes(),
+    )?;
+    Ok(serde_json::json!({
+        "samples": images.len(),
+        "sampling_steps": cfg.sampling_steps,
+        "guidance": cfg.guidance,
+        "per_attribute": per_attr.iter().map(|(n, v)| (n.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+        "per_attribute_real": real_per_attr.iter().map(|(n, v)| (n.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+        "per_attribute_vae": vae_per_attr.iter().map(|(n, v)| (n.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+        "extractor": proxy.extractor_name(),
+    }))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> CmdResult {
+    std::fs::write(path, bytes).map_err(|e| CliError::failure(format!("{}: {e}", path.display())))
+}
+
+/// One training run's inputs.
+struct Job<'a> {
+    arch: &'a UNetArch,
+    data: &'a TrainData<'a>,
+    data_label: &'a str,
+    settings: &'a ModelTrainSettings,
+    init: Option<(&'a RoleWeights, &'a str)>,
+    teacher: Option<&'a Source>,
+    dir: &'a Path,
+}
+
+impl Job<'_> {
+    /// Trains on `device` and returns the weights on the host.
+    fn run(
+        &self,
+        device: Device,
+        progress: &mut dyn FnMut(StepInfo),
+    ) -> Result<TrainedModel<Cpu>, CliError> {
+        match device {
+            Device::Cpu => {
+                self.run_on::<burn::backend::Autodiff<Cpu>>(&Default::default(), progress)
+            }
+            #[cfg(feature = "cuda")]
+            Device::Cuda(i) => {
+                let t = self.run_on::<burn::backend::Autodiff<unas_runtime::device::Cuda>>(
+                    &burn::backend::cuda::CudaDevice::new(i),
+                    progress,
+                )?;
+                Ok(t)
+            }
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(_) => unreachable!("Device::check rejects CUDA without the feature"),
+        }
+    }
+
+    fn run_on<B: burn::tensor::backend::AutodiffBackend>(
+        &self,
+        device: &B::Device,
+        progress: &mut dyn FnMut(StepInfo),
+    ) -> Result<TrainedModel<Cpu>, CliError> {
+        let classify = |e: EvalError| match e {
+            // A corrupt or foreign checkpoint is bad input.
+            EvalError::File { .. } => CliError::input(e),
+            e => CliError::failure(format!("training: {e}")),
+        };
+        // The teacher on the training device (its weights by role: every tensor maps).
+        let t_unet = match self.teacher {
+            None => None,
+            Some(t) => {
+                let fresh = UNet2DConditionModel::<B::InnerBackend>::init(&t.arch, device)
+                    .map_err(CliError::failure)?;
+                Some(
+                    t.weights
+                        .inherit(&t.arch, fresh)
+                        .map_err(CliError::failure)?
+                        .0,
+                )
+            }
+        };
+        let teacher = match (self.teacher, &t_unet) {
+            (Some(t), Some(u)) => Some(Teacher {
+                arch: &t.arch,
+                unet: u,
+                label: &t.label,
+            }),
+            _ => None,
+        };
+        let trained = train_model::<B>(
+            self.arch,
+            self.data,
+            self.data_label,
+            self.settings,
+            self.init,
+            teacher.as_ref(),
+            self.dir,
+            device,
+            None,
+            progress,
+        )
+        .map_err(classify)?;
+        // Weights to the host, by role (every tensor maps onto the same architecture).
+        let w = RoleWeights::from_unet(self.arch, &trained.unet).map_err(CliError::failure)?;
+        let host = UNet2DConditionModel::<Cpu>::init(self.arch, &Default::default())
+            .map_err(CliError::failure)?;
+        let (unet, _) = w.inherit(self.arch, host).map_err(CliError::failure)?;
+        Ok(TrainedModel {
+            unet,
+            losses: trained.losses,
+            steps_run: trained.steps_run,
+            inherited: trained.inherited,
+            feature_sections: trained.feature_sections,
+        })
+    }
+}
