@@ -3,82 +3,19 @@
 //! state and EMA are checkpointed), a checkpoint of other settings is refused, and the
 //! validation loss scores sub-networks deterministically.
 
-use std::path::PathBuf;
-
 use burn::backend::Autodiff;
-use unas_evaluator::quality::latent_cache::{LatentCache, Manifest};
 use unas_evaluator::quality::supernet::settings_hash;
 use unas_evaluator::quality::supernet::{train_supernet, SupernetSettings, TrainData};
 use unas_evaluator::quality::supernet_store::{self, SupernetInfo};
-use unas_evaluator::quality::train::normal;
 use unas_evaluator::quality::val_loss::ValidationSet;
 use unas_runtime::device::Cpu;
 use unas_runtime::RoleWeights;
-use unas_space::load::Source;
-use unas_space::rng::Rng;
-use unas_space::SearchSpace;
+
+mod small;
+
+use small::{cache, space};
 
 type Train = Autodiff<Cpu>;
-
-/// A small flexible-layout space (2 or 3 stages of width 32) for fast tests.
-fn space() -> SearchSpace {
-    let text = r#"
-name = "test-small"
-[stem]
-base_channels = 32
-time_embed_dim = 64
-cross_attention_dim = 16
-heads = 2
-norm_groups = 8
-[knobs]
-stages = [2, 3]
-layouts = ["flexible"]
-mid_resnets = [1, 2]
-mid_attentions = [0, 1]
-[[stage]]
-out_channels = [32]
-down_resnets = [1, 2]
-down_attentions = [0, 1]
-up_attentions = [0, 1]
-[[stage]]
-out_channels = [32]
-down_resnets = [1, 2]
-down_attentions = [0, 1]
-up_attentions = [0, 1]
-[[stage]]
-out_channels = [32]
-down_resnets = [1]
-down_attentions = [0, 1]
-up_attentions = [0, 1]
-"#;
-    SearchSpace::from_source(&Source {
-        file: PathBuf::from("test-small.toml"),
-        text: text.into(),
-    })
-    .unwrap()
-}
-
-/// 40 random latents (4x8x8) with 4x16 caption embeddings.
-fn cache() -> LatentCache {
-    let n = 40;
-    let mut rng = Rng::seed(1);
-    LatentCache {
-        manifest: Manifest {
-            version: 1,
-            dataset: "random".into(),
-            latent: [4, 8, 8],
-            text: [4, 16],
-            scaling_factor: 1.0,
-            captions: (0..n).map(|i| format!("item {i}")).collect(),
-            labels: vec![vec![0]; n],
-            shards: Vec::new(),
-            provenance: serde_json::Value::Null,
-        },
-        mean: normal(&mut rng, n * 256),
-        logvar: vec![-4.0; n * 256],
-        context: normal(&mut rng, n * 64),
-    }
-}
 
 fn settings() -> SupernetSettings {
     // An EMA over the last 11 of 12 steps (the fewest iterates an EMA may average is 10), so

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod module_file;
 pub mod proxy;
 pub mod recipe_study;
+mod run_state;
 pub mod small_vae;
 pub mod supernet;
 pub mod supernet_panel;

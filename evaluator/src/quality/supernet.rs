@@ -16,8 +16,8 @@
 
 use std::path::Path;
 
-use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::module::{Module, ModuleMapper, Param};
+use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
 use serde::{Deserialize, Serialize};
@@ -25,9 +25,10 @@ use unas_runtime::{InheritStats, RoleWeights, SubNet, UNet2DConditionModel};
 use unas_space::rng::Rng;
 use unas_space::{SearchSpace, SubnetSampling, Topology, UNetArch};
 
-use super::checkpoint::{CheckpointState, Checkpoints};
+use super::checkpoint::Checkpoints;
 use super::latent_cache::LatentCache;
-use super::train::{init_seeded, noisy_batch, normal, weighted_mse, Ema, Recipe};
+use super::run_state::RunState;
+use super::train::{init_seeded, noisy_batch, normal, weighted_mse, NoisyBatch, Recipe};
 use crate::EvalError;
 
 /// Settings of supernet training; every field is part of the supernet's identity (hash).
@@ -239,6 +240,27 @@ pub fn init_supernet<B: Backend>(
     Ok((arch, unet, stats))
 }
 
+/// Step `k`'s draws of a run seeded with `seed` (common random numbers: the step number is
+/// the random state): a batch ([`draw_batch`]), a timestep per item and the noise, as a noisy
+/// batch under `recipe`, with the captions `[b, text_len, text_dim]` and the generator for
+/// whatever else the step draws.
+pub(crate) fn draw_step<B: Backend>(
+    data: &TrainData,
+    (seed, k): (u64, usize),
+    (batch, dropout): (usize, f64),
+    recipe: &Recipe,
+    alphas_cumprod: &[f64],
+    device: &B::Device,
+) -> (NoisyBatch<B>, Tensor<B, 3>, Rng) {
+    let mut rng = Rng::seed(mix(seed, k as u64 + 1));
+    let (x0, ctx) = draw_batch::<B>(data, batch, dropout, &mut rng, device);
+    let dims = x0.dims();
+    let timesteps: Vec<usize> = (0..dims[0]).map(|_| rng.below(recipe.timesteps)).collect();
+    let noise = normal(&mut rng, dims.iter().product());
+    let nb = noisy_batch(x0, &timesteps, noise, recipe, alphas_cumprod);
+    (nb, ctx, rng)
+}
+
 /// One training batch drawn from `rng`: `batch` training items, each latent sampled from its
 /// posterior and scaled, its caption or (with probability `dropout`) the empty one.
 ///
@@ -327,47 +349,27 @@ pub fn train_supernet<B: AutodiffBackend>(
         dir: dir.to_path_buf(),
         hash: settings_hash(space, topology, settings, from.map(|f| f.1)),
     };
-    let (sup_arch, mut unet, _) =
+    let (sup_arch, unet, _) =
         init_supernet::<B>(space, topology, settings.seed, from.map(|f| f.0), device)?;
-    let mut opt = AdamWConfig::new().init::<B, UNet2DConditionModel<B>>();
-    let ema_cfg = settings.ema();
-    let mut ema: Option<Ema<B::InnerBackend, UNet2DConditionModel<B::InnerBackend>>> = None;
-    let mut losses = Vec::new();
-    let mut start = 0;
-    let ema_started = |step: usize| ema_cfg.is_some_and(|(s, _)| step > s);
-    if let Some(r) = ck.restore(unet.clone(), opt.clone(), ema_started, device)? {
-        unet = r.model;
-        opt = r.optimizer;
-        ema = r
-            .ema
-            .zip(ema_cfg)
-            .map(|(avg, (_, decay))| Ema::new(avg, decay));
-        start = r.state.step;
-        losses = r.state.losses;
-    }
+    let (mut state, mut unet) = RunState::resume(&ck, unet, settings.ema(), device)?;
     let smallest_arch = space
         .smallest_arch(topology)
         .ok_or_else(|| EvalError::Unsupported(format!("topology {topology} has no candidate")))?;
     let smallest = SubNet::new(&smallest_arch, &sup_arch)?;
     let acp = settings.recipe.alphas_cumprod();
     let mut run = 0;
-    for k in start..settings.steps {
+    for k in state.start..settings.steps {
         if stop_after.is_some_and(|n| run >= n) {
             break;
         }
-        let mut rng = Rng::seed(mix(settings.seed, k as u64 + 1));
-        let (x0, ctx) = draw_batch::<B>(
+        let (nb, ctx, mut rng) = draw_step::<B>(
             data,
-            settings.batch,
-            settings.cond_dropout,
-            &mut rng,
+            (settings.seed, k),
+            (settings.batch, settings.cond_dropout),
+            &settings.recipe,
+            &acp,
             device,
         );
-        let dims = x0.dims();
-        let timesteps: Vec<usize> = (0..dims[0])
-            .map(|_| rng.below(settings.recipe.timesteps))
-            .collect();
-        let noise = normal(&mut rng, dims.iter().product());
         let subs = step_subnets(
             space,
             topology,
@@ -377,7 +379,6 @@ pub fn train_supernet<B: AutodiffBackend>(
             settings.sampling,
             &mut rng,
         )?;
-        let nb = noisy_batch(x0, &timesteps, noise, &settings.recipe, &acp);
         let pred_l = unet.forward(nb.xt.clone(), nb.t.clone(), ctx.clone());
         let mut task = weighted_mse(pred_l.clone(), nb.target.clone(), nb.weights.clone());
         let teacher = pred_l.detach();
@@ -401,38 +402,25 @@ pub fn train_supernet<B: AutodiffBackend>(
             )));
         }
         let grads = GradientsParams::from_grads((total / n).backward(), &unet);
-        unet = opt.step(settings.lr_at(k), unet, grads);
-        if let Some((ema_start, decay)) = ema_cfg {
-            if k >= ema_start {
-                let current = unet.valid();
-                match &mut ema {
-                    None => ema = Some(Ema::new(current, decay)),
-                    Some(e) => e.update(&current),
-                }
-            }
-        }
-        losses.push(value as f32);
+        let every = settings.checkpoint_every;
+        let lr = settings.lr_at(k);
+        unet = state.step(
+            &ck,
+            (k, settings.steps, every),
+            lr,
+            unet,
+            grads,
+            value as f32,
+        )?;
         run += 1;
         let done = k + 1;
-        if done % settings.checkpoint_every == 0 || done == settings.steps {
-            let state = CheckpointState {
-                step: done,
-                losses: losses.clone(),
-                settings_hash: ck.hash.clone(),
-            };
-            let avg = ema.as_ref().map(|e| e.average());
-            ck.write(&state, &unet, &opt, avg)?;
-        }
         progress(StepInfo {
             step: done,
             steps: settings.steps,
             loss: value as f32,
         });
     }
-    let unet = match ema {
-        Some(e) => e.into_inner(),
-        None => unet.valid(),
-    };
+    let (unet, losses) = state.finish(unet);
     Ok(TrainedSupernet {
         arch: sup_arch,
         unet,

@@ -14,20 +14,17 @@
 
 use std::path::Path;
 
-use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
 use serde::{Deserialize, Serialize};
 use unas_runtime::{InheritStats, RoleWeights, UNet2DConditionModel};
-use unas_space::rng::Rng;
 use unas_space::{RoleSection, UNetArch};
 
-use super::checkpoint::{CheckpointState, Checkpoints};
-use super::supernet::{draw_batch, mix, StepInfo, TrainData};
-use super::train::{
-    clip_grad_norm, init_seeded, noisy_batch, normal, weighted_mse, Ema, LrSchedule, Recipe,
-};
+use super::checkpoint::Checkpoints;
+use super::run_state::RunState;
+use super::supernet::{draw_step, StepInfo, TrainData};
+use super::train::{clip_grad_norm, init_seeded, weighted_mse, LrSchedule, Recipe};
 use crate::EvalError;
 
 /// Weights of the distillation loss terms (used only with a teacher).
@@ -304,44 +301,25 @@ pub fn train_model<B: AutodiffBackend>(
             (sp, tp, names)
         }
     };
-    let mut opt = AdamWConfig::new().init::<B, UNet2DConditionModel<B>>();
-    let ema_cfg = settings.ema();
-    let mut ema: Option<Ema<B::InnerBackend, UNet2DConditionModel<B::InnerBackend>>> = None;
-    let mut losses = Vec::new();
-    let mut start = 0;
-    let ema_started = |step: usize| ema_cfg.is_some_and(|(s, _)| step > s);
-    if let Some(r) = ck.restore(unet.clone(), opt.clone(), ema_started, device)? {
-        unet = r.model;
-        opt = r.optimizer;
-        ema = r
-            .ema
-            .zip(ema_cfg)
-            .map(|(avg, (_, decay))| Ema::new(avg, decay));
-        start = r.state.step;
-        losses = r.state.losses;
-    }
+    let (mut state, mut unet) = RunState::resume(&ck, unet, settings.ema(), device)?;
     let recipe = &settings.recipe;
     let acp = recipe.alphas_cumprod();
     let w = &settings.distill;
     // Which matched sections also match in shape (known after the first forward).
     let mut shape_ok: Option<Vec<bool>> = None;
     let mut run = 0;
-    for k in start..settings.steps {
+    for k in state.start..settings.steps {
         if stop_after.is_some_and(|n| run >= n) {
             break;
         }
-        let mut rng = Rng::seed(mix(settings.seed, k as u64 + 1));
-        let (x0, ctx) = draw_batch::<B>(
+        let (nb, ctx, _) = draw_step::<B>(
             data,
-            settings.batch,
-            settings.cond_dropout,
-            &mut rng,
+            (settings.seed, k),
+            (settings.batch, settings.cond_dropout),
+            recipe,
+            &acp,
             device,
         );
-        let dims = x0.dims();
-        let timesteps: Vec<usize> = (0..dims[0]).map(|_| rng.below(recipe.timesteps)).collect();
-        let noise = normal(&mut rng, dims.iter().product());
-        let nb = noisy_batch(x0, &timesteps, noise, recipe, &acp);
         let (pred, feats) = forward_with_features(
             &unet,
             &student_points,
@@ -383,7 +361,7 @@ pub fn train_model<B: AutodiffBackend>(
         };
         let value = total.clone().into_scalar().elem::<f64>();
         if !value.is_finite() {
-            let last = losses.len() / settings.checkpoint_every * settings.checkpoint_every;
+            let last = state.losses.len() / settings.checkpoint_every * settings.checkpoint_every;
             let kept = if last == 0 {
                 format!(
                     "no checkpoint was written yet (every {} steps)",
@@ -404,27 +382,18 @@ pub fn train_model<B: AutodiffBackend>(
         if let Some(max) = recipe.max_grad_norm {
             clip_grad_norm(&unet, &mut grads, max);
         }
-        unet = opt.step(recipe.lr_at(k, settings.steps), unet, grads);
-        if let Some((ema_start, decay)) = ema_cfg {
-            if k >= ema_start {
-                let current = unet.valid();
-                match &mut ema {
-                    None => ema = Some(Ema::new(current, decay)),
-                    Some(e) => e.update(&current),
-                }
-            }
-        }
-        losses.push(value as f32);
+        let every = settings.checkpoint_every;
+        let lr = recipe.lr_at(k, settings.steps);
+        unet = state.step(
+            &ck,
+            (k, settings.steps, every),
+            lr,
+            unet,
+            grads,
+            value as f32,
+        )?;
         run += 1;
         let done = k + 1;
-        if done % settings.checkpoint_every == 0 || done == settings.steps {
-            let state = CheckpointState {
-                step: done,
-                losses: losses.clone(),
-                settings_hash: ck.hash.clone(),
-            };
-            ck.write(&state, &unet, &opt, ema.as_ref().map(|e| e.average()))?;
-        }
         progress(StepInfo {
             step: done,
             steps: settings.steps,
@@ -440,10 +409,7 @@ pub fn train_model<B: AutodiffBackend>(
             .collect(),
         None => names,
     };
-    let unet = match ema {
-        Some(e) => e.into_inner(),
-        None => unet.valid(),
-    };
+    let (unet, losses) = state.finish(unet);
     Ok(TrainedModel {
         unet,
         losses,
