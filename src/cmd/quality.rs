@@ -287,6 +287,37 @@ fn spinner(msg: &str) -> ProgressBar {
     bar
 }
 
+/// A bar over the steps of a training run, labelled `msg`: position, loss, steps/s, ETA.
+pub(super) fn steps_bar(steps: usize, msg: String) -> ProgressBar {
+    let bar = ProgressBar::new(steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {pos}/{len} steps, loss {prefix}, {per_sec}, {elapsed} (ETA {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(msg);
+    bar
+}
+
+/// A training run's progress callback: moves `bar`, or without a terminal logs a line every
+/// 10 s (and at the end), prefixed with `label`.
+pub(super) fn step_logger<'a>(
+    bar: &'a ProgressBar,
+    label: String,
+) -> impl FnMut(unas_evaluator::quality::supernet::StepInfo) + 'a {
+    let mut last_log = Instant::now();
+    move |i| {
+        bar.set_position(i.step as u64);
+        bar.set_prefix(format!("{:.4}", i.loss));
+        if bar.is_hidden() && (last_log.elapsed().as_secs() >= 10 || i.step == i.steps) {
+            eprintln!("{label}step {}/{} loss {:.4}", i.step, i.steps, i.loss);
+            last_log = Instant::now();
+        }
+    }
+}
+
 /// Prints a line above the bar, or to stderr when the bar is hidden (not a terminal).
 pub(super) fn say(bar: &ProgressBar, line: impl AsRef<str>) {
     if bar.is_hidden() {

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use unas_evaluator::quality::proxy::{default_cache_root, ProxyConfig};
 use unas_evaluator::quality::supernet::{
     settings_hash, StepInfo, SupernetSettings, TrainData, TrainedSupernet,
@@ -17,7 +16,7 @@ use unas_runtime::device::Device;
 use unas_runtime::{RoleWeights, UNet2DConditionModel};
 use unas_space::{load_arch, SearchSpace, Topology, UNetArch};
 
-use super::quality::{prepare, say, DataArgs};
+use super::quality::{prepare, say, step_logger, steps_bar, DataArgs};
 use super::{CliError, CmdResult};
 
 /// `unas supernet …`.
@@ -322,25 +321,9 @@ fn train(a: TrainArgs) -> CmdResult {
             println!("{t}: already trained ({})", dir.display());
             continue;
         }
-        let bar = ProgressBar::new(s.steps as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{msg} [{bar:30}] {pos}/{len} steps, loss {prefix}, {elapsed} (ETA {eta})",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        bar.set_message(t.to_string());
+        let bar = steps_bar(s.steps, t.to_string());
         let t0 = Instant::now();
-        let mut last_log = Instant::now();
-        let mut on_step = |i: StepInfo| {
-            bar.set_position(i.step as u64);
-            bar.set_prefix(format!("{:.4}", i.loss));
-            if bar.is_hidden() && (last_log.elapsed().as_secs() >= 10 || i.step == i.steps) {
-                eprintln!("{t}: step {}/{} loss {:.4}", i.step, i.steps, i.loss);
-                last_log = Instant::now();
-            }
-        };
+        let mut on_step = step_logger(&bar, format!("{t}: "));
         let data = TrainData {
             cache: proxy.cache(),
             uncond: proxy.uncond(),

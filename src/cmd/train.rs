@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use unas_evaluator::quality::proxy::{open_dataset, Proxy};
 use unas_evaluator::quality::supernet::{StepInfo, TrainData};
 use unas_evaluator::quality::supernet_store;
@@ -20,7 +20,7 @@ use unas_runtime::{RoleWeights, SubNet, UNet2DConditionModel};
 use unas_space::{load_arch, UNetArch};
 
 use super::export_weights::{unet_folder, write_unet_folder};
-use super::quality::{prepare, say, DataArgs};
+use super::quality::{prepare, say, step_logger, steps_bar, DataArgs};
 use super::{CliError, CmdResult};
 
 /// `unas train`.
@@ -335,28 +335,12 @@ pub fn run(a: TrainArgs) -> CmdResult {
         init.as_ref().map(|i| i.1.as_str()),
         teacher_label.as_deref(),
     );
-    let bar = ProgressBar::new(s.steps as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{msg} [{bar:30}] {pos}/{len} steps, loss {prefix}, {per_sec}, {elapsed} (ETA {eta})",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_message(arch.hash_id());
+    let bar = steps_bar(s.steps, arch.hash_id());
     if has_checkpoint {
         say(&bar, format!("resuming from {}", ck_dir.display()));
     }
     let t0 = Instant::now();
-    let mut last_log = Instant::now();
-    let mut on_step = |i: StepInfo| {
-        bar.set_position(i.step as u64);
-        bar.set_prefix(format!("{:.4}", i.loss));
-        if bar.is_hidden() && (last_log.elapsed().as_secs() >= 10 || i.step == i.steps) {
-            eprintln!("step {}/{} loss {:.4}", i.step, i.steps, i.loss);
-            last_log = Instant::now();
-        }
-    };
+    let mut on_step = step_logger(&bar, String::new());
     let data = TrainData {
         cache: proxy.cache(),
         uncond: proxy.uncond(),

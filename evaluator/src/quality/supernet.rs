@@ -25,7 +25,7 @@ use unas_runtime::{InheritStats, RoleWeights, SubNet, UNet2DConditionModel};
 use unas_space::rng::Rng;
 use unas_space::{SearchSpace, SubnetSampling, Topology, UNetArch};
 
-use super::checkpoint::Checkpoints;
+use super::checkpoint::{settings_hash_of, Checkpoints};
 use super::latent_cache::LatentCache;
 use super::run_state::RunState;
 use super::train::{init_seeded, noisy_batch, normal, weighted_mse, NoisyBatch, Recipe};
@@ -438,16 +438,11 @@ pub fn settings_hash(
     settings: &SupernetSettings,
     from: Option<&str>,
 ) -> String {
-    use sha2::{Digest, Sha256};
-    let key = serde_json::json!({
+    settings_hash_of(&serde_json::json!({
         "space": space,
         "topology": topology,
         "settings": settings,
         "from": from,
         "version": 1,
-    });
-    Sha256::digest(key.to_string().as_bytes())[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    }))
 }

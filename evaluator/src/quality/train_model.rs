@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use unas_runtime::{InheritStats, RoleWeights, UNet2DConditionModel};
 use unas_space::{RoleSection, UNetArch};
 
-use super::checkpoint::Checkpoints;
+use super::checkpoint::{settings_hash_of, Checkpoints};
 use super::run_state::RunState;
 use super::supernet::{draw_step, StepInfo, TrainData};
 use super::train::{clip_grad_norm, init_seeded, weighted_mse, LrSchedule, Recipe};
@@ -221,19 +221,14 @@ pub fn settings_hash(
     init: Option<&str>,
     teacher: Option<&str>,
 ) -> String {
-    use sha2::{Digest, Sha256};
-    let key = serde_json::json!({
+    settings_hash_of(&serde_json::json!({
         "arch": arch,
         "settings": settings,
         "data": data,
         "init": init,
         "teacher": teacher,
         "version": 1,
-    });
-    Sha256::digest(key.to_string().as_bytes())[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    }))
 }
 
 /// Trains (or resumes, from the checkpoints in `dir`) `arch`; see the module docs. `data_label`
