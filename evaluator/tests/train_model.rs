@@ -36,6 +36,16 @@ fn teacher_and_student(space: &SearchSpace) -> (UNetArch, UNetArch) {
     (teacher, student)
 }
 
+/// A randomly initialised U-Net of `arch` (from `seed`) and its role-addressed weights.
+fn random_unet(arch: &UNetArch, seed: u64) -> (UNet2DConditionModel<Cpu>, RoleWeights) {
+    let device = Default::default();
+    let unet = init_seeded::<Cpu, _>(&device, seed, || {
+        UNet2DConditionModel::init(arch, &device).unwrap()
+    });
+    let weights = RoleWeights::from_unet(arch, &unet).unwrap();
+    (unet, weights)
+}
+
 fn settings() -> ModelTrainSettings {
     let mut s = ModelTrainSettings {
         steps: 12,
@@ -93,16 +103,12 @@ fn resumed_distillation_ends_with_the_same_weights_as_an_uninterrupted_one() {
         train_items: 32,
     };
     let (t_arch, arch) = teacher_and_student(&space);
-    let device = Default::default();
-    let t_unet = init_seeded::<Cpu, _>(&device, 7, || {
-        UNet2DConditionModel::init(&t_arch, &device).unwrap()
-    });
+    let (t_unet, tw) = random_unet(&t_arch, 7);
     let teacher = Teacher {
         arch: &t_arch,
         unet: &t_unet,
         label: "random teacher",
     };
-    let tw = RoleWeights::from_unet(&t_arch, &t_unet).unwrap();
     let init = Some((&tw, "random teacher"));
     let s = settings();
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -179,16 +185,12 @@ fn a_student_that_starts_as_its_teacher_has_no_output_loss() {
         train_items: 32,
     };
     let (arch, _) = teacher_and_student(&space);
-    let device = Default::default();
-    let t_unet = init_seeded::<Cpu, _>(&device, 3, || {
-        UNet2DConditionModel::init(&arch, &device).unwrap()
-    });
+    let (t_unet, tw) = random_unet(&arch, 3);
     let teacher = Teacher {
         arch: &arch,
         unet: &t_unet,
         label: "itself",
     };
-    let tw = RoleWeights::from_unet(&arch, &t_unet).unwrap();
     let mut s = settings();
     s.distill = DistillWeights {
         task: 0.0,
