@@ -65,6 +65,33 @@ impl<B: AutodiffBackend> RunState<B> {
         )
     }
 
+    /// `Err(Diverged)` when step `k`'s (0-based) `loss` is NaN or infinite, naming the step
+    /// and the last good checkpoint (written every `every` steps into `ck`), which is kept.
+    pub fn check_finite(
+        &self,
+        ck: &Checkpoints,
+        what: &str,
+        loss: f64,
+        (k, every): (usize, usize),
+    ) -> Result<(), EvalError> {
+        if loss.is_finite() {
+            return Ok(());
+        }
+        let last = self.losses.len() / every * every;
+        let kept = if last == 0 {
+            format!("no checkpoint was written yet (every {every} steps)")
+        } else {
+            format!(
+                "the last good checkpoint (step {last}) is in {}",
+                ck.dir.display()
+            )
+        };
+        Err(EvalError::Diverged(format!(
+            "{what} {loss} at step {}; {kept}",
+            k + 1
+        )))
+    }
+
     /// Step `k` (0-based) of `steps`: the optimiser step of `unet` at learning rate `lr`, the
     /// EMA update inside its window, the loss recorded, and a checkpoint every `every` steps
     /// and at the end. Returns the updated weights.

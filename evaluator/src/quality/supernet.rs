@@ -395,12 +395,7 @@ pub fn train_supernet<B: AutodiffBackend>(
         }
         let n = (subs.len() + 1) as f64;
         let value = task.into_scalar().elem::<f64>() / n;
-        if !value.is_finite() {
-            return Err(EvalError::Diverged(format!(
-                "supernet loss {value} at step {k}; the last good checkpoint is in {}",
-                dir.display()
-            )));
-        }
+        state.check_finite(&ck, "supernet loss", value, (k, settings.checkpoint_every))?;
         let grads = GradientsParams::from_grads((total / n).backward(), &unet);
         let every = settings.checkpoint_every;
         let lr = settings.lr_at(k);

@@ -355,24 +355,7 @@ pub fn train_model<B: AutodiffBackend>(
             }
         };
         let value = total.clone().into_scalar().elem::<f64>();
-        if !value.is_finite() {
-            let last = state.losses.len() / settings.checkpoint_every * settings.checkpoint_every;
-            let kept = if last == 0 {
-                format!(
-                    "no checkpoint was written yet (every {} steps)",
-                    settings.checkpoint_every
-                )
-            } else {
-                format!(
-                    "the last good checkpoint (step {last}) is in {}",
-                    dir.display()
-                )
-            };
-            return Err(EvalError::Diverged(format!(
-                "loss {value} at step {}; {kept}",
-                k + 1
-            )));
-        }
+        state.check_finite(&ck, "loss", value, (k, settings.checkpoint_every))?;
         let mut grads = GradientsParams::from_grads(total.backward(), &unet);
         if let Some(max) = recipe.max_grad_norm {
             clip_grad_norm(&unet, &mut grads, max);
