@@ -183,13 +183,14 @@ fn init_weights(arch: &UNetArch, src: &Source, flag: &str) -> Result<RoleWeights
 
 /// Checks that `teacher` can teach `arch` on the data: the same latent channels and text
 /// width, and the same latent side.
-fn check_teacher(arch: &UNetArch, t: &Source, proxy: &Proxy, dir: &Path) -> CmdResult {
-    let what = |m: String| {
-        CliError::input(format!(
-            "--teacher {}: {m}",
-            dir.join("config.json").display()
-        ))
-    };
+fn check_teacher(arch: &UNetArch, t: &Source, proxy: &Proxy) -> CmdResult {
+    // The file that gives the teacher's shapes.
+    let file = ["supernet.json", "config.json"]
+        .iter()
+        .map(|f| t.dir.join(f))
+        .find(|f| f.is_file())
+        .unwrap_or_else(|| t.dir.clone());
+    let what = |m: String| CliError::input(format!("--teacher {}: {m}", file.display()));
     if let Err(e) = proxy.check_arch(&t.arch) {
         return Err(what(format!("does not fit the data: {e}")));
     }
@@ -274,8 +275,8 @@ pub fn run(a: TrainArgs) -> CmdResult {
     proxy
         .check_arch(&arch)
         .map_err(|e| CliError::input(format!("--arch {}: {e}", a.arch)))?;
-    if let (Some(t), Some(dir)) = (&teacher, &a.teacher) {
-        check_teacher(&arch, t, &proxy, dir)?;
+    if let Some(t) = &teacher {
+        check_teacher(&arch, t, &proxy)?;
     }
     let data_label = proxy.describe_data();
     for (flag, src) in [
