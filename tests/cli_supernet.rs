@@ -328,6 +328,63 @@ fn export_with_weights(d: &std::path::Path) {
         serde_json::from_str(&std::fs::read_to_string(dir.join("weights.json")).unwrap()).unwrap();
     assert_eq!(provenance["supernet"]["settings_hash"], info.settings_hash);
     assert_eq!(provenance["arch"], arch.hash_id());
+    // A complete diffusers pipeline folder: the data's VAE, CLIP text encoder and tokenizer,
+    // the recipe's DDIM; `unas generate --model` turns it into a PNG.
+    for f in [
+        "model_index.json",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
+        "text_encoder/config.json",
+        "text_encoder/model.safetensors",
+        "tokenizer/vocab.json",
+        "tokenizer/merges.txt",
+        "tokenizer/tokenizer_config.json",
+        "scheduler/scheduler_config.json",
+    ] {
+        assert!(d.join("exp").join(f).is_file(), "exp/{f} written");
+    }
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("exp/model_index.json")).unwrap())
+            .unwrap();
+    assert_eq!(index["unet"][1], "UNet2DConditionModel");
+    let sched: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(d.join("exp/scheduler/scheduler_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sched["_class_name"], "DDIMScheduler");
+    assert_eq!(sched["timestep_spacing"], "trailing");
+    assert_eq!(sched["rescale_betas_zero_snr"], true);
+    let text_config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(d.join("exp/text_encoder/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(text_config["vocab_size"], 49408, "CLIP's BPE vocabulary");
+    let o = unas_in(
+        d,
+        &[
+            "generate",
+            "--model",
+            "exp",
+            "--prompt",
+            "a small red circle in the centre on a white background",
+            "--steps",
+            "3",
+            "--guidance",
+            "3",
+            "--out",
+            "exp.png",
+        ],
+    );
+    ok(&o);
+    let png = std::fs::read(d.join("exp.png")).unwrap();
+    let decoder = png::Decoder::new(std::io::Cursor::new(png));
+    let mut reader = decoder.read_info().unwrap();
+    let info = reader.info();
+    assert_eq!((info.width, info.height), (32, 32), "the data's image size");
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    reader.next_frame(&mut buf).unwrap();
+    let (lo, hi) = (buf.iter().min().unwrap(), buf.iter().max().unwrap());
+    assert!(hi > lo, "a non-constant image");
     let left: Vec<_> = std::fs::read_dir(d.join("exp"))
         .unwrap()
         .flatten()

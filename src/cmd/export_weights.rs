@@ -1,14 +1,17 @@
 //! `unas export … --weights`: the picked architecture's weights, inherited from a trained
-//! supernet, as a diffusers U-Net folder (`unet/` for diffusers' layout, `flexible_unet/` for
-//! DeciDiffusion's) that `unas generate --unet DIR` and diffusers read.
+//! supernet, in a diffusers pipeline folder (the U-Net as `unet/` for diffusers' layout,
+//! `flexible_unet/` for DeciDiffusion's; the data's VAE, text encoder, tokenizer and scheduler
+//! beside it: [`super::pipeline_folder`]) that `unas generate --model DIR` and diffusers read.
 
 use std::path::{Path, PathBuf};
 
+use unas_evaluator::quality::proxy::Proxy;
 use unas_evaluator::quality::supernet_store;
 use unas_runtime::device::Cpu;
 use unas_runtime::{SubNet, UNet2DConditionModel};
 use unas_space::{Layout, UNetArch};
 
+use super::pipeline_folder::{write_pipeline_folder, TextSide};
 use super::CliError;
 
 /// What `--weights` wrote.
@@ -64,12 +67,14 @@ pub fn unet_folder(arch: &UNetArch) -> &'static str {
     }
 }
 
-/// Writes `out/{unet,flexible_unet}/` for `arch` ([`write_unet_folder`]) with the weights
-/// `arch` inherits from the first supernet under `root` that holds it, sorted by folder;
-/// `weights.json` names that supernet, its settings hash, seed and weights' SHA-256.
+/// Writes the pipeline folder `out/` for `arch` ([`write_pipeline_folder`]; only the U-Net
+/// folder without `text`) with the weights `arch` inherits from the first supernet under
+/// `root` that holds it, sorted by folder; `unet/weights.json` names that supernet, its
+/// settings hash, seed and weights' SHA-256.
 pub fn export_weights(
     arch: &UNetArch,
-    latent: usize,
+    proxy: &Proxy,
+    text: Option<&TextSide>,
     root: &Path,
     out: &Path,
 ) -> Result<ExportedWeights, CliError> {
@@ -84,6 +89,14 @@ pub fn export_weights(
             continue;
         }
         let (info, unet) = supernet_store::load(&d).map_err(CliError::input)?;
+        let data = proxy.describe_data();
+        if info.data != data {
+            return Err(CliError::input(format!(
+                "--weights: supernet {} was trained on {}, the study's data is {data}",
+                d.display(),
+                info.data
+            )));
+        }
         let sub = SubNet::new(arch, &info.arch).map_err(CliError::failure)?;
         let weights = sub.extract(&unet);
         let provenance = serde_json::json!({
@@ -99,7 +112,7 @@ pub fn export_weights(
             },
             "unas": env!("CARGO_PKG_VERSION"),
         });
-        let dir = write_unet_folder(arch, latent, &weights, &provenance, out)?;
+        let dir = write_pipeline_folder(arch, &weights, &provenance, proxy, text, out)?;
         return Ok(ExportedWeights { dir, supernet: d });
     }
     Err(CliError::input(format!(

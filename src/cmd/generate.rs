@@ -101,8 +101,11 @@ fn default_size(args: &GenerateArgs) -> Option<usize> {
     let read = |p: &Path| -> Option<serde_json::Value> {
         serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()
     };
-    let sample = read(&unet_dir.join("config.json"))?
-        .get("sample_size")?
+    // DeciDiffusion's `flexible_unet/config.json` nests it under `configurations`.
+    let config = read(&unet_dir.join("config.json"))?;
+    let sample = config
+        .get("sample_size")
+        .or_else(|| config.get("configurations")?.get("sample_size"))?
         .as_u64()? as usize;
     let vae = read(&args.model.join("vae/config.json"))?;
     let levels = vae.get("block_out_channels")?.as_array()?.len();

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod export_weights;
 pub mod generate;
 pub mod latency;
+pub mod pipeline_folder;
 pub mod quality;
 pub mod search;
 pub mod space;

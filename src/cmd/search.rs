@@ -450,19 +450,38 @@ pub fn export(a: ExportArgs) -> CmdResult {
             )));
         }
     }
+    // The data's VAE and text encoder go into the pipeline folder: prepared (from the cache)
+    // before anything is written.
+    let prepared = match &supernets {
+        None => None,
+        Some(_) => {
+            let t = unas_reports::pick(&input, &which).map_err(report_err)?;
+            let dim = t.arch.stem.cross_attention_dim;
+            let proxy = super::quality::prepare(&input.config.quality, dim)?;
+            let text = super::pipeline_folder::text_side(&proxy)
+                .map_err(|e| eprintln!("warning: {e}: the folder gets the U-Net only"))
+                .ok();
+            Some((proxy, text))
+        }
+    };
     let x = unas_reports::export(&input, &which, &out).map_err(report_err)?;
     println!("trial {} exported", x.trial);
     println!("wrote {}", x.toml.display());
     println!("wrote {}", x.config_json.display());
-    if let Some(root) = supernets {
+    if let (Some(root), Some((proxy, text))) = (supernets, prepared) {
         let arch = unas_space::load_arch(&x.toml.to_string_lossy()).map_err(CliError::failure)?;
-        let w =
-            super::export_weights::export_weights(&arch, input.config.latency.latent, &root, &out)?;
+        let w = super::export_weights::export_weights(&arch, &proxy, text.as_ref(), &root, &out)?;
         println!(
             "wrote {} (weights inherited from {})",
             w.dir.display(),
             w.supernet.display()
         );
+        if text.is_some() {
+            println!(
+                "wrote the pipeline folder {} (unas generate --model {0})",
+                out.display()
+            );
+        }
     }
     Ok(())
 }

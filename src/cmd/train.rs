@@ -1,7 +1,7 @@
 //! `unas train`: trains one architecture (a search's pick) to a finished model — from
 //! scratch, from a teacher's or a supernet's weights mapped by role, optionally distilled
-//! from a teacher (BK-SDM) — with checkpoints, a loss curve, its U-Net folder and a measure of
-//! prompt adherence on the built-in data.
+//! from a teacher (BK-SDM) — with checkpoints, a loss curve, a diffusers pipeline folder of
+//! the model and a measure of prompt adherence on the built-in data.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -19,7 +19,7 @@ use unas_runtime::device::{Cpu, Device};
 use unas_runtime::{RoleWeights, SubNet, UNet2DConditionModel};
 use unas_space::{load_arch, UNetArch};
 
-use super::export_weights::{unet_folder, write_unet_folder};
+use super::export_weights::unet_folder;
 use super::quality::{prepare, say, step_logger, steps_bar, DataArgs};
 use super::{CliError, CmdResult};
 
@@ -85,10 +85,12 @@ pub struct TrainArgs {
     /// Device: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Output folder: `checkpoints/`, `loss.csv`, `loss.svg/png`, the U-Net folder (`unet/` or
-    /// `flexible_unet/`), `train.json`, and with --adherence `samples.png`, `real.png` (the
-    /// real images of the same prompts), `vae.png` (their latents decoded by the data's VAE)
-    /// and `samples.txt` (the prompts).
+    /// Output folder, a diffusers pipeline folder when done (`unas generate --model DIR`):
+    /// `model_index.json`, the U-Net (`unet/` or `flexible_unet/`), the data's `vae/`,
+    /// `text_encoder/`, `tokenizer/` and `scheduler/`; beside them `checkpoints/`, `loss.csv`,
+    /// `loss.svg/png`, `train.json`, and with --adherence `samples.png`, `real.png` (the real
+    /// images of the same prompts), `vae.png` (their latents decoded by the data's VAE) and
+    /// `samples.txt` (the prompts).
     #[arg(long)]
     out: PathBuf,
 }
@@ -278,6 +280,10 @@ pub fn run(a: TrainArgs) -> CmdResult {
     if let Some(t) = &teacher {
         check_teacher(&arch, t, &proxy)?;
     }
+    // Checked now, not after the training: whether the data's captions fit CLIP's tokenizer.
+    let text = super::pipeline_folder::text_side(&proxy)
+        .map_err(|e| eprintln!("warning: {e}: the output gets the U-Net folder only"))
+        .ok();
     let data_label = proxy.describe_data();
     for (flag, src) in [
         ("--teacher", teacher.as_ref()),
@@ -371,7 +377,6 @@ pub fn run(a: TrainArgs) -> CmdResult {
     );
 
     write_loss_files(&a.out, &trained.losses, &arch)?;
-    let latent = proxy.cache().manifest.latent[1];
     let provenance = serde_json::json!({
         "arch": arch.hash_id(),
         "weights": "trained by unas train",
@@ -381,7 +386,14 @@ pub fn run(a: TrainArgs) -> CmdResult {
         "teacher": teacher_label,
         "unas": env!("CARGO_PKG_VERSION"),
     });
-    let unet_dir = write_unet_folder(&arch, latent, &trained.unet, &provenance, &a.out)?;
+    let unet_dir = super::pipeline_folder::write_pipeline_folder(
+        &arch,
+        &trained.unet,
+        &provenance,
+        &proxy,
+        text.as_ref(),
+        &a.out,
+    )?;
 
     // The proxy's deterministic validation loss (held-out latents, fixed timesteps and noise):
     // comparable across runs on the same data.

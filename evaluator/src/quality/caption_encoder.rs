@@ -6,9 +6,10 @@
 
 use std::collections::BTreeSet;
 
+use burn::module::Param;
 use burn::tensor::{Int, Tensor, TensorData};
 use unas_runtime::device::Cpu;
-use unas_runtime::text::{ClipTextConfig, ClipTextModel};
+use unas_runtime::text::{ClipTextConfig, ClipTextModel, ClipTokenizer};
 
 use super::train::init_seeded;
 
@@ -23,6 +24,7 @@ pub struct CaptionEncoder {
     words: Vec<String>,
     text_len: usize,
     dim: usize,
+    config: ClipTextConfig,
     model: ClipTextModel<Cpu>,
 }
 
@@ -59,8 +61,88 @@ impl CaptionEncoder {
             words,
             text_len,
             dim,
+            config,
             model,
         }
+    }
+
+    /// The same encoder as a standard CLIP text model over `tokenizer`'s BPE vocabulary (CLIP's
+    /// for a pipeline folder): the same layers, and a token table whose row for each word's
+    /// BPE token is that word's row, the start and end tokens' rows the start and end ids',
+    /// and every other row the unknown word's. For every caption of `captions` the two give
+    /// the same embeddings (an unknown word of several BPE tokens differs: several unknown
+    /// rows instead of one). Errors when a word of `captions` is not one BPE token, a caption
+    /// tokenizes into other pieces than its words, or the tokenizer pads to another length.
+    pub fn to_clip(
+        &self,
+        tokenizer: &ClipTokenizer,
+        captions: &[String],
+    ) -> Result<(ClipTextConfig, ClipTextModel<Cpu>), String> {
+        if tokenizer.max_length() != self.text_len {
+            return Err(format!(
+                "the tokenizer pads to {} tokens, the caption encoder reads {}",
+                tokenizer.max_length(),
+                self.text_len
+            ));
+        }
+        let mut row_of = vec![UNKNOWN as usize; tokenizer.vocab_size()];
+        row_of[tokenizer.bos_id() as usize] = START as usize;
+        row_of[tokenizer.eos_id() as usize] = END as usize;
+        row_of[tokenizer.pad_id() as usize] = END as usize;
+        for (i, w) in self.words.iter().enumerate() {
+            match tokenizer.tokens(w).as_slice() {
+                [t] => row_of[*t as usize] = i + 3,
+                pieces => {
+                    return Err(format!(
+                        "the caption word `{w}` is {} BPE tokens, not one",
+                        pieces.len()
+                    ))
+                }
+            }
+        }
+        for c in captions {
+            // Both truncate to `text_len − 2` pieces between the start and end tokens.
+            let mut pieces: Vec<usize> = tokenizer
+                .tokens(c)
+                .iter()
+                .map(|&t| row_of[t as usize])
+                .collect();
+            pieces.truncate(self.text_len - 2);
+            let words: Vec<usize> = self.tokenize(c)[1..]
+                .iter()
+                .map(|&id| id as usize)
+                .take_while(|&id| id != END as usize)
+                .collect();
+            if pieces != words {
+                return Err(format!(
+                    "the caption `{c}` tokenizes into other pieces than its words"
+                ));
+            }
+        }
+        let device = Default::default();
+        let small = self
+            .model
+            .token_embedding
+            .weight
+            .val()
+            .into_data()
+            .to_vec::<f32>()
+            .expect("f32 weights");
+        let dim = self.dim;
+        let table: Vec<f32> = row_of
+            .iter()
+            .flat_map(|&r| small[r * dim..(r + 1) * dim].iter().copied())
+            .collect();
+        let config = self.config.clone().with_vocab_size(tokenizer.vocab_size());
+        let mut model = config.init::<Cpu>(&device);
+        model.token_embedding.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(table, [tokenizer.vocab_size(), dim]),
+            &device,
+        ));
+        model.position_embedding = self.model.position_embedding.clone();
+        model.layers = self.model.layers.clone();
+        model.final_layer_norm = self.model.final_layer_norm.clone();
+        Ok((config, model))
     }
 
     /// Token ids of a caption: start, words (unknown words → one id), end, padded with end to
@@ -108,5 +190,45 @@ impl CaptionEncoder {
     /// Vocabulary size (words, without the three special ids).
     pub fn vocabulary(&self) -> usize {
         self.words.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quality::data::shapes::Shapes;
+
+    #[test]
+    fn the_clip_form_embeds_every_caption_as_the_encoder_does() {
+        let ds = Shapes::new(0, 200, 32);
+        let captions: Vec<String> = (0..200).map(|i| Shapes::caption(&ds.labels(i))).collect();
+        let enc = CaptionEncoder::new(captions.iter().map(String::as_str), 64, 16, 7);
+        let dir = tempfile::tempdir().unwrap();
+        unas_runtime::text::write_clip_tokenizer(dir.path(), 16).unwrap();
+        let tok = ClipTokenizer::from_dir(dir.path()).unwrap();
+        let (config, clip) = enc.to_clip(&tok, &captions).unwrap();
+        assert_eq!(config.vocab_size, 49_408);
+        let mut all = captions.clone();
+        all.push(String::new());
+        let ids: Vec<i64> = all
+            .iter()
+            .flat_map(|c| tok.encode_padded(c).ids.into_iter().map(i64::from))
+            .collect();
+        let ids = Tensor::<Cpu, 2, Int>::from_data(
+            TensorData::new(ids, [all.len(), 16]),
+            &Default::default(),
+        );
+        let got = clip.forward(ids).into_data().to_vec::<f32>().unwrap();
+        let want = enc.encode(&all);
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst <= 1e-6, "largest difference {worst}");
+        // A caption with punctuation is not the encoder's word sequence.
+        let bad = vec!["a red, circle".to_string()];
+        let e = enc.to_clip(&tok, &bad).unwrap_err();
+        assert!(e.contains("a red, circle"), "{e}");
     }
 }

@@ -835,6 +835,23 @@ impl Proxy {
         &self.cache
     }
 
+    /// The data's small VAE (its latents, divided by the cache's `scaling_factor`, are what the
+    /// U-Nets denoise).
+    pub fn vae(&self) -> &AutoencoderKL<Cpu> {
+        &self.vae
+    }
+
+    /// The frozen caption encoder that embedded the cache's captions, rebuilt (it is a
+    /// deterministic function of the captions, the text width and `data_seed`).
+    pub fn caption_encoder(&self) -> CaptionEncoder {
+        CaptionEncoder::new(
+            self.cache.manifest.captions.iter().map(String::as_str),
+            self.cache.manifest.text[1],
+            TEXT_LEN,
+            self.cfg.data_seed,
+        )
+    }
+
     /// The empty caption's embedding `[text_len, text_dim]`.
     pub fn uncond(&self) -> &[f32] {
         &self.uncond

@@ -234,6 +234,33 @@ impl SchedulerConfig {
         Self::from_json(&text, path)
     }
 
+    /// diffusers' `scheduler/scheduler_config.json` of a `DDIMScheduler` with these settings
+    /// (DDIM's fields only; `timestep_spacing` as DDIM reads it, `leading` when unset).
+    pub fn to_ddim_json(&self) -> serde_json::Value {
+        fn v<T: Serialize>(x: &T) -> serde_json::Value {
+            serde_json::to_value(x).expect("enums serialise")
+        }
+        serde_json::json!({
+            "_class_name": "DDIMScheduler",
+            "_diffusers_version": "0.42.1",
+            "num_train_timesteps": self.num_train_timesteps,
+            "beta_start": self.beta_start,
+            "beta_end": self.beta_end,
+            "beta_schedule": v(&self.beta_schedule),
+            "trained_betas": self.trained_betas,
+            "prediction_type": v(&self.prediction_type),
+            "timestep_spacing": v(&self.timestep_spacing.unwrap_or(TimestepSpacing::Leading)),
+            "steps_offset": self.steps_offset,
+            "rescale_betas_zero_snr": self.rescale_betas_zero_snr,
+            "set_alpha_to_one": self.set_alpha_to_one,
+            "clip_sample": self.clip_sample,
+            "clip_sample_range": self.clip_sample_range,
+            "thresholding": self.thresholding,
+            "dynamic_thresholding_ratio": 0.995,
+            "sample_max_value": 1.0,
+        })
+    }
+
     /// Rejects settings unas does not implement, naming the field.
     pub fn check(&self) -> Result<(), String> {
         if self.num_train_timesteps < 2 {

@@ -113,6 +113,34 @@ impl ClipTextConfig {
         Self::from_json_value(&crate::error::read_json(path)?, path)
     }
 
+    /// transformers' `config.json` of a `CLIPTextModel` with this configuration; `bos`, `eos`
+    /// and `pad` are the tokenizer's special token ids (transformers pools at `eos`).
+    pub fn to_json_value(&self, bos: u32, eos: u32, pad: u32) -> Value {
+        serde_json::json!({
+            "architectures": ["CLIPTextModel"],
+            "model_type": "clip_text_model",
+            "attention_dropout": 0.0,
+            "bos_token_id": bos,
+            "eos_token_id": eos,
+            "pad_token_id": pad,
+            "dtype": "float32",
+            "hidden_act": match self.hidden_act {
+                ClipActivation::QuickGelu => "quick_gelu",
+                ClipActivation::Gelu => "gelu",
+            },
+            "hidden_size": self.hidden_size,
+            "initializer_factor": 1.0,
+            "initializer_range": 0.02,
+            "intermediate_size": self.intermediate_size,
+            "layer_norm_eps": self.layer_norm_eps,
+            "max_position_embeddings": self.max_position_embeddings,
+            "num_attention_heads": self.num_attention_heads,
+            "num_hidden_layers": self.num_hidden_layers,
+            "projection_dim": self.hidden_size,
+            "vocab_size": self.vocab_size,
+        })
+    }
+
     /// Builds the model with random weights.
     pub fn init<B: Backend>(&self, device: &B::Device) -> ClipTextModel<B> {
         let layer = ClipEncoderLayerConfig::new(

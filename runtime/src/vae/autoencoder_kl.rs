@@ -156,6 +156,34 @@ impl AutoencoderKLConfig {
         Self::from_json_value(&crate::error::read_json(path)?, path)
     }
 
+    /// diffusers' `vae/config.json` of an `AutoencoderKL` with this configuration, for images
+    /// of `sample_size` pixels.
+    pub fn to_json_value(&self, sample_size: usize) -> Value {
+        let n = self.block_out_channels.len();
+        serde_json::json!({
+            "_class_name": "AutoencoderKL",
+            "_diffusers_version": "0.42.1",
+            "act_fn": "silu",
+            "block_out_channels": self.block_out_channels,
+            "down_block_types": vec!["DownEncoderBlock2D"; n],
+            "up_block_types": vec!["UpDecoderBlock2D"; n],
+            "force_upcast": true,
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "latent_channels": self.latent_channels,
+            "latents_mean": null,
+            "latents_std": null,
+            "layers_per_block": self.layers_per_block,
+            "mid_block_add_attention": self.mid_block_add_attention,
+            "norm_num_groups": self.norm_num_groups,
+            "sample_size": sample_size,
+            "scaling_factor": self.scaling_factor,
+            "shift_factor": self.shift_factor,
+            "use_quant_conv": self.use_quant_conv,
+            "use_post_quant_conv": self.use_post_quant_conv,
+        })
+    }
+
     /// Spatial factor between image and latent (2^(resolutions − 1); 8 for SD).
     pub fn downscale(&self) -> usize {
         1 << (self.block_out_channels.len() - 1)
