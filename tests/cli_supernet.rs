@@ -285,6 +285,7 @@ dtype = "f32"
     let report = search("zero-shot", "objective = \"supernet-val-loss\"");
     assert!(report.contains("supernet-val-loss"), "{report}");
     export_with_weights(d);
+    train_from_run(d);
     // Scored after 2 fine-tuning steps from the inherited weights.
     let report = search(
         "finetuned",
@@ -408,4 +409,71 @@ fn export_with_weights(d: &std::path::Path) {
         "{}",
         text(&o.stderr)
     );
+}
+
+/// `unas train --from-run` after the zero-shot search in `d`: the knee, on the study's data,
+/// starting from the supernet weights the search scored it with; a pipeline folder out.
+fn train_from_run(d: &std::path::Path) {
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--from-run",
+            "zero-shot",
+            "--steps",
+            "2",
+            "--batch",
+            "2",
+            "--ema-fraction",
+            "0",
+            "--adherence",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        unas_in(d, &args)
+    };
+    ok(&train(&["--out", "from-run"]));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("from-run/train.json")).unwrap())
+            .unwrap();
+    let knee = unas_space::load_arch(d.join("exp/unet-nas.toml").to_str().unwrap()).unwrap();
+    assert_eq!(summary["arch"], knee.hash_id(), "the run's knee");
+    assert!(
+        summary["arch_source"].as_str().unwrap().contains("(knee)"),
+        "{summary}"
+    );
+    assert!(
+        summary["init"]
+            .as_str()
+            .unwrap()
+            .starts_with("supernet diffusers-32-64-64-64"),
+        "initialised from the study's supernet: {summary}"
+    );
+    assert_eq!(summary["inherited"]["fresh"], 0, "every tensor inherited");
+    assert!(d.join("from-run/model_index.json").is_file());
+    // Bad input: exit 2, nothing written.
+    for (extra, needle) in [
+        (&["--pick", "nope", "--out", "bad1"][..], "--pick"),
+        (&["--arch", "tiny", "--out", "bad2"][..], "--arch"),
+    ] {
+        let o = train(extra);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+        assert!(text(&o.stderr).contains(needle), "{}", text(&o.stderr));
+    }
+    let o = unas_in(
+        d,
+        &[
+            "train",
+            "--from-run",
+            "nowhere",
+            "--steps",
+            "2",
+            "--out",
+            "bad3",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("nowhere"), "{}", text(&o.stderr));
+    for f in ["bad1", "bad2", "bad3"] {
+        assert!(!d.join(f).exists(), "{f}: nothing written");
+    }
 }

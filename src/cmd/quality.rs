@@ -82,6 +82,23 @@ impl DataArgs {
         Ok(cfg)
     }
 
+    /// `base` (e.g. a study's `[quality]`), or `--config`'s settings when given, with `--data`
+    /// and `--cache` applied, checked.
+    pub(super) fn resolve_over(&self, base: ProxyConfig) -> Result<ProxyConfig, CliError> {
+        let mut cfg = match &self.config {
+            None => base,
+            Some(_) => self.base()?,
+        };
+        if let Some(v) = &self.data {
+            cfg.data = v.clone();
+        }
+        if let Some(v) = &self.cache {
+            cfg.cache_dir = Some(v.clone());
+        }
+        cfg.check().map_err(CliError::input)?;
+        Ok(cfg)
+    }
+
     /// [`Self::base`], checked.
     pub(super) fn resolve(&self) -> Result<ProxyConfig, CliError> {
         let cfg = self.base()?;

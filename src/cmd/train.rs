@@ -8,13 +8,14 @@ use std::time::Instant;
 
 use clap::Args;
 use indicatif::ProgressBar;
-use unas_evaluator::quality::proxy::{open_dataset, Proxy};
+use unas_evaluator::quality::proxy::{open_dataset, Proxy, ProxyConfig};
 use unas_evaluator::quality::supernet::{StepInfo, TrainData};
 use unas_evaluator::quality::supernet_store;
 use unas_evaluator::quality::train_model::{
     settings_hash, train_model, ModelTrainSettings, Teacher, TrainedModel,
 };
 use unas_evaluator::EvalError;
+use unas_reports::Pick;
 use unas_runtime::device::{Cpu, Device};
 use unas_runtime::{RoleWeights, SubNet, UNet2DConditionModel};
 use unas_space::{load_arch, UNetArch};
@@ -27,8 +28,21 @@ use super::{CliError, CmdResult};
 #[derive(Args)]
 pub struct TrainArgs {
     /// Architecture to train: preset or unas TOML file (e.g. a search's `unet-nas.toml`).
+    #[arg(
+        long,
+        required_unless_present = "from_run",
+        conflicts_with = "from_run"
+    )]
+    arch: Option<String>,
+    /// A search's run folder: trains its pick (`--pick`) on the study's data (its `[quality]`
+    /// settings, unless --config), starting from the weights the search scored it with (the
+    /// study's supernet holding it, when it has supernets and neither --init nor --teacher is
+    /// given).
     #[arg(long)]
-    arch: String,
+    from_run: Option<PathBuf>,
+    /// Which trial of --from-run: knee, fastest, best-under:MS or a trial number.
+    #[arg(long, default_value = "knee", requires = "from_run")]
+    pick: String,
     #[command(flatten)]
     data: DataArgs,
     /// Teacher to distil from (BK-SDM: task + output + per-section feature loss): a diffusers
@@ -57,6 +71,10 @@ pub struct TrainArgs {
     /// EMA of the weights over this last fraction of the steps (0 = none).
     #[arg(long, default_value_t = 0.5)]
     ema_fraction: f64,
+    /// Min-SNR-γ loss weights (Hang et al. 2023; for v-prediction min(SNR, γ) / (SNR + 1));
+    /// 0 = plain MSE.
+    #[arg(long, default_value_t = 5.0)]
+    min_snr_gamma: f64,
     /// Seed of the initialisation and of every step's draws.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -93,6 +111,46 @@ pub struct TrainArgs {
     /// `samples.txt` (the prompts).
     #[arg(long)]
     out: PathBuf,
+}
+
+/// What `--from-run` takes from a search's run folder.
+struct FromRun {
+    /// The picked trial's architecture.
+    arch: UNetArch,
+    /// `RUN trial N (pick)`, for train.json.
+    label: String,
+    /// The study's data settings (`[quality]`).
+    quality: ProxyConfig,
+    /// The first of the study's supernets (sorted by folder) that holds the arch, if any.
+    supernet: Option<PathBuf>,
+}
+
+/// Reads the study in `dir` and its pick `which`.
+fn from_run(dir: &Path, which: &str) -> Result<FromRun, CliError> {
+    let flag = |e: String| CliError::input(format!("--from-run {}: {e}", dir.display()));
+    let pick: Pick = which
+        .parse()
+        .map_err(|e: unas_reports::ReportError| CliError::input(format!("--pick: {e}")))?;
+    let input = unas_reports::ReportInput::from_run_dir(dir).map_err(|e| flag(e.to_string()))?;
+    let t = unas_reports::pick(&input, &pick).map_err(|e| flag(e.to_string()))?;
+    let arch = unas_reports::export::exported_arch(&input, &t);
+    let quality = input.config.quality.clone();
+    let mut supernet = None;
+    if let Some(root) = &quality.supernets {
+        for d in supernet_store::supernet_dirs(root).map_err(|e| flag(e.to_string()))? {
+            let info = supernet_store::read_info(&d).map_err(|e| flag(e.to_string()))?;
+            if supernet_store::holds(&info, &arch).is_ok() {
+                supernet = Some(d);
+                break;
+            }
+        }
+    }
+    Ok(FromRun {
+        label: format!("{} trial {} ({which})", dir.display(), t.number),
+        arch,
+        quality,
+        supernet,
+    })
 }
 
 /// A U-Net read from a folder: its architecture, role-addressed weights and a label.
@@ -225,6 +283,7 @@ fn settings(a: &TrainArgs) -> ModelTrainSettings {
     s.recipe.lr = a.lr;
     s.recipe.warmup_steps = a.warmup_steps;
     s.recipe.ema_fraction = a.ema_fraction;
+    s.recipe.min_snr_gamma = (a.min_snr_gamma != 0.0).then_some(a.min_snr_gamma);
     s.distill.task = a.distill_task;
     s.distill.output = a.distill_output;
     s.distill.feature = a.distill_feature;
@@ -234,9 +293,23 @@ fn settings(a: &TrainArgs) -> ModelTrainSettings {
 /// Runs `unas train`.
 pub fn run(a: TrainArgs) -> CmdResult {
     // Every input is checked before anything is written.
-    let arch = load_arch(&a.arch)?;
+    let run = a
+        .from_run
+        .as_deref()
+        .map(|d| from_run(d, &a.pick))
+        .transpose()?;
+    let (arch, arch_source) = match (&run, &a.arch) {
+        (Some(r), _) => (r.arch.clone(), r.label.clone()),
+        (None, Some(spec)) => (load_arch(spec)?, spec.clone()),
+        (None, None) => return Err(CliError::input("--arch or --from-run is required")),
+    };
     let device: Device = a.device.parse().map_err(CliError::input)?;
     device.check().map_err(CliError::input)?;
+    if !(a.min_snr_gamma >= 0.0 && a.min_snr_gamma.is_finite()) {
+        return Err(CliError::input(
+            "--min-snr-gamma: a number ≥ 0 (0 = plain MSE)",
+        ));
+    }
     let s = settings(&a);
     s.check().map_err(CliError::input)?;
     let teacher = a
@@ -245,24 +318,33 @@ pub fn run(a: TrainArgs) -> CmdResult {
         .map(|d| read_source("--teacher", d))
         .transpose()?;
     let mut init_source: Option<Source> = None;
-    let init: Option<(RoleWeights, String)> = match (a.init.as_deref(), &teacher) {
-        (Some("scratch"), _) | (None, None) => None,
-        (Some("teacher") | None, Some(t)) => Some((
-            init_weights(&arch, t, "--teacher")?,
-            format!("teacher: {}", t.label),
-        )),
-        (Some("teacher"), None) => {
-            return Err(CliError::input("--init teacher: needs --teacher DIR"));
-        }
-        (Some(dir), _) => {
-            let src = read_source("--init", Path::new(dir))?;
-            let w = init_weights(&arch, &src, "--init")?;
-            let label = src.label.clone();
-            init_source = Some(src);
-            Some((w, label))
-        }
+    // From a run: the study's supernet holding the pick, unless told otherwise.
+    let run_init = match (&run, a.init.as_deref(), &teacher) {
+        (Some(r), None, None) => r.supernet.as_ref().map(|d| d.to_string_lossy().to_string()),
+        _ => None,
     };
-    let mut cfg = a.data.resolve()?;
+    let init: Option<(RoleWeights, String)> =
+        match (run_init.as_deref().or(a.init.as_deref()), &teacher) {
+            (Some("scratch"), _) | (None, None) => None,
+            (Some("teacher") | None, Some(t)) => Some((
+                init_weights(&arch, t, "--teacher")?,
+                format!("teacher: {}", t.label),
+            )),
+            (Some("teacher"), None) => {
+                return Err(CliError::input("--init teacher: needs --teacher DIR"));
+            }
+            (Some(dir), _) => {
+                let src = read_source("--init", Path::new(dir))?;
+                let w = init_weights(&arch, &src, "--init")?;
+                let label = src.label.clone();
+                init_source = Some(src);
+                Some((w, label))
+            }
+        };
+    let mut cfg = match &run {
+        Some(r) => a.data.resolve_over(r.quality.clone())?,
+        None => a.data.resolve()?,
+    };
     if a.adherence > 0 {
         // The fixed prompts are the first `samples` draws; more of them, the same data.
         cfg.samples = a.adherence.max(2);
@@ -276,7 +358,7 @@ pub fn run(a: TrainArgs) -> CmdResult {
     let proxy = prepare(&cfg, arch.stem.cross_attention_dim)?;
     proxy
         .check_arch(&arch)
-        .map_err(|e| CliError::input(format!("--arch {}: {e}", a.arch)))?;
+        .map_err(|e| CliError::input(format!("--arch {arch_source}: {e}")))?;
     if let Some(t) = &teacher {
         check_teacher(&arch, t, &proxy)?;
     }
@@ -417,7 +499,7 @@ pub fn run(a: TrainArgs) -> CmdResult {
     }
     let summary = serde_json::json!({
         "arch": arch.hash_id(),
-        "arch_source": a.arch,
+        "arch_source": arch_source,
         "settings": s,
         "settings_hash": hash,
         "data": data_label,
