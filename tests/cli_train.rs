@@ -352,3 +352,72 @@ fn train_measures_prompt_adherence_and_writes_sample_grids() {
     let (w, h) = (be(&png[16..20]), be(&png[20..24]));
     assert_eq!((w - 2) / 8, (h - 2) / 2, "{w}x{h}");
 }
+
+/// The full-scale path at toy scale: data encoded by the teacher pipeline's own VAE and text
+/// encoder (`[quality] pipeline = tiny-sd`), the student distilled from that pipeline's U-Net
+/// without the "assumed to share its latent space" warning, and a pipeline folder out that
+/// carries the teacher's VAE, text encoder and tokenizer and runs in `unas generate`.
+#[test]
+fn train_on_data_encoded_by_the_teacher_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let teacher = root().join("tools/fixtures/pipeline/tiny-sd");
+    let data = QUALITY.replace(
+        "[quality.recipe]",
+        &format!("pipeline = \"{}\"\n\n[quality.recipe]", teacher.display()),
+    );
+    std::fs::write(d.join("data.toml"), data).unwrap();
+    std::fs::write(d.join("student.toml"), STUDENT).unwrap();
+    let teacher = teacher.to_str().unwrap();
+    let o = unas_in(d, &train_args(teacher, "m", "20"));
+    ok(&o);
+    let err = text(&o.stderr);
+    assert!(!err.contains("does not record"), "{err}");
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("m/train.json")).unwrap()).unwrap();
+    assert!(
+        info["data"].as_str().unwrap().contains("text [77, 16]"),
+        "the teacher's CLIP embeddings: {info}"
+    );
+    for f in [
+        "vae/diffusion_pytorch_model.safetensors",
+        "text_encoder/model.safetensors",
+        "tokenizer/vocab.json",
+    ] {
+        assert_eq!(
+            std::fs::read(d.join("m").join(f)).unwrap(),
+            std::fs::read(Path::new(teacher).join(f)).unwrap(),
+            "{f}: the teacher pipeline's"
+        );
+    }
+    assert!(d.join("m/model_index.json").is_file());
+    ok(&unas_in(
+        d,
+        &[
+            "generate",
+            "--model",
+            "m",
+            "--prompt",
+            "a small red circle",
+            "--steps",
+            "2",
+            "--out",
+            "m.png",
+        ],
+    ));
+    assert!(d.join("m.png").is_file());
+    // A student whose text width is not the pipeline's: one error naming the field, exit 2.
+    std::fs::write(
+        d.join("student.toml"),
+        STUDENT.replace("cross_attention_dim = 16", "cross_attention_dim = 32"),
+    )
+    .unwrap();
+    let o = unas_in(d, &train_args(teacher, "bad", "20"));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("quality.pipeline"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!d.join("bad").exists(), "nothing written");
+}

@@ -1,7 +1,8 @@
 //! A complete diffusers pipeline folder for a U-Net of the proxy's data, as `unas export
 //! --weights` and `unas train` write it: `unet/` (or DeciDiffusion's `flexible_unet/`), the
 //! data's small VAE as `vae/`, its frozen caption encoder as a CLIP `text_encoder/` over CLIP's
-//! BPE vocabulary with CLIP's `tokenizer/`, the recipe's DDIM as `scheduler/`, and
+//! BPE vocabulary with CLIP's `tokenizer/` (or, for data encoded by a pipeline, that
+//! pipeline's `vae/`, `text_encoder/` and `tokenizer/`), the recipe's DDIM as `scheduler/`, and
 //! `model_index.json` — what diffusers' `StableDiffusionPipeline.from_pretrained` and
 //! `unas generate --model` read.
 
@@ -21,18 +22,31 @@ use unas_space::UNetArch;
 use super::export_weights::{unet_folder, write_unet_folder};
 use super::CliError;
 
-/// The text side of a pipeline folder: CLIP's tokenizer padding to the proxy's caption length
-/// and the proxy's caption encoder over its vocabulary.
-pub struct TextSide {
-    config: ClipTextConfig,
-    model: ClipTextModel<Cpu>,
-    tokenizer: ClipTokenizer,
+/// The text side of a pipeline folder.
+pub enum TextSide {
+    /// CLIP's tokenizer padding to the proxy's caption length and the proxy's caption encoder
+    /// over its vocabulary (beside the data's small VAE).
+    Own {
+        /// The text encoder's configuration.
+        config: ClipTextConfig,
+        /// The text encoder.
+        model: ClipTextModel<Cpu>,
+        /// CLIP's tokenizer.
+        tokenizer: ClipTokenizer,
+    },
+    /// The data was encoded by this pipeline (`[quality] pipeline`): its `vae/`,
+    /// `text_encoder/` and `tokenizer/` are copied.
+    Pipeline(PathBuf),
 }
 
-/// The proxy's caption encoder as a CLIP text model over CLIP's BPE vocabulary, checked to
-/// embed every caption of the data as the encoder does; an error says why it cannot (a
-/// caption word that is several BPE tokens, punctuation the encoder drops).
+/// The text side of the proxy's data: the encoding pipeline's, or the proxy's caption encoder
+/// as a CLIP text model over CLIP's BPE vocabulary, checked to embed every caption of the data
+/// as the encoder does; an error says why it cannot (a caption word that is several BPE
+/// tokens, punctuation the encoder drops).
 pub fn text_side(proxy: &Proxy) -> Result<TextSide, String> {
+    if let Some(dir) = &proxy.config().pipeline {
+        return Ok(TextSide::Pipeline(dir.clone()));
+    }
     let (vocab, merges) = clip_vocab_files();
     let special = SpecialTokens {
         max_length: TEXT_LEN,
@@ -46,7 +60,7 @@ pub fn text_side(proxy: &Proxy) -> Result<TextSide, String> {
         .caption_encoder()
         .to_clip(&tokenizer, captions)
         .map_err(|e| format!("the data's captions cannot be read by CLIP's tokenizer: {e}"))?;
-    Ok(TextSide {
+    Ok(TextSide::Own {
         config,
         model,
         tokenizer,
@@ -102,22 +116,64 @@ pub fn write_pipeline_folder(
     let Some(text) = text else {
         return Ok(unet_dir);
     };
-    let stale = out.join("model_index.json");
-    if stale.exists() {
-        std::fs::remove_file(&stale).map_err(|e| io(&stale, e))?;
+    let index = out.join("model_index.json");
+    if index.exists() {
+        std::fs::remove_file(&index).map_err(|e| io(&index, e))?;
     }
+    match text {
+        TextSide::Pipeline(src) => {
+            for name in ["tokenizer", "text_encoder", "vae"] {
+                component(out, name, |d| copy_files(&src.join(name), d))?;
+            }
+        }
+        TextSide::Own {
+            config,
+            model,
+            tokenizer,
+        } => write_own_text_and_vae(out, config, model, tokenizer, proxy)?,
+    }
+    component(out, "scheduler", |d| {
+        write_json(
+            &d.join("scheduler_config.json"),
+            &proxy.config().scheduler_config().to_ddim_json(),
+        )
+    })?;
+    let tmp = out.join(".model_index.json.tmp");
+    write_json(&tmp, &model_index(unet_folder(arch)))?;
+    std::fs::rename(&tmp, &index).map_err(|e| io(&index, e))?;
+    Ok(unet_dir)
+}
+
+/// Copies the files (not subfolders) of `src` into `dst`.
+fn copy_files(src: &Path, dst: &Path) -> Result<(), CliError> {
+    for e in std::fs::read_dir(src).map_err(|e| io(src, e))? {
+        let p = e.map_err(|e| io(src, e))?.path();
+        if p.is_file() {
+            let to = dst.join(p.file_name().expect("a file name"));
+            std::fs::copy(&p, &to).map_err(|e| io(&p, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// `tokenizer/`, `text_encoder/` and `vae/` of the proxy's own data preparation.
+fn write_own_text_and_vae(
+    out: &Path,
+    text_config: &ClipTextConfig,
+    model: &ClipTextModel<Cpu>,
+    tokenizer: &ClipTokenizer,
+    proxy: &Proxy,
+) -> Result<(), CliError> {
     component(out, "tokenizer", |d| {
-        write_clip_tokenizer(d, text.tokenizer.max_length()).map_err(CliError::failure)
+        write_clip_tokenizer(d, tokenizer.max_length()).map_err(CliError::failure)
     })?;
     component(out, "text_encoder", |d| {
-        let t = &text.tokenizer;
+        let t = tokenizer;
         write_json(
             &d.join("config.json"),
-            &text
-                .config
-                .to_json_value(t.bos_id(), t.eos_id(), t.pad_id()),
+            &text_config.to_json_value(t.bos_id(), t.eos_id(), t.pad_id()),
         )?;
-        text.model
+        model
             .save(&d.join("model.safetensors"))
             .map_err(CliError::failure)
     })?;
@@ -132,15 +188,5 @@ pub fn write_pipeline_folder(
             .vae()
             .save(&d.join("diffusion_pytorch_model.safetensors"))
             .map_err(CliError::failure)
-    })?;
-    component(out, "scheduler", |d| {
-        write_json(
-            &d.join("scheduler_config.json"),
-            &proxy.config().scheduler_config().to_ddim_json(),
-        )
-    })?;
-    let tmp = out.join(".model_index.json.tmp");
-    write_json(&tmp, &model_index(unet_folder(arch)))?;
-    std::fs::rename(&tmp, &stale).map_err(|e| io(&stale, e))?;
-    Ok(unet_dir)
+    })
 }

@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use unas_evaluator::quality::proxy::{Proxy, ProxyConfig};
 use unas_evaluator::quality::train::Recipe;
+use unas_evaluator::EvalError;
 use unas_space::{load_arch, SearchSpace, UNetArch};
 
 use super::{CliError, CmdResult};
@@ -346,8 +347,13 @@ pub(super) fn say(bar: &ProgressBar, line: impl AsRef<str>) {
 
 pub(super) fn prepare(cfg: &ProxyConfig, dim: usize) -> Result<Proxy, CliError> {
     let bar = spinner("preparing the proxy data");
-    let proxy = Proxy::prepare(cfg, dim, &mut |line| say(&bar, line))
-        .map_err(|e| CliError::failure(format!("preparing the proxy: {e}")))?;
+    // Settings the data cannot be prepared with, and unreadable files, are the user's input.
+    let proxy = Proxy::prepare(cfg, dim, &mut |line| say(&bar, line)).map_err(|e| match e {
+        EvalError::Unsupported(_) | EvalError::File { .. } => {
+            CliError::input(format!("preparing the proxy: {e}"))
+        }
+        _ => CliError::failure(format!("preparing the proxy: {e}")),
+    })?;
     bar.finish_and_clear();
     Ok(proxy)
 }

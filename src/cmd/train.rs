@@ -164,6 +164,17 @@ struct Source {
     dir: PathBuf,
 }
 
+/// Whether the U-Net folder `dir` is the pipeline `pipeline`'s (the folder or its `unet/` or
+/// `flexible_unet/`).
+fn pipeline_of(dir: &Path, pipeline: Option<&Path>) -> bool {
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    pipeline.is_some_and(|p| {
+        let p = canon(p);
+        let d = canon(dir);
+        d == p || d == p.join("unet") || d == p.join("flexible_unet")
+    })
+}
+
 /// Reads `--teacher` / `--init DIR`: a supernet folder, a pipeline folder's `unet/`, or a
 /// diffusers U-Net folder.
 fn read_source(flag: &str, dir: &Path) -> Result<Source, CliError> {
@@ -380,6 +391,8 @@ pub fn run(a: TrainArgs) -> CmdResult {
                 )));
             }
             Some(_) => {}
+            // The data was encoded by this pipeline's own VAE and text encoder.
+            None if pipeline_of(&src.dir, cfg.pipeline.as_deref()) => {}
             None => eprintln!(
                 "warning: {flag} {} does not record its training data: its latents and text \
                  embeddings are assumed to be this data's ({data_label}); see docs/train.md",

@@ -32,6 +32,7 @@ use super::inception::InceptionFid;
 use super::latent_cache::{LatentCache, Manifest};
 use super::metrics::{frechet_distance, kid, Features, GaussianStats, Kid};
 use super::module_file::{load_module, save_module};
+use super::pipeline_data::{self, PipelineEncoders};
 use super::small_vae::{image_batch, load_vae, save_vae, train_vae, VaeTraining};
 use super::supernet::{draw_batch, TrainData};
 use super::train::{init_seeded, train_observed, Betas, LrSchedule, Prediction, Recipe};
@@ -145,6 +146,13 @@ pub struct ProxyConfig {
     /// directory. Default: none.
     #[serde(default)]
     pub prepared: Option<PathBuf>,
+    /// A diffusers pipeline folder (`vae/`, `text_encoder/`, `tokenizer/`) whose own VAE and
+    /// text encoder prepare the data — latents in its latent space, its CLIP's caption
+    /// embeddings (its tokenizer's length, e.g. 77 × 768 for SD1.5) — instead of the small VAE
+    /// and the frozen caption encoder, so that its U-Net can teach (`unas train --teacher`
+    /// the same folder). Candidates need its text width as `cross_attention_dim`. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PathBuf>,
     /// A calibration summary (`summary.csv` of `unas quality calibrate`) whose row for this
     /// objective the study's report quotes (τ against the ground truth, its CI, ICC, the
     /// ground truth's noise ceiling, the targets met or missed); relative paths are read from
@@ -543,6 +551,9 @@ struct CacheKey<'a> {
     seed: u64,
     vae: &'a VaeTraining,
     features: FeatureTrainingKey,
+    /// The encoding pipeline (`quality.pipeline`), absent from keys without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pipeline: Option<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -600,6 +611,39 @@ impl Proxy {
             ));
         }
         let images = cfg.images.min(ds.len());
+        let encoders = match &cfg.pipeline {
+            None => None,
+            Some(dir) => {
+                progress(&format!(
+                    "loading the VAE and text encoder of {}",
+                    dir.display()
+                ));
+                let enc = PipelineEncoders::load(dir)?;
+                let [_, width] = enc.text_shape();
+                if width != cross_attention_dim {
+                    return Err(config_err(
+                        "pipeline",
+                        format!(
+                            "{}: its text encoder is {width} wide; the candidates' \
+                             cross_attention_dim is {cross_attention_dim}",
+                            dir.display()
+                        ),
+                    ));
+                }
+                let f = enc.vae_config.downscale();
+                if !cfg.image_size.is_multiple_of(f) {
+                    return Err(config_err(
+                        "image_size",
+                        format!(
+                            "{} is not a multiple of {f}, the downsampling of {}'s VAE",
+                            cfg.image_size,
+                            dir.display()
+                        ),
+                    ));
+                }
+                Some(enc)
+            }
+        };
         let vae_training = VaeTraining {
             seed: cfg.data_seed,
             steps: cfg.vae_steps,
@@ -616,7 +660,10 @@ impl Proxy {
             dataset: ds.name(),
             images,
             image_size: cfg.image_size,
-            text: [TEXT_LEN, cross_attention_dim],
+            text: encoders.as_ref().map_or(
+                [TEXT_LEN, cross_attention_dim],
+                PipelineEncoders::text_shape,
+            ),
             seed: cfg.data_seed,
             vae: &vae_training,
             features: FeatureTrainingKey {
@@ -626,6 +673,11 @@ impl Proxy {
                 lr: feature_training.lr,
                 seed: feature_training.seed,
             },
+            pipeline: cfg
+                .pipeline
+                .as_deref()
+                .map(pipeline_data::cache_key)
+                .transpose()?,
         };
         let key_json = serde_json::to_string(&key).expect("serialisable");
         let root = cfg.cache_dir.clone().unwrap_or_else(default_cache_root);
@@ -652,6 +704,7 @@ impl Proxy {
                 images,
                 cross_attention_dim,
                 &vae_training,
+                encoders.as_ref(),
                 &feature_training,
                 &key_json,
                 &dir,
@@ -661,7 +714,10 @@ impl Proxy {
             progress(&format!("using cached data in {}", dir.display()));
         }
         let cache = LatentCache::load(&dir)?;
-        let vae = load_vae(&dir.join("vae.mpk"))?;
+        let vae = match &encoders {
+            Some(enc) => enc.vae.clone(),
+            None => load_vae(&dir.join("vae.mpk"))?,
+        };
         let net_file = dir.join("featurenet.mpk");
         let extractor = if net_file.exists() {
             Some(FeatureExtractor::load(&net_file, &*ds, extractor_name)?)
@@ -685,13 +741,16 @@ impl Proxy {
             }
             None => None,
         };
-        let encoder = CaptionEncoder::new(
-            cache.manifest.captions.iter().map(String::as_str),
-            cross_attention_dim,
-            TEXT_LEN,
-            cfg.data_seed,
-        );
-        let uncond = encoder.encode(&[String::new()]);
+        let uncond = match &encoders {
+            Some(enc) => enc.encode_captions(&[String::new()]),
+            None => CaptionEncoder::new(
+                cache.manifest.captions.iter().map(String::as_str),
+                cross_attention_dim,
+                TEXT_LEN,
+                cfg.data_seed,
+            )
+            .encode(&[String::new()]),
+        };
         // Real reference: the decoded-space images the candidates imitate.
         let reference_images: Vec<Vec<f32>> = (0..images)
             .map(|i| ds.get(i).map(|s| s.pixels))
@@ -1323,6 +1382,7 @@ fn build_cache(
     images: usize,
     dim: usize,
     vae_training: &VaeTraining,
+    encoders: Option<&PipelineEncoders>,
     feature_training: &FeatureTraining,
     key_json: &str,
     dir: &std::path::Path,
@@ -1339,17 +1399,32 @@ fn build_cache(
     std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
     let result = (|| {
         let t0 = Instant::now();
-        progress(&format!(
-            "training the small VAE on {} ({} steps)",
-            ds.name(),
-            vae_training.steps
-        ));
-        let (vae, recon) = train_vae(ds, images, vae_training, &mut |_, _, _| {})?;
-        save_vae(&vae, &tmp.join("vae.mpk"))?;
+        let trained;
+        let (vae, recon) = match encoders {
+            Some(enc) => {
+                progress(&format!(
+                    "encoding {images} images with the VAE of {}",
+                    enc.dir.display()
+                ));
+                (&enc.vae, None)
+            }
+            None => {
+                progress(&format!(
+                    "training the small VAE on {} ({} steps)",
+                    ds.name(),
+                    vae_training.steps
+                ));
+                let (vae, recon) = train_vae(ds, images, vae_training, &mut |_, _, _| {})?;
+                save_vae(&vae, &tmp.join("vae.mpk"))?;
+                progress(&format!(
+                    "small VAE: reconstruction MSE {recon:.4} in {:.0} s; encoding {images} images",
+                    t0.elapsed().as_secs_f64()
+                ));
+                trained = vae;
+                (&trained, Some(recon))
+            }
+        };
         let vae_seconds = t0.elapsed().as_secs_f64();
-        progress(&format!(
-            "small VAE: reconstruction MSE {recon:.4} in {vae_seconds:.0} s; encoding {images} images"
-        ));
         let device = Default::default();
         let mut mean = Vec::new();
         let mut logvar = Vec::new();
@@ -1381,18 +1456,47 @@ fn build_cache(
         let n = mean.len() as f64;
         let mu = mean.iter().map(|&v| v as f64).sum::<f64>() / n;
         let var = mean.iter().map(|&v| (v as f64 - mu).powi(2)).sum::<f64>() / n;
-        let scaling_factor = 1.0 / var.sqrt().max(1e-6);
-        let encoder = CaptionEncoder::new(
-            captions.iter().map(String::as_str),
-            dim,
-            TEXT_LEN,
-            vae_training.seed,
-        );
-        let context = encoder.encode(&captions);
-        progress(&format!(
-            "text encoder: frozen seeded CLIP (width {dim}, 2 layers) over {} words; training the feature extractor",
-            encoder.vocabulary()
-        ));
+        // The pipeline's own scale (its U-Net was trained on it); else 1 / sd of the means.
+        let scaling_factor = match encoders {
+            Some(enc) => enc.vae_config.scaling_factor,
+            None => 1.0 / var.sqrt().max(1e-6),
+        };
+        let (context, text, vae_note, text_note) = match encoders {
+            Some(enc) => {
+                let text = enc.text_shape();
+                progress(&format!(
+                    "text encoder of {} ({} tokens x {}); training the feature extractor",
+                    enc.dir.display(),
+                    text[0],
+                    text[1]
+                ));
+                (
+                    enc.encode_captions(&captions),
+                    text,
+                    serde_json::json!({"pipeline": enc.dir.display().to_string(), "scaling_factor": scaling_factor}),
+                    format!("the CLIP text encoder of {}", enc.dir.display()),
+                )
+            }
+            None => {
+                let encoder = CaptionEncoder::new(
+                    captions.iter().map(String::as_str),
+                    dim,
+                    TEXT_LEN,
+                    vae_training.seed,
+                );
+                progress(&format!(
+                    "text encoder: frozen seeded CLIP (width {dim}, 2 layers) over {} words; training the feature extractor",
+                    encoder.vocabulary()
+                ));
+                (
+                    encoder.encode(&captions),
+                    [TEXT_LEN, dim],
+                    serde_json::json!({"config": "block_out_channels [16, 32], layers_per_block 1, norm groups 8, 4 latent channels",
+                            "reconstruction_mse": recon, "seconds": vae_seconds}),
+                    format!("CLIP text transformer, width {dim}, 2 layers, frozen at seeded random init (seed {}), word vocabulary of {} words", vae_training.seed, encoder.vocabulary()),
+                )
+            }
+        };
         let t1 = Instant::now();
         let extractor = FeatureExtractor::train(ds, feature_training, &mut |_, _, _| {})?;
         extractor.save(&tmp.join("featurenet.mpk"))?;
@@ -1416,16 +1520,15 @@ fn build_cache(
                 version: CACHE_VERSION,
                 dataset: ds.name(),
                 latent,
-                text: [TEXT_LEN, dim],
+                text,
                 scaling_factor,
                 captions,
                 labels,
                 shards: Vec::new(),
                 provenance: serde_json::json!({
                     "key": serde_json::from_str::<serde_json::Value>(key_json).unwrap_or_default(),
-                    "vae": {"config": "block_out_channels [16, 32], layers_per_block 1, norm groups 8, 4 latent channels",
-                            "reconstruction_mse": recon, "seconds": vae_seconds},
-                    "text_encoder": format!("CLIP text transformer, width {dim}, 2 layers, frozen at seeded random init (seed {}), word vocabulary of {} words", vae_training.seed, encoder.vocabulary()),
+                    "vae": vae_note,
+                    "text_encoder": text_note,
                     "feature_extractor": {"held_out_accuracy": held_out},
                 }),
             },
