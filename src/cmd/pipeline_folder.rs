@@ -24,19 +24,19 @@ use super::CliError;
 
 /// The text side of a pipeline folder.
 pub enum TextSide {
-    /// CLIP's tokenizer padding to the proxy's caption length and the proxy's caption encoder
-    /// over its vocabulary (beside the data's small VAE).
-    Own {
-        /// The text encoder's configuration.
-        config: ClipTextConfig,
-        /// The text encoder.
-        model: ClipTextModel<Cpu>,
-        /// CLIP's tokenizer.
-        tokenizer: ClipTokenizer,
-    },
+    /// The proxy's own caption encoder over CLIP's vocabulary (beside the data's small VAE).
+    Own(Box<OwnText>),
     /// The data was encoded by this pipeline (`[quality] pipeline`): its `vae/`,
     /// `text_encoder/` and `tokenizer/` are copied.
     Pipeline(PathBuf),
+}
+
+/// CLIP's tokenizer padding to the proxy's caption length and the proxy's caption encoder
+/// over its vocabulary.
+pub struct OwnText {
+    config: ClipTextConfig,
+    model: ClipTextModel<Cpu>,
+    tokenizer: ClipTokenizer,
 }
 
 /// The text side of the proxy's data: the encoding pipeline's, or the proxy's caption encoder
@@ -60,11 +60,11 @@ pub fn text_side(proxy: &Proxy) -> Result<TextSide, String> {
         .caption_encoder()
         .to_clip(&tokenizer, captions)
         .map_err(|e| format!("the data's captions cannot be read by CLIP's tokenizer: {e}"))?;
-    Ok(TextSide::Own {
+    Ok(TextSide::Own(Box::new(OwnText {
         config,
         model,
         tokenizer,
-    })
+    })))
 }
 
 fn io(p: &Path, e: impl std::fmt::Display) -> CliError {
@@ -126,11 +126,7 @@ pub fn write_pipeline_folder(
                 component(out, name, |d| copy_files(&src.join(name), d))?;
             }
         }
-        TextSide::Own {
-            config,
-            model,
-            tokenizer,
-        } => write_own_text_and_vae(out, config, model, tokenizer, proxy)?,
+        TextSide::Own(own) => write_own_text_and_vae(out, own, proxy)?,
     }
     component(out, "scheduler", |d| {
         write_json(
@@ -157,13 +153,8 @@ fn copy_files(src: &Path, dst: &Path) -> Result<(), CliError> {
 }
 
 /// `tokenizer/`, `text_encoder/` and `vae/` of the proxy's own data preparation.
-fn write_own_text_and_vae(
-    out: &Path,
-    text_config: &ClipTextConfig,
-    model: &ClipTextModel<Cpu>,
-    tokenizer: &ClipTokenizer,
-    proxy: &Proxy,
-) -> Result<(), CliError> {
+fn write_own_text_and_vae(out: &Path, own: &OwnText, proxy: &Proxy) -> Result<(), CliError> {
+    let tokenizer = &own.tokenizer;
     component(out, "tokenizer", |d| {
         write_clip_tokenizer(d, tokenizer.max_length()).map_err(CliError::failure)
     })?;
@@ -171,9 +162,9 @@ fn write_own_text_and_vae(
         let t = tokenizer;
         write_json(
             &d.join("config.json"),
-            &text_config.to_json_value(t.bos_id(), t.eos_id(), t.pad_id()),
+            &own.config.to_json_value(t.bos_id(), t.eos_id(), t.pad_id()),
         )?;
-        model
+        own.model
             .save(&d.join("model.safetensors"))
             .map_err(CliError::failure)
     })?;
