@@ -292,6 +292,55 @@ dtype = "f32"
         "objective = \"supernet-finetune\"\nfinetune_steps = 2",
     );
     assert!(report.contains("supernet-finetune@2"), "{report}");
+    // Its export carries the weights it scored: fine-tuned 2 steps, the same in every run.
+    let export_ft = |out: &str| {
+        ok(&unas_in(
+            d,
+            &[
+                "export",
+                "finetuned",
+                "--pick",
+                "knee",
+                "--weights",
+                "--out",
+                out,
+            ],
+        ))
+    };
+    export_ft("ft1");
+    export_ft("ft2");
+    let provenance: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("ft1/unet/weights.json")).unwrap())
+            .unwrap();
+    assert!(
+        provenance["weights"]
+            .as_str()
+            .unwrap()
+            .contains("fine-tuned 2 steps"),
+        "{provenance}"
+    );
+    let weights = |dir: &str| {
+        std::fs::read(d.join(dir).join("unet/diffusion_pytorch_model.safetensors")).unwrap()
+    };
+    assert_eq!(weights("ft1"), weights("ft2"), "deterministic");
+    {
+        use burn::backend::Flex;
+        use unas_evaluator::quality::supernet_store;
+        use unas_runtime::pipeline::stable_diffusion::read_unet_arch;
+        use unas_runtime::save::float_params;
+        use unas_runtime::{SubNet, UNet2DConditionModel};
+        let dir = d.join("ft1/unet");
+        let arch = read_unet_arch(&dir.join("config.json")).unwrap();
+        let file = dir.join("diffusion_pytorch_model.safetensors");
+        let unet = UNet2DConditionModel::<Flex>::load(&arch, &file, &Default::default()).unwrap();
+        let (info, supernet) = supernet_store::load(&d.join("sn/diffusers")).unwrap();
+        let zero_shot = SubNet::new(&arch, &info.arch).unwrap().extract(&supernet);
+        assert_ne!(
+            float_params(&unet),
+            float_params(&zero_shot),
+            "not the zero-shot weights"
+        );
+    }
 }
 
 /// `unas export --weights` after the zero-shot search in `d`: the knee's weights, inherited

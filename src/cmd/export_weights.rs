@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use unas_evaluator::quality::proxy::Proxy;
+use unas_evaluator::quality::proxy::{Objective, Proxy};
 use unas_evaluator::quality::supernet_store;
 use unas_runtime::device::Cpu;
 use unas_runtime::{SubNet, UNet2DConditionModel};
@@ -69,7 +69,8 @@ pub fn unet_folder(arch: &UNetArch) -> &'static str {
 
 /// Writes the pipeline folder `out/` for `arch` ([`write_pipeline_folder`]; only the U-Net
 /// folder without `text`) with the weights `arch` inherits from the first supernet under
-/// `root` that holds it, sorted by folder; `unet/weights.json` names that supernet, its
+/// `root` that holds it, sorted by folder (after the study's `finetune_steps` when its
+/// objective is `supernet-finetune`: the weights it scored); `unet/weights.json` names that supernet, its
 /// settings hash, seed and weights' SHA-256.
 pub fn export_weights(
     arch: &UNetArch,
@@ -98,10 +99,25 @@ pub fn export_weights(
             )));
         }
         let sub = SubNet::new(arch, &info.arch).map_err(CliError::failure)?;
-        let weights = sub.extract(&unet);
+        let mut weights = sub.extract(&unet);
+        // A study that scored candidates after fine-tuning gets the weights it scored.
+        let cfg = proxy.config();
+        let how = match cfg.objective {
+            Objective::SupernetFinetune => {
+                let k = cfg.finetune_steps;
+                weights = proxy
+                    .finetuned_model(arch, weights, info.settings.seed, k)
+                    .map_err(|e| CliError::failure(format!("--weights: fine-tuning: {e}")))?;
+                format!(
+                    "inherited from the supernet, then fine-tuned {k} steps with the batches, \
+                     timesteps and noise of its seed (as the study scored it)"
+                )
+            }
+            _ => "inherited from the supernet, zero-shot (not trained alone)".to_string(),
+        };
         let provenance = serde_json::json!({
             "arch": arch.hash_id(),
-            "weights": "inherited from the supernet, zero-shot (not trained alone)",
+            "weights": how,
             "supernet": {
                 "folder": d.display().to_string(),
                 "topology": info.topology,

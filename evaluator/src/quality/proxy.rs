@@ -1024,6 +1024,24 @@ impl Proxy {
         steps: usize,
         val: &ValidationSet,
     ) -> Result<ValLoss, EvalError> {
+        let model = self.finetuned_model(arch, start, seed, steps)?;
+        let device: <Cpu as BackendTypes>::Device = Default::default();
+        Ok(
+            val.loss::<Cpu>(&self.cfg.recipe, VAL_BATCH, &device, &|x, t, c| {
+                model.forward(x, t, c)
+            }),
+        )
+    }
+
+    /// The weights [`Self::finetune`] scores: `start` trained `steps` steps with batches,
+    /// timesteps and noise from `seed`.
+    pub fn finetuned_model(
+        &self,
+        arch: &UNetArch,
+        start: UNet2DConditionModel<Cpu>,
+        seed: u64,
+        steps: usize,
+    ) -> Result<UNet2DConditionModel<Cpu>, EvalError> {
         self.check_arch(arch)?;
         // `from_inner` keeps each parameter's `require_grad` flag, which a module built on the
         // inner backend may not set (then nothing would train): set it on every parameter.
@@ -1041,12 +1059,7 @@ impl Proxy {
             &mut Trainable,
         );
         let (model, _) = self.train_from(unet, seed, steps, &mut |_, _, _| {})?;
-        let device: <Cpu as BackendTypes>::Device = Default::default();
-        Ok(
-            val.loss::<Cpu>(&self.cfg.recipe, VAL_BATCH, &device, &|x, t, c| {
-                model.forward(x, t, c)
-            }),
-        )
+        Ok(model)
     }
 
     /// Trains `unet` for `steps` steps on the training data, batches, timesteps and noise
