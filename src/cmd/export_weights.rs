@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 
 use unas_evaluator::quality::proxy::{Objective, Proxy};
 use unas_evaluator::quality::supernet_store;
-use unas_runtime::device::Cpu;
-use unas_runtime::{SubNet, UNet2DConditionModel};
-use unas_space::{Layout, UNetArch};
+use unas_runtime::SubNet;
+use unas_space::UNetArch;
 
 use super::pipeline_folder::{write_pipeline_folder, TextSide};
 use super::CliError;
@@ -22,56 +21,11 @@ pub struct ExportedWeights {
     pub supernet: PathBuf,
 }
 
-/// Writes `out/{unet,flexible_unet}/` for `arch`: `config.json` (diffusers' config, sample
-/// size `latent`), `diffusion_pytorch_model.safetensors` and `weights.json` (`provenance`).
-/// The folder is written beside its place and renamed over any previous one: never half of
-/// it. Returns the folder.
-pub fn write_unet_folder(
-    arch: &UNetArch,
-    latent: usize,
-    unet: &UNet2DConditionModel<Cpu>,
-    provenance: &serde_json::Value,
-    out: &Path,
-) -> Result<PathBuf, CliError> {
-    let name = unet_folder(arch);
-    let io = |p: &Path, e: std::io::Error| CliError::input(format!("{}: {e}", p.display()));
-    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
-    let tmp = out.join(format!(".{name}.tmp"));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
-    let config = unas_space::diffusers::export_config(arch, latent);
-    let text = serde_json::to_string_pretty(&config).expect("JSON values serialise") + "\n";
-    std::fs::write(tmp.join("config.json"), text).map_err(|e| io(&tmp, e))?;
-    unet.save(&tmp.join("diffusion_pytorch_model.safetensors"))
-        .map_err(CliError::failure)?;
-    std::fs::write(
-        tmp.join("weights.json"),
-        serde_json::to_string_pretty(provenance).expect("JSON values serialise") + "\n",
-    )
-    .map_err(|e| io(&tmp, e))?;
-    let dir = out.join(name);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
-    }
-    std::fs::rename(&tmp, &dir).map_err(|e| io(&dir, e))?;
-    Ok(dir)
-}
-
-/// The folder name of `arch`'s U-Net in a pipeline folder.
-pub fn unet_folder(arch: &UNetArch) -> &'static str {
-    match arch.layout {
-        Layout::Diffusers => "unet",
-        Layout::Flexible => "flexible_unet",
-    }
-}
-
 /// Writes the pipeline folder `out/` for `arch` ([`write_pipeline_folder`]; only the U-Net
 /// folder without `text`) with the weights `arch` inherits from the first supernet under
 /// `root` that holds it, sorted by folder (after the study's `finetune_steps` when its
-/// objective is `supernet-finetune`: the weights it scored); `unet/weights.json` names that supernet, its
-/// settings hash, seed and weights' SHA-256.
+/// objective is `supernet-finetune`: the weights it scored); `unet/weights.json` names that
+/// supernet, its settings hash, seed and the SHA-256 of its weights file.
 pub fn export_weights(
     arch: &UNetArch,
     proxy: &Proxy,

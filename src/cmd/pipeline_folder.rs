@@ -17,9 +17,8 @@ use unas_runtime::text::{
     ClipTokenizer, SpecialTokens,
 };
 use unas_runtime::UNet2DConditionModel;
-use unas_space::UNetArch;
+use unas_space::{Layout, UNetArch};
 
-use super::export_weights::{unet_folder, write_unet_folder};
 use super::CliError;
 
 /// The text side of a pipeline folder.
@@ -97,6 +96,38 @@ fn component(
 fn write_json(path: &Path, v: &serde_json::Value) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(v).expect("JSON values serialise") + "\n";
     std::fs::write(path, text).map_err(|e| io(path, e))
+}
+
+/// Writes `out/{unet,flexible_unet}/` for `arch`: `config.json` (diffusers' config, sample
+/// size `latent`), `diffusion_pytorch_model.safetensors` and `weights.json` (`provenance`),
+/// through a temporary folder ([`component`]): never half of it. Returns the folder.
+pub fn write_unet_folder(
+    arch: &UNetArch,
+    latent: usize,
+    unet: &UNet2DConditionModel<Cpu>,
+    provenance: &serde_json::Value,
+    out: &Path,
+) -> Result<PathBuf, CliError> {
+    let name = unet_folder(arch);
+    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    component(out, name, |d| {
+        write_json(
+            &d.join("config.json"),
+            &unas_space::diffusers::export_config(arch, latent),
+        )?;
+        unet.save(&d.join("diffusion_pytorch_model.safetensors"))
+            .map_err(CliError::failure)?;
+        write_json(&d.join("weights.json"), provenance)
+    })?;
+    Ok(out.join(name))
+}
+
+/// The folder name of `arch`'s U-Net in a pipeline folder.
+pub fn unet_folder(arch: &UNetArch) -> &'static str {
+    match arch.layout {
+        Layout::Diffusers => "unet",
+        Layout::Flexible => "flexible_unet",
+    }
 }
 
 /// Writes the pipeline folder `out/` for `unet` (an architecture of the proxy's data):

@@ -20,7 +20,7 @@ use unas_runtime::device::{Cpu, Device};
 use unas_runtime::{RoleWeights, SubNet, UNet2DConditionModel};
 use unas_space::{load_arch, UNetArch};
 
-use super::export_weights::unet_folder;
+use super::pipeline_folder::unet_folder;
 use super::quality::{prepare, say, step_logger, steps_bar, DataArgs};
 use super::{CliError, CmdResult};
 
