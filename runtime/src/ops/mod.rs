@@ -785,4 +785,118 @@ mod tests {
             assert_close(a.4, b.4, &format!("{what}: dterm"));
         }
     }
+
+    /// The fast training paths at the sizes a U-Net of the tiny spaces trains at (16x16
+    /// latents, 32–64 channels, 256 query tokens, 16 text tokens): past every tile, row block
+    /// and thread split of the kernels, which the small cases above stay inside.
+    #[test]
+    fn training_fast_paths_match_burn_autodiff_at_unet_sizes() {
+        use burn::nn::conv::Conv2dConfig;
+        let device = Default::default();
+        // (c_in, c_out, side, stride, kernel, upsample)
+        for (c_in, c_out, side, stride, kernel, up) in [
+            (32, 64, 16, 1, 3, false),
+            (64, 64, 16, 2, 3, false),
+            (64, 32, 8, 1, 3, true),
+            (64, 32, 16, 1, 1, false),
+        ] {
+            let grads_conv = |fast: bool| {
+                let x = leaf(31, [2, c_in, side, side]);
+                let pad = kernel / 2;
+                let mut conv = Conv2dConfig::new([c_in, c_out], [kernel, kernel])
+                    .with_stride([stride, stride])
+                    .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+                    .init::<A>(&device);
+                conv.weight = param(32, [c_out, c_in, kernel, kernel]);
+                conv.bias = Some(param(33, [c_out]));
+                let y = match (fast, up) {
+                    (true, false) => conv2d(&conv, x.clone()),
+                    (true, true) => upsample_conv2d(&conv, x.clone()),
+                    (false, false) => conv.forward(x.clone()),
+                    (false, true) => conv.forward(interpolate(
+                        x.clone(),
+                        [2 * side, 2 * side],
+                        InterpolateOptions::new(InterpolateMode::Nearest),
+                    )),
+                };
+                let g = weighted_sum(y.clone()).backward();
+                let bias = conv.bias.as_ref().expect("bias").val();
+                (
+                    y.inner(),
+                    x.grad(&g).expect("dx"),
+                    conv.weight.val().grad(&g).expect("dweight"),
+                    bias.grad(&g).expect("dbias"),
+                )
+            };
+            let (a, b) = (grads_conv(true), grads_conv(false));
+            let what = format!("conv2d {c_in}->{c_out} at {side}x{side} (stride {stride}, kernel {kernel}, upsample {up})");
+            assert_close(a.0, b.0, &format!("{what}: output"));
+            assert_close(a.1, b.1, &format!("{what}: dx"));
+            assert_close(a.2, b.2, &format!("{what}: dweight"));
+            assert_close(a.3, b.3, &format!("{what}: dbias"));
+        }
+
+        let grads_gn = |fast: bool| {
+            let x = leaf(34, [2, 64, 16, 16]);
+            let mut norm = GroupNormConfig::new(8, 64).init::<A>(&device);
+            norm.gamma = Some(param(35, [64]));
+            norm.beta = Some(param(36, [64]));
+            let y = if fast {
+                group_norm_silu(&norm, x.clone())
+            } else {
+                silu(norm.forward(x.clone()))
+            };
+            let g = weighted_sum(y.clone()).backward();
+            let gamma = norm.gamma.as_ref().expect("affine").val();
+            (
+                y.inner(),
+                x.grad(&g).expect("dx"),
+                gamma.grad(&g).expect("dgamma"),
+            )
+        };
+        let (a, b) = (grads_gn(true), grads_gn(false));
+        assert_close(a.0, b.0, "group norm 64 channels at 16x16: output");
+        assert_close(a.1, b.1, "group norm 64 channels at 16x16: dx");
+        assert_close(a.2, b.2, "group norm 64 channels at 16x16: dgamma");
+
+        // Cross-attention (256 queries, 16 keys) and self-attention (256 x 256), 2 heads of 32.
+        for m in [16, 256] {
+            let grads_attn = |fast: bool| {
+                let (q, k, v) = (
+                    leaf(37, [2, 256, 64]),
+                    leaf(38, [2, m, 64]),
+                    leaf(39, [2, m, 64]),
+                );
+                let split =
+                    |t: Tensor<A, 3>, len: usize| t.reshape([2, len, 2, 32]).swap_dims(1, 2);
+                let y = if fast {
+                    attention(q.clone(), k.clone(), v.clone(), 2)
+                } else {
+                    burn_attention(
+                        split(q.clone(), 256),
+                        split(k.clone(), m),
+                        split(v.clone(), m),
+                        None,
+                        None,
+                        AttentionModuleOptions::default(),
+                    )
+                    .swap_dims(1, 2)
+                    .reshape([2, 256, 64])
+                };
+                let g = weighted_sum(y.clone()).backward();
+                (
+                    y.inner(),
+                    q.grad(&g).expect("dq"),
+                    k.grad(&g).expect("dk"),
+                    v.grad(&g).expect("dv"),
+                )
+            };
+            let (a, b) = (grads_attn(true), grads_attn(false));
+            let what = format!("attention 256 x {m}");
+            assert_close(a.0, b.0, &format!("{what}: output"));
+            assert_close(a.1, b.1, &format!("{what}: dq"));
+            assert_close(a.2, b.2, &format!("{what}: dk"));
+            assert_close(a.3, b.3, &format!("{what}: dv"));
+        }
+    }
 }
