@@ -15,13 +15,16 @@ ATTRS = ["shape", "colour", "size", "position", "background"]
 
 def main():
     w = csv.writer(sys.stdout, lineterminator="\n")
-    w.writerow(["run", "steps", "min_snr_gamma", "guidance", "seconds", "val_loss"]
+    w.writerow(["run", "seed", "steps", "batch", "lr", "min_snr_gamma", "guidance", "seconds",
+                "val_loss"]
                + ATTRS + [f"{a}_vae" for a in ATTRS] + [f"{a}_real" for a in ATTRS])
     for f in sorted((ROOT / "docs/train/adherence").glob("*.json")):
         d = json.loads(f.read_text())
         a = d["adherence"]
-        gamma = d["settings"]["recipe"]["min_snr_gamma"]
-        w.writerow([f.stem, d["steps"], "none" if gamma is None else gamma, a["guidance"],
+        st = d["settings"]
+        gamma = st["recipe"]["min_snr_gamma"]
+        w.writerow([f.stem, st["seed"], d["steps"], st["batch"], st["recipe"]["lr"],
+                    "none" if gamma is None else gamma, a["guidance"],
                     round(d["seconds_this_call"]), f"{d['val_loss']['overall']:.5f}"]
                    + [f"{a['per_attribute'][k]:.3f}" for k in ATTRS]
                    + [f"{a['per_attribute_vae'][k]:.3f}" for k in ATTRS]
