@@ -71,8 +71,10 @@ pub struct TrainArgs {
     /// EMA of the weights over this last fraction of the steps (0 = none).
     #[arg(long, default_value_t = 0.5)]
     ema_fraction: f64,
-    /// Min-SNR-γ loss weights (Hang et al. 2023; for v-prediction min(SNR, γ) / (SNR + 1));
-    /// 0 = plain MSE.
+    /// Min-SNR-γ loss weights (Hang et al. 2023; for v-prediction min(SNR, γ) / (SNR + 1),
+    /// near 0 at the highest noise levels, where a sample's layout is decided); 0 = plain MSE,
+    /// with which the built-in shapes' samples follow the prompted shape and position within
+    /// 6000 steps (docs/train.md).
     #[arg(long, default_value_t = 5.0)]
     min_snr_gamma: f64,
     /// Seed of the initialisation and of every step's draws.
