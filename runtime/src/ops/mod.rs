@@ -534,37 +534,8 @@ mod tests {
             "the fast paths apply to A"
         );
         let device = Default::default();
-        let gn = || {
-            let x = leaf(1, [2, 8, 5, 3]);
-            let mut norm = GroupNormConfig::new(4, 8).init::<A>(&device);
-            norm.gamma = Some(param(2, [8]));
-            norm.beta = Some(param(3, [8]));
-            (x, norm)
-        };
-        let grads_gn = |silu_after: bool, fast: bool| {
-            let (x, norm) = gn();
-            let y = match (fast, silu_after) {
-                (true, false) => group_norm(&norm, x.clone()),
-                (true, true) => group_norm_silu(&norm, x.clone()),
-                (false, false) => norm.forward(x.clone()),
-                (false, true) => silu(norm.forward(x.clone())),
-            };
-            let g = weighted_sum(y.clone()).backward();
-            let gamma = norm.gamma.as_ref().expect("affine").val();
-            let beta = norm.beta.as_ref().expect("affine").val();
-            (
-                y.inner(),
-                x.grad(&g).expect("dx"),
-                gamma.grad(&g).expect("dgamma"),
-                beta.grad(&g).expect("dbeta"),
-            )
-        };
         for act in [false, true] {
-            let (a, b) = (grads_gn(act, true), grads_gn(act, false));
-            assert_close(a.0, b.0, "group norm: output");
-            assert_close(a.1, b.1, "group norm: dx");
-            assert_close(a.2, b.2, "group norm: dgamma");
-            assert_close(a.3, b.3, "group norm: dbeta");
+            check_group_norm([2, 8, 5, 3], 4, act, 1);
         }
 
         let grads_ln = |fast: bool| {
@@ -606,36 +577,7 @@ mod tests {
         assert_close(a.0, b.0, "geglu: output");
         assert_close(a.1, b.1, "geglu: dh");
 
-        let grads_attn = |fast: bool| {
-            let (q, k, v) = (leaf(8, [2, 9, 8]), leaf(9, [2, 4, 8]), leaf(10, [2, 4, 8]));
-            let split = |t: Tensor<A, 3>, len: usize| t.reshape([2, len, 2, 4]).swap_dims(1, 2);
-            let y = if fast {
-                attention(q.clone(), k.clone(), v.clone(), 2)
-            } else {
-                burn_attention(
-                    split(q.clone(), 9),
-                    split(k.clone(), 4),
-                    split(v.clone(), 4),
-                    None,
-                    None,
-                    AttentionModuleOptions::default(),
-                )
-                .swap_dims(1, 2)
-                .reshape([2, 9, 8])
-            };
-            let g = weighted_sum(y.clone()).backward();
-            (
-                y.inner(),
-                q.grad(&g).expect("dq"),
-                k.grad(&g).expect("dk"),
-                v.grad(&g).expect("dv"),
-            )
-        };
-        let (a, b) = (grads_attn(true), grads_attn(false));
-        assert_close(a.0, b.0, "attention: output");
-        assert_close(a.1, b.1, "attention: dq");
-        assert_close(a.2, b.2, "attention: dk");
-        assert_close(a.3, b.3, "attention: dv");
+        check_attention(9, 4, 8, 2, 8);
 
         let grads_t = |fast: bool| {
             let x = leaf(17, [2, 7, 5]);
@@ -684,48 +626,11 @@ mod tests {
             }
         }
 
-        use burn::nn::conv::Conv2dConfig;
-        for (stride, kernel, pad, up) in [
-            (1, 3, 1, false),
-            (2, 3, 1, false),
-            (1, 1, 0, false),
-            (1, 3, 1, true),
-        ] {
-            let grads_conv = |fast: bool| {
-                let x = leaf(11, [2, 3, 5, 4]);
-                let mut conv = Conv2dConfig::new([3, 6], [kernel, kernel])
-                    .with_stride([stride, stride])
-                    .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
-                    .init::<A>(&device);
-                conv.weight = param(12, [6, 3, kernel, kernel]);
-                conv.bias = Some(param(13, [6]));
-                let y = match (fast, up) {
-                    (true, false) => conv2d(&conv, x.clone()),
-                    (true, true) => upsample_conv2d(&conv, x.clone()),
-                    (false, false) => conv.forward(x.clone()),
-                    (false, true) => conv.forward(interpolate(
-                        x.clone(),
-                        [10, 8],
-                        InterpolateOptions::new(InterpolateMode::Nearest),
-                    )),
-                };
-                let g = weighted_sum(y.clone()).backward();
-                let bias = conv.bias.as_ref().expect("bias").val();
-                (
-                    y.inner(),
-                    x.grad(&g).expect("dx"),
-                    conv.weight.val().grad(&g).expect("dweight"),
-                    bias.grad(&g).expect("dbias"),
-                )
-            };
-            let (a, b) = (grads_conv(true), grads_conv(false));
-            let what = format!("conv2d (stride {stride}, kernel {kernel}, upsample {up})");
-            assert_close(a.0, b.0, &format!("{what}: output"));
-            assert_close(a.1, b.1, &format!("{what}: dx"));
-            assert_close(a.2, b.2, &format!("{what}: dweight"));
-            assert_close(a.3, b.3, &format!("{what}: dbias"));
+        for (stride, kernel, up) in [(1, 3, false), (2, 3, false), (1, 1, false), (1, 3, true)] {
+            check_conv([2, 3, 5, 4], 6, stride, kernel, up, 11);
         }
 
+        use burn::nn::conv::Conv2dConfig;
         // conv2d_plus_channel (a ResNet's conv1 + time embedding) against conv + broadcast
         // add, and conv2d_plus (its conv2 + skip) against conv + add.
         enum Term {
@@ -791,8 +696,6 @@ mod tests {
     /// and thread split of the kernels, which the small cases above stay inside.
     #[test]
     fn training_fast_paths_match_burn_autodiff_at_unet_sizes() {
-        use burn::nn::conv::Conv2dConfig;
-        let device = Default::default();
         // (c_in, c_out, side, stride, kernel, upsample)
         for (c_in, c_out, side, stride, kernel, up) in [
             (32, 64, 16, 1, 3, false),
@@ -800,103 +703,137 @@ mod tests {
             (64, 32, 8, 1, 3, true),
             (64, 32, 16, 1, 1, false),
         ] {
-            let grads_conv = |fast: bool| {
-                let x = leaf(31, [2, c_in, side, side]);
-                let pad = kernel / 2;
-                let mut conv = Conv2dConfig::new([c_in, c_out], [kernel, kernel])
-                    .with_stride([stride, stride])
-                    .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
-                    .init::<A>(&device);
-                conv.weight = param(32, [c_out, c_in, kernel, kernel]);
-                conv.bias = Some(param(33, [c_out]));
-                let y = match (fast, up) {
-                    (true, false) => conv2d(&conv, x.clone()),
-                    (true, true) => upsample_conv2d(&conv, x.clone()),
-                    (false, false) => conv.forward(x.clone()),
-                    (false, true) => conv.forward(interpolate(
-                        x.clone(),
-                        [2 * side, 2 * side],
-                        InterpolateOptions::new(InterpolateMode::Nearest),
-                    )),
-                };
-                let g = weighted_sum(y.clone()).backward();
-                let bias = conv.bias.as_ref().expect("bias").val();
-                (
-                    y.inner(),
-                    x.grad(&g).expect("dx"),
-                    conv.weight.val().grad(&g).expect("dweight"),
-                    bias.grad(&g).expect("dbias"),
-                )
-            };
-            let (a, b) = (grads_conv(true), grads_conv(false));
-            let what = format!("conv2d {c_in}->{c_out} at {side}x{side} (stride {stride}, kernel {kernel}, upsample {up})");
-            assert_close(a.0, b.0, &format!("{what}: output"));
-            assert_close(a.1, b.1, &format!("{what}: dx"));
-            assert_close(a.2, b.2, &format!("{what}: dweight"));
-            assert_close(a.3, b.3, &format!("{what}: dbias"));
+            check_conv([2, c_in, side, side], c_out, stride, kernel, up, 31);
         }
+        check_group_norm([2, 64, 16, 16], 8, true, 34);
+        // Cross-attention (256 queries, 16 keys) and self-attention (256 x 256), 2 heads of 32.
+        for m in [16, 256] {
+            check_attention(256, m, 64, 2, 37);
+        }
+    }
 
-        let grads_gn = |fast: bool| {
-            let x = leaf(34, [2, 64, 16, 16]);
-            let mut norm = GroupNormConfig::new(8, 64).init::<A>(&device);
-            norm.gamma = Some(param(35, [64]));
-            norm.beta = Some(param(36, [64]));
-            let y = if fast {
-                group_norm_silu(&norm, x.clone())
-            } else {
-                silu(norm.forward(x.clone()))
+    /// Group norm (then SiLU with `act`) of `x` = `dims` in `groups`: the fast path's output
+    /// and gradients against burn's ops.
+    fn check_group_norm(dims: [usize; 4], groups: usize, act: bool, seed: u64) {
+        let device = Default::default();
+        let c = dims[1];
+        let grads = |fast: bool| {
+            let x = leaf(seed, dims);
+            let mut norm = GroupNormConfig::new(groups, c).init::<A>(&device);
+            norm.gamma = Some(param(seed + 1, [c]));
+            norm.beta = Some(param(seed + 2, [c]));
+            let y = match (fast, act) {
+                (true, false) => group_norm(&norm, x.clone()),
+                (true, true) => group_norm_silu(&norm, x.clone()),
+                (false, false) => norm.forward(x.clone()),
+                (false, true) => silu(norm.forward(x.clone())),
             };
             let g = weighted_sum(y.clone()).backward();
             let gamma = norm.gamma.as_ref().expect("affine").val();
+            let beta = norm.beta.as_ref().expect("affine").val();
             (
                 y.inner(),
                 x.grad(&g).expect("dx"),
                 gamma.grad(&g).expect("dgamma"),
+                beta.grad(&g).expect("dbeta"),
             )
         };
-        let (a, b) = (grads_gn(true), grads_gn(false));
-        assert_close(a.0, b.0, "group norm 64 channels at 16x16: output");
-        assert_close(a.1, b.1, "group norm 64 channels at 16x16: dx");
-        assert_close(a.2, b.2, "group norm 64 channels at 16x16: dgamma");
+        let (a, b) = (grads(true), grads(false));
+        let what = format!("group norm {dims:?} in {groups} groups (silu {act})");
+        assert_close(a.0, b.0, &format!("{what}: output"));
+        assert_close(a.1, b.1, &format!("{what}: dx"));
+        assert_close(a.2, b.2, &format!("{what}: dgamma"));
+        assert_close(a.3, b.3, &format!("{what}: dbeta"));
+    }
 
-        // Cross-attention (256 queries, 16 keys) and self-attention (256 x 256), 2 heads of 32.
-        for m in [16, 256] {
-            let grads_attn = |fast: bool| {
-                let (q, k, v) = (
-                    leaf(37, [2, 256, 64]),
-                    leaf(38, [2, m, 64]),
-                    leaf(39, [2, m, 64]),
-                );
-                let split =
-                    |t: Tensor<A, 3>, len: usize| t.reshape([2, len, 2, 32]).swap_dims(1, 2);
-                let y = if fast {
-                    attention(q.clone(), k.clone(), v.clone(), 2)
-                } else {
-                    burn_attention(
-                        split(q.clone(), 256),
-                        split(k.clone(), m),
-                        split(v.clone(), m),
-                        None,
-                        None,
-                        AttentionModuleOptions::default(),
-                    )
-                    .swap_dims(1, 2)
-                    .reshape([2, 256, 64])
-                };
-                let g = weighted_sum(y.clone()).backward();
-                (
-                    y.inner(),
-                    q.grad(&g).expect("dq"),
-                    k.grad(&g).expect("dk"),
-                    v.grad(&g).expect("dv"),
+    /// Attention of `n` queries over `m` keys and values of width `c` in `heads` heads
+    /// (batch 2): the fast path's output and gradients against burn's attention.
+    fn check_attention(n: usize, m: usize, c: usize, heads: usize, seed: u64) {
+        let grads = |fast: bool| {
+            let (q, k, v) = (
+                leaf(seed, [2, n, c]),
+                leaf(seed + 1, [2, m, c]),
+                leaf(seed + 2, [2, m, c]),
+            );
+            let split =
+                |t: Tensor<A, 3>, len: usize| t.reshape([2, len, heads, c / heads]).swap_dims(1, 2);
+            let y = if fast {
+                attention(q.clone(), k.clone(), v.clone(), heads)
+            } else {
+                burn_attention(
+                    split(q.clone(), n),
+                    split(k.clone(), m),
+                    split(v.clone(), m),
+                    None,
+                    None,
+                    AttentionModuleOptions::default(),
                 )
+                .swap_dims(1, 2)
+                .reshape([2, n, c])
             };
-            let (a, b) = (grads_attn(true), grads_attn(false));
-            let what = format!("attention 256 x {m}");
-            assert_close(a.0, b.0, &format!("{what}: output"));
-            assert_close(a.1, b.1, &format!("{what}: dq"));
-            assert_close(a.2, b.2, &format!("{what}: dk"));
-            assert_close(a.3, b.3, &format!("{what}: dv"));
-        }
+            let g = weighted_sum(y.clone()).backward();
+            (
+                y.inner(),
+                q.grad(&g).expect("dq"),
+                k.grad(&g).expect("dk"),
+                v.grad(&g).expect("dv"),
+            )
+        };
+        let (a, b) = (grads(true), grads(false));
+        let what = format!("attention {n} x {m}, width {c}, {heads} heads");
+        assert_close(a.0, b.0, &format!("{what}: output"));
+        assert_close(a.1, b.1, &format!("{what}: dq"));
+        assert_close(a.2, b.2, &format!("{what}: dk"));
+        assert_close(a.3, b.3, &format!("{what}: dv"));
+    }
+
+    /// A convolution of `x` = `dims` to `c_out` channels (padding kernel / 2, input upsampled
+    /// 2x first with `up`): the fast path's output and gradients against burn's ops.
+    fn check_conv(
+        dims: [usize; 4],
+        c_out: usize,
+        stride: usize,
+        kernel: usize,
+        up: bool,
+        seed: u64,
+    ) {
+        use burn::nn::conv::Conv2dConfig;
+        let device = Default::default();
+        let [_, c_in, h, w] = dims;
+        let grads = |fast: bool| {
+            let x = leaf(seed, dims);
+            let pad = kernel / 2;
+            let mut conv = Conv2dConfig::new([c_in, c_out], [kernel, kernel])
+                .with_stride([stride, stride])
+                .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+                .init::<A>(&device);
+            conv.weight = param(seed + 1, [c_out, c_in, kernel, kernel]);
+            conv.bias = Some(param(seed + 2, [c_out]));
+            let y = match (fast, up) {
+                (true, false) => conv2d(&conv, x.clone()),
+                (true, true) => upsample_conv2d(&conv, x.clone()),
+                (false, false) => conv.forward(x.clone()),
+                (false, true) => conv.forward(interpolate(
+                    x.clone(),
+                    [2 * h, 2 * w],
+                    InterpolateOptions::new(InterpolateMode::Nearest),
+                )),
+            };
+            let g = weighted_sum(y.clone()).backward();
+            let bias = conv.bias.as_ref().expect("bias").val();
+            (
+                y.inner(),
+                x.grad(&g).expect("dx"),
+                conv.weight.val().grad(&g).expect("dweight"),
+                bias.grad(&g).expect("dbias"),
+            )
+        };
+        let (a, b) = (grads(true), grads(false));
+        let what =
+            format!("conv2d {dims:?} -> {c_out} (stride {stride}, kernel {kernel}, upsample {up})");
+        assert_close(a.0, b.0, &format!("{what}: output"));
+        assert_close(a.1, b.1, &format!("{what}: dx"));
+        assert_close(a.2, b.2, &format!("{what}: dweight"));
+        assert_close(a.3, b.3, &format!("{what}: dbias"));
     }
 }
