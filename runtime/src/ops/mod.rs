@@ -712,6 +712,19 @@ mod tests {
         }
     }
 
+    /// [`assert_close`] on an output and three gradients, named `grads`.
+    fn assert_all_close<const D0: usize, const D1: usize, const D2: usize, const D3: usize>(
+        got: (Tensor<B, D0>, Tensor<B, D1>, Tensor<B, D2>, Tensor<B, D3>),
+        want: (Tensor<B, D0>, Tensor<B, D1>, Tensor<B, D2>, Tensor<B, D3>),
+        what: &str,
+        grads: [&str; 3],
+    ) {
+        assert_close(got.0, want.0, &format!("{what}: output"));
+        assert_close(got.1, want.1, &format!("{what}: {}", grads[0]));
+        assert_close(got.2, want.2, &format!("{what}: {}", grads[1]));
+        assert_close(got.3, want.3, &format!("{what}: {}", grads[2]));
+    }
+
     /// Group norm (then SiLU with `act`) of `x` = `dims` in `groups`: the fast path's output
     /// and gradients against burn's ops.
     fn check_group_norm(dims: [usize; 4], groups: usize, act: bool, seed: u64) {
@@ -738,12 +751,8 @@ mod tests {
                 beta.grad(&g).expect("dbeta"),
             )
         };
-        let (a, b) = (grads(true), grads(false));
         let what = format!("group norm {dims:?} in {groups} groups (silu {act})");
-        assert_close(a.0, b.0, &format!("{what}: output"));
-        assert_close(a.1, b.1, &format!("{what}: dx"));
-        assert_close(a.2, b.2, &format!("{what}: dgamma"));
-        assert_close(a.3, b.3, &format!("{what}: dbeta"));
+        assert_all_close(grads(true), grads(false), &what, ["dx", "dgamma", "dbeta"]);
     }
 
     /// Attention of `n` queries over `m` keys and values of width `c` in `heads` heads
@@ -779,12 +788,8 @@ mod tests {
                 v.grad(&g).expect("dv"),
             )
         };
-        let (a, b) = (grads(true), grads(false));
         let what = format!("attention {n} x {m}, width {c}, {heads} heads");
-        assert_close(a.0, b.0, &format!("{what}: output"));
-        assert_close(a.1, b.1, &format!("{what}: dq"));
-        assert_close(a.2, b.2, &format!("{what}: dk"));
-        assert_close(a.3, b.3, &format!("{what}: dv"));
+        assert_all_close(grads(true), grads(false), &what, ["dq", "dk", "dv"]);
     }
 
     /// A convolution of `x` = `dims` to `c_out` channels (padding kernel / 2, input upsampled
@@ -828,12 +833,8 @@ mod tests {
                 bias.grad(&g).expect("dbias"),
             )
         };
-        let (a, b) = (grads(true), grads(false));
         let what =
             format!("conv2d {dims:?} -> {c_out} (stride {stride}, kernel {kernel}, upsample {up})");
-        assert_close(a.0, b.0, &format!("{what}: output"));
-        assert_close(a.1, b.1, &format!("{what}: dx"));
-        assert_close(a.2, b.2, &format!("{what}: dweight"));
-        assert_close(a.3, b.3, &format!("{what}: dbias"));
+        assert_all_close(grads(true), grads(false), &what, ["dx", "dweight", "dbias"]);
     }
 }
