@@ -10,7 +10,7 @@ use crate::scheduler::config::{
     FinalSigmas, PredictionType, SchedulerConfig, SolverType, TimestepSpacing,
 };
 use crate::scheduler::schedule::{
-    arange, betas, cumprod_alphas, interp_index, linspace, round, sigmas,
+    arange, betas, cumprod_alphas, linspace, round, sigmas, step_sigmas,
 };
 use crate::scheduler::{check_steps, lincomb, Scheduler};
 
@@ -101,16 +101,11 @@ impl<B: Backend> Scheduler<B> for DpmSolverMultistepScheduler<B> {
                 .map(|t| round(t) - 1.0)
                 .collect(),
         };
-        let mut sig: Vec<f64> = self
-            .timesteps
-            .iter()
-            .map(|&t| interp_index(t, &self.train_sigmas))
-            .collect();
-        sig.push(match self.config.final_sigmas_type {
-            FinalSigmas::Zero => 0.0,
-            FinalSigmas::SigmaMin => self.train_sigmas[0],
-        });
-        self.sigmas = sig;
+        self.sigmas = step_sigmas(
+            &self.timesteps,
+            &self.train_sigmas,
+            self.config.final_sigmas_type,
+        );
         self.history.clear();
         self.lower_order_nums = 0;
         Ok(())

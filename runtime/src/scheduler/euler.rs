@@ -5,9 +5,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::error::RuntimeError;
-use crate::scheduler::config::{FinalSigmas, PredictionType, SchedulerConfig, TimestepSpacing};
+use crate::scheduler::config::{PredictionType, SchedulerConfig, TimestepSpacing};
 use crate::scheduler::ddim::spaced_timesteps;
-use crate::scheduler::schedule::{betas, cumprod_alphas, interp_index, linspace, sigmas};
+use crate::scheduler::schedule::{betas, cumprod_alphas, linspace, sigmas, step_sigmas};
 use crate::scheduler::{check_steps, lincomb, Scheduler};
 
 /// Euler sampler over σ_t = √((1−ᾱ_t)/ᾱ_t); the latents live at scale √(σ²+1).
@@ -57,16 +57,11 @@ impl<B: Backend> Scheduler<B> for EulerDiscreteScheduler {
                 .collect(),
             s => spaced_timesteps(s, train, n, self.config.steps_offset),
         };
-        let mut sig: Vec<f64> = self
-            .timesteps
-            .iter()
-            .map(|&t| interp_index(t, &self.train_sigmas))
-            .collect();
-        sig.push(match self.config.final_sigmas_type {
-            FinalSigmas::Zero => 0.0,
-            FinalSigmas::SigmaMin => self.train_sigmas[0],
-        });
-        self.sigmas = sig;
+        self.sigmas = step_sigmas(
+            &self.timesteps,
+            &self.train_sigmas,
+            self.config.final_sigmas_type,
+        );
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! Noise-schedule math shared by the schedulers, in f64, following diffusers (and numpy's
 //! `linspace`, `arange`, `interp` and round-half-to-even) step for step.
 
-use crate::scheduler::config::{BetaSchedule, SchedulerConfig};
+use crate::scheduler::config::{BetaSchedule, FinalSigmas, SchedulerConfig};
 
 /// numpy's `linspace(start, stop, num)` (endpoint included).
 pub fn linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
@@ -122,6 +122,21 @@ pub fn sigmas(alphas_cumprod: &[f64]) -> Vec<f64> {
         .iter()
         .map(|a| ((1.0 - a) / a).sqrt())
         .collect()
+}
+
+/// The sigma of each of `timesteps` (interpolated in the training sigmas `train_sigmas`,
+/// as diffusers' `np.interp(timesteps, arange(len), sigmas)`), then the final sigma after the
+/// last step (`final_sigmas_type`: 0, or the smallest training sigma).
+pub fn step_sigmas(timesteps: &[f64], train_sigmas: &[f64], last: FinalSigmas) -> Vec<f64> {
+    let mut sig: Vec<f64> = timesteps
+        .iter()
+        .map(|&t| interp_index(t, train_sigmas))
+        .collect();
+    sig.push(match last {
+        FinalSigmas::Zero => 0.0,
+        FinalSigmas::SigmaMin => train_sigmas[0],
+    });
+    sig
 }
 
 /// Round half to even, as numpy's `round`.
