@@ -712,6 +712,22 @@ mod tests {
         }
     }
 
+    /// `y` and the gradients of [`weighted_sum`]`(y)` with respect to `a`, `b` and `c`.
+    fn output_and_grads<const DY: usize, const DA: usize, const DB: usize, const DC: usize>(
+        y: Tensor<A, DY>,
+        a: &Tensor<A, DA>,
+        b: &Tensor<A, DB>,
+        c: &Tensor<A, DC>,
+    ) -> (Tensor<B, DY>, Tensor<B, DA>, Tensor<B, DB>, Tensor<B, DC>) {
+        let g = weighted_sum(y.clone()).backward();
+        (
+            y.inner(),
+            a.grad(&g).expect("gradient of the first input"),
+            b.grad(&g).expect("gradient of the second input"),
+            c.grad(&g).expect("gradient of the third input"),
+        )
+    }
+
     /// [`assert_close`] on an output and three gradients, named `grads`.
     fn assert_all_close<const D0: usize, const D1: usize, const D2: usize, const D3: usize>(
         got: (Tensor<B, D0>, Tensor<B, D1>, Tensor<B, D2>, Tensor<B, D3>),
@@ -741,15 +757,9 @@ mod tests {
                 (false, false) => norm.forward(x.clone()),
                 (false, true) => silu(norm.forward(x.clone())),
             };
-            let g = weighted_sum(y.clone()).backward();
             let gamma = norm.gamma.as_ref().expect("affine").val();
             let beta = norm.beta.as_ref().expect("affine").val();
-            (
-                y.inner(),
-                x.grad(&g).expect("dx"),
-                gamma.grad(&g).expect("dgamma"),
-                beta.grad(&g).expect("dbeta"),
-            )
+            output_and_grads(y, &x, &gamma, &beta)
         };
         let what = format!("group norm {dims:?} in {groups} groups (silu {act})");
         assert_all_close(grads(true), grads(false), &what, ["dx", "dgamma", "dbeta"]);
@@ -780,13 +790,7 @@ mod tests {
                 .swap_dims(1, 2)
                 .reshape([2, n, c])
             };
-            let g = weighted_sum(y.clone()).backward();
-            (
-                y.inner(),
-                q.grad(&g).expect("dq"),
-                k.grad(&g).expect("dk"),
-                v.grad(&g).expect("dv"),
-            )
+            output_and_grads(y, &q, &k, &v)
         };
         let what = format!("attention {n} x {m}, width {c}, {heads} heads");
         assert_all_close(grads(true), grads(false), &what, ["dq", "dk", "dv"]);
@@ -824,14 +828,8 @@ mod tests {
                     InterpolateOptions::new(InterpolateMode::Nearest),
                 )),
             };
-            let g = weighted_sum(y.clone()).backward();
             let bias = conv.bias.as_ref().expect("bias").val();
-            (
-                y.inner(),
-                x.grad(&g).expect("dx"),
-                conv.weight.val().grad(&g).expect("dweight"),
-                bias.grad(&g).expect("dbias"),
-            )
+            output_and_grads(y, &x, &conv.weight.val(), &bias)
         };
         let what =
             format!("conv2d {dims:?} -> {c_out} (stride {stride}, kernel {kernel}, upsample {up})");
