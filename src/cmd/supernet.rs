@@ -8,7 +8,7 @@ use std::time::Instant;
 use clap::{Args, Subcommand};
 use unas_evaluator::quality::proxy::{default_cache_root, ProxyConfig};
 use unas_evaluator::quality::supernet::{
-    settings_hash, StepInfo, SupernetSettings, TrainData, TrainedSupernet,
+    settings_hash, StepInfo, SupernetRule, SupernetSettings, TrainData, TrainedSupernet,
 };
 use unas_evaluator::quality::supernet_scorer::SupernetScorer;
 use unas_evaluator::quality::supernet_store::{self, SupernetInfo};
@@ -67,6 +67,11 @@ pub struct TrainArgs {
     /// among the allowed counts, so the deepest layers are trained in more sub-networks).
     #[arg(long, value_parser = ["uniform", "towards-largest"])]
     sampling: Option<String>,
+    /// Which sub-networks a step trains: `sandwich` (the largest, the smallest and
+    /// `--random-subnets` drawn ones; BigNAS) or `uniform` (only `--random-subnets` drawn ones,
+    /// single-path one-shot; needs `--distill 0`, as no largest is run to distil from).
+    #[arg(long, value_parser = ["sandwich", "uniform"])]
+    rule: Option<String>,
     /// Weight of inplace distillation onto the largest sub-network (0 = off).
     #[arg(long)]
     distill: Option<f64>,
@@ -176,6 +181,12 @@ fn settings(a: &TrainArgs) -> SupernetSettings {
         s.sampling = match v.as_str() {
             "towards-largest" => unas_space::SubnetSampling::TowardsLargest,
             _ => unas_space::SubnetSampling::Uniform,
+        };
+    }
+    if let Some(v) = &a.rule {
+        s.rule = match v.as_str() {
+            "uniform" => SupernetRule::Uniform,
+            _ => SupernetRule::Sandwich,
         };
     }
     if let Some(v) = a.distill {

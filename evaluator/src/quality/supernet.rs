@@ -31,6 +31,25 @@ use super::run_state::RunState;
 use super::train::{init_seeded, noisy_batch, normal, weighted_mse, NoisyBatch, Recipe};
 use crate::EvalError;
 
+/// Which sub-networks one training step trains.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SupernetRule {
+    /// The largest, the smallest and `random_subnets` drawn ones (BigNAS's sandwich rule).
+    #[default]
+    Sandwich,
+    /// Only `random_subnets` drawn ones (single-path one-shot, Guo et al. 2020): no
+    /// sub-network is trained every step.
+    Uniform,
+}
+
+impl SupernetRule {
+    /// Whether this is the default (kept out of settings hashes made before it existed).
+    pub fn is_sandwich(&self) -> bool {
+        *self == SupernetRule::Sandwich
+    }
+}
+
 /// Settings of supernet training; every field is part of the supernet's identity (hash).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -49,8 +68,12 @@ pub struct SupernetSettings {
     /// supernets made before this setting keep their identity).
     #[serde(skip_serializing_if = "SubnetSampling::is_uniform")]
     pub sampling: SubnetSampling,
+    /// Which sub-networks a step trains (default the sandwich rule; left out of the settings
+    /// hash when sandwich, so supernets made before this setting keep their identity).
+    #[serde(skip_serializing_if = "SupernetRule::is_sandwich")]
+    pub rule: SupernetRule,
     /// Weight of the inplace-distillation term ‖pred_sub − sg(pred_largest)‖² (0 = off;
-    /// default 1).
+    /// default 1; must be 0 with the uniform rule, which does not run the largest).
     pub distill_weight: f64,
     /// The returned weights are an EMA over this last fraction of the steps (0 = the last
     /// iterate; default 0.3; decay 1 − 2/(window + 1)).
@@ -75,6 +98,7 @@ impl Default for SupernetSettings {
             warmup_steps: 30,
             random_subnets: 2,
             sampling: SubnetSampling::Uniform,
+            rule: SupernetRule::Sandwich,
             distill_weight: 1.0,
             ema_fraction: 0.3,
             checkpoint_every: 50,
@@ -106,6 +130,20 @@ impl SupernetSettings {
         }
         if !(self.distill_weight >= 0.0 && self.distill_weight.is_finite()) {
             return bad("distill_weight", "must be >= 0");
+        }
+        if self.rule == SupernetRule::Uniform {
+            if self.distill_weight != 0.0 {
+                return bad(
+                    "distill_weight",
+                    "must be 0 with rule = uniform (the largest sub-network is not run)",
+                );
+            }
+            if self.random_subnets == 0 {
+                return bad(
+                    "random_subnets",
+                    "must be at least 1 with rule = uniform (nothing else is trained)",
+                );
+            }
         }
         if self.checkpoint_every == 0 {
             return bad("checkpoint_every", "must be at least 1");
@@ -297,18 +335,18 @@ pub fn draw_batch<B: Backend>(
     )
 }
 
-/// The sub-networks of step `k` besides the largest (the supernet itself): the smallest and
-/// `n_random` drawn from the topology by `sampling` with `rng`.
+/// The sub-networks of step `k` besides the largest (the supernet itself): the smallest (when
+/// given) and `n_random` drawn from the topology by `sampling` with `rng`.
 fn step_subnets(
     space: &SearchSpace,
     topology: &Topology,
     sup_arch: &UNetArch,
-    smallest: &SubNet,
+    smallest: Option<&SubNet>,
     n_random: usize,
     sampling: SubnetSampling,
     rng: &mut Rng,
 ) -> Result<Vec<SubNet>, EvalError> {
-    let mut out = vec![smallest.clone()];
+    let mut out: Vec<SubNet> = smallest.into_iter().cloned().collect();
     for _ in 0..n_random {
         let arch = space
             .sample_in_with(topology, rng, 10_000, sampling)
@@ -370,30 +408,48 @@ pub fn train_supernet<B: AutodiffBackend>(
             &acp,
             device,
         );
+        let sandwich = settings.rule == SupernetRule::Sandwich;
         let subs = step_subnets(
             space,
             topology,
             &sup_arch,
-            &smallest,
+            sandwich.then_some(&smallest),
             settings.random_subnets,
             settings.sampling,
             &mut rng,
         )?;
-        let pred_l = unet.forward(nb.xt.clone(), nb.t.clone(), ctx.clone());
-        let mut task = weighted_mse(pred_l.clone(), nb.target.clone(), nb.weights.clone());
-        let teacher = pred_l.detach();
-        let mut total = task.clone();
+        // The largest's prediction: trained and the distillation target under the sandwich
+        // rule, not run under the uniform rule.
+        let largest = sandwich.then(|| {
+            let pred = unet.forward(nb.xt.clone(), nb.t.clone(), ctx.clone());
+            let task = weighted_mse(pred.clone(), nb.target.clone(), nb.weights.clone());
+            (task, pred.detach())
+        });
+        let (mut task, mut total, teacher) = match largest {
+            Some((task, teacher)) => (Some(task.clone()), Some(task), Some(teacher)),
+            None => (None, None, None),
+        };
         for sub in &subs {
             let pred = sub.forward(&unet, nb.xt.clone(), nb.t.clone(), ctx.clone());
             let l = weighted_mse(pred.clone(), nb.target.clone(), nb.weights.clone());
-            task = task + l.clone();
-            total = total + l;
-            if settings.distill_weight > 0.0 {
+            let mut t = l.clone();
+            if let (Some(teacher), true) = (&teacher, settings.distill_weight > 0.0) {
                 let d = (pred - teacher.clone()).powi_scalar(2).mean();
-                total = total + d * settings.distill_weight;
+                t = t + d * settings.distill_weight;
             }
+            task = Some(match task {
+                Some(a) => a + l,
+                None => l,
+            });
+            total = Some(match total {
+                Some(a) => a + t,
+                None => t,
+            });
         }
-        let n = (subs.len() + 1) as f64;
+        let (task, total) = task
+            .zip(total)
+            .expect("a step trains at least one sub-network");
+        let n = (subs.len() + usize::from(sandwich)) as f64;
         let value = task.into_scalar().elem::<f64>() / n;
         state.check_finite(&ck, "supernet loss", value, (k, settings.checkpoint_every))?;
         let grads = GradientsParams::from_grads((total / n).backward(), &unet);
