@@ -1,5 +1,6 @@
 //! The shipped A10 profile against the published DeciDiffusion model-card figures
-//! (REFERENCE.md section 3): fitted on SD1.5 alone, checked on U-Net-NAS.
+//! (Deci's DeciDiffusion 1.0 model card: NVIDIA A10, fp16, seconds per 512 px image): fitted on
+//! SD1.5 alone, checked on U-Net-NAS.
 
 use unas_evaluator::latency::calibrate::fit_matmul_efficiency;
 use unas_evaluator::latency::profile::DeviceProfile;

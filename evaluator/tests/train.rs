@@ -16,7 +16,8 @@ type Ad = burn::backend::Autodiff<Cpu>;
 #[test]
 fn recipe_schedules_and_weights_follow_the_reference_formulas() {
     let b = Recipe::decidiffusion().alphas_cumprod();
-    // REFERENCE.md §4: cosine + zero terminal SNR gives abar_0 ~ 0.99995872 and abar_999 = 0.
+    // Cosine betas (Nichol & Dhariwal 2021) rescaled to zero terminal SNR (Lin et al. 2024,
+    // Alg. 1), as diffusers' `rescale_zero_terminal_snr`: abar_0 ~ 0.99995872, abar_999 = 0.
     assert!((b[0] - 0.99995872).abs() < 1e-8, "{}", b[0]);
     assert_eq!(b[999], 0.0);
     let a = Recipe::sd15().alphas_cumprod();

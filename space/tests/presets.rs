@@ -10,7 +10,8 @@ fn sd15_has_the_published_parameter_count() {
 
 #[test]
 fn decidiffusion_structure_matches_the_reference_layout() {
-    // REFERENCE.md section 2: at a 64x64 latent,
+    // The forward of the public DeciDiffusion 1.0 `FlexibleUNet2DConditionModel` (its
+    // `flexible_unet/config.json` and modelling code): at a 64x64 latent,
     // down 64: R R | 32: R A R | 16: R A A A -> 8; mid: R, A, R, A, R, R, R -> 16;
     // up 16: R A R A A A A A | 32: R A R A R A | 64: R R R; 8 skips.
     let plan = preset("decidiffusion").plan().unwrap();

@@ -1,6 +1,7 @@
 //! Kernel lists of the parts of a text-to-image pipeline around the U-Net, for predicting
 //! whole-pipeline times (published figures are per image): the CLIP ViT-L/14 text encoder,
-//! SD's AutoencoderKL decoder (512 px from a 64x64 latent; REFERENCE.md §1), and the per-step
+//! SD's AutoencoderKL decoder (512 px from a 64x64 latent; the `vae/config.json` of the public
+//! SD1.5 release), and the per-step
 //! guidance and scheduler arithmetic.
 
 use super::ops::{AttentionModel, Op, OpList};

@@ -1,4 +1,6 @@
-//! Distribution distances between two sets of feature vectors (REFERENCE.md §5).
+//! Distribution distances between two sets of feature vectors: the Fréchet distance of FID
+//! (Heusel et al. 2017) and KID (Bińkowski et al. 2018), as clean-fid computes them (Parmar et
+//! al. 2022).
 //!
 //! - Fréchet distance: ‖μ1−μ2‖² + Tr(Σ1 + Σ2 − 2(Σ1Σ2)^½), covariances with n − 1, computed in
 //!   f64 by the stable symmetric route Tr((Σ1Σ2)^½) = Σ √max(λ_i, 0) over the eigenvalues of

@@ -1,6 +1,8 @@
-//! The denoising training objective of candidate U-Nets with the seed's recipe knobs (REFERENCE
-//! §2 and §4): beta schedule (scaled-linear or cosine), prediction (epsilon or v), zero
-//! terminal SNR, Min-SNR-γ loss weighting, and an AdamW loop that stops a candidate whose loss
+//! The denoising training objective of candidate U-Nets with the seed's recipe knobs (the
+//! DeciDiffusion 1.0 model card's scheduler; the formulas of diffusers' schedulers and
+//! training examples, Min-SNR-γ from Hang et al. 2023): beta schedule (scaled-linear or
+//! cosine), prediction (epsilon or v), zero terminal SNR, Min-SNR-γ loss weighting, and an
+//! AdamW loop that stops a candidate whose loss
 //! turns NaN or infinite. Noise and timesteps come from the seeded platform-independent
 //! [`Rng`], so the same seed gives the same run on the same backend.
 

@@ -137,7 +137,8 @@ mod tests {
 
     #[test]
     fn deci_trailing_30_steps() {
-        // REFERENCE.md §4: cosine + v + zero SNR + trailing, 30 steps: 999, 966, 932, …, 32.
+        // diffusers' `DDIMScheduler` with trailing spacing (Lin et al. 2024, table 2), cosine +
+        // v + zero SNR, 30 steps: 999, 966, 932, …, 32.
         let config = SchedulerConfig {
             beta_schedule: BetaSchedule::SquaredCosCapV2,
             prediction_type: PredictionType::VPrediction,

@@ -156,7 +156,8 @@ mod tests {
             ..SchedulerConfig::default()
         };
         let acp = cumprod_alphas(&betas(&config));
-        // REFERENCE.md §4: ᾱ_0 ≈ 0.99995872, ᾱ_999 = 0.
+        // diffusers' `betas_for_alpha_bar` (cosine) + `rescale_zero_terminal_snr` (Lin et al.
+        // 2024, Alg. 1): ᾱ_0 ≈ 0.99995872, ᾱ_999 = 0.
         assert!((acp[0] - 0.999_958_72).abs() < 1e-8, "{}", acp[0]);
         assert_eq!(acp[999], 0.0);
         // Floating-point i/T: the integer-division bug would give β_0 = 1 − f(0)/f(0) = 0.
