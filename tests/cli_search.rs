@@ -135,13 +135,16 @@ fn bad_configs_and_run_dirs_exit_2_naming_the_cause() {
     assert_input_error(&o, &["kne"]);
 }
 
-/// Real proxy training at a tiny budget: search, report, export, resume.
+/// Real proxy training at a tiny budget: search (logging a line per trial without a
+/// terminal), report, export, resume.
 #[test]
 fn search_reports_exports_and_resumes_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("study.toml"), tiny_study("e2e", 6, 30.0)).unwrap();
-    let o = unas_in(d, &["search", "--config", "study.toml", "--quiet"]);
+    // Without --quiet and with stderr piped (no terminal): no bar is drawn, and every
+    // finished trial gets its log line.
+    let o = unas_in(d, &["search", "--config", "study.toml"]);
     let err = text(&o.stderr);
     assert!(o.status.success(), "{err}\n{}", text(&o.stdout));
     let run = d.join("runs/e2e");
@@ -160,7 +163,15 @@ fn search_reports_exports_and_resumes_end_to_end() {
         assert!(run.join(f).is_file(), "{f} missing; stderr: {err}");
     }
     assert!(err.contains("reference tiny-nas"), "{err}");
-    assert!(err.contains("(6/6)"), "{err}");
+    for k in 1..=6 {
+        let line = format!("({k}/6): ");
+        assert_eq!(
+            err.lines().filter(|l| l.contains(&line)).count(),
+            1,
+            "one line for the {k}th finished trial: {err}"
+        );
+    }
+    assert!(err.contains(", ETA "), "{err}");
     let md = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(md.contains("## Reference architectures"), "{md}");
     assert!(md.contains("| tiny-nas |"), "{md}");

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use unas_runtime::bench::{bench_on, profile_on, BenchConfig, Progress, Timing};
 use unas_runtime::device::Device;
 
+use super::progress;
 use super::{CliError, CmdResult};
 
 /// Benchmarks.
@@ -121,24 +122,34 @@ pub fn run(cmd: BenchCommand) -> CmdResult {
 }
 
 fn progress_bar(label: &str) -> ProgressBar {
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {prefix} {wide_bar} {pos}/{len} runs {elapsed}")
-            .expect("valid template"),
+    let bar = progress::bar(
+        0,
+        "{spinner} {prefix} {wide_bar} {pos}/{len} runs {elapsed}",
     );
     bar.set_prefix(format!("{label}: building model"));
-    bar.enable_steady_tick(std::time::Duration::from_millis(200));
     bar
 }
 
+/// Moves `bar`; without a terminal logs the model's build and a line every
+/// [`progress::LOG_EVERY`] (and at the last run).
 fn on_progress<'a>(bar: &'a ProgressBar, label: &str) -> impl FnMut(Progress) + 'a {
     let label = label.to_string();
+    let mut every = progress::Every::new(progress::LOG_EVERY);
     move |p| match p {
         Progress::Built { total } => {
             bar.set_length(total as u64);
             bar.set_prefix(label.clone());
+            if bar.is_hidden() {
+                eprintln!("{label}: model built, {total} timed runs");
+            }
         }
-        Progress::Run { done, .. } => bar.set_position(done as u64),
+        Progress::Run { done, .. } => {
+            bar.set_position(done as u64);
+            let last = bar.length() == Some(done as u64);
+            if bar.is_hidden() && (every.due() || last) {
+                eprintln!("{label}: run {done}/{}", bar.length().unwrap_or(0));
+            }
+        }
     }
 }
 
@@ -340,9 +351,10 @@ fn torch_baseline(
     [latent, batch, text_len]: [usize; 3],
     threads: usize,
 ) -> Result<serde_json::Value, CliError> {
-    let bar = ProgressBar::new_spinner();
-    bar.set_message(message.to_string());
-    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let bar = progress::spinner(message);
+    if bar.is_hidden() {
+        eprintln!("{message}");
+    }
     let raw = run_torch(
         script,
         &run.python,

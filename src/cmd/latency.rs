@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use unas_evaluator::latency::calibrate::fit_matmul_efficiency;
 use unas_evaluator::latency::lut::{LookupTable, LutProgress};
 use unas_evaluator::latency::measured::{MeasuredModel, Repeats};
@@ -15,6 +15,7 @@ use unas_runtime::device::Device;
 use unas_space::rng::Rng;
 use unas_space::{load_arch, SearchSpace};
 
+use super::progress::{self, spinner};
 use super::{CliError, CmdResult};
 
 /// `unas latency`: predict or measure one denoising step.
@@ -290,18 +291,11 @@ fn predict(a: PredictArgs) -> CmdResult {
     Ok(())
 }
 
-fn spinner(msg: &str) -> ProgressBar {
-    let bar = ProgressBar::new_spinner();
-    bar.set_message(msg.to_string());
-    bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    bar
-}
-
+/// A bar over `len` units labelled `what`.
 fn bar(len: usize, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} {wide_bar} {pos}/{len} {msg} [{elapsed} < {eta}]")
-            .expect("valid template"),
+    let bar = progress::bar(
+        len,
+        "{prefix} {wide_bar} {pos}/{len} {msg} [{elapsed} < {eta}]",
     );
     bar.set_prefix(what.to_string());
     bar
@@ -327,6 +321,16 @@ fn validate(a: ValidateArgs) -> CmdResult {
         let pred = table.predict(&arch, &setting).map_err(eval_err)?;
         let real = measured.predict(&arch, &setting).map_err(eval_err)?;
         pb.inc(1);
+        if pb.is_hidden() {
+            eprintln!(
+                "arch {}/{} {}: table {:.3} ms, measured {:.3} ms",
+                rows.len() + 1,
+                a.count,
+                arch.hash_id(),
+                pred.total_ms,
+                real.total_ms
+            );
+        }
         rows.push((arch.hash_id(), pred.total_ms, real.total_ms, real.iqr_ms));
     }
     pb.finish_and_clear();
@@ -464,22 +468,34 @@ pub fn run_profile(a: ProfileArgs) -> CmdResult {
         }
     }
     let pb = bar(0, "timing block variants");
+    let mut every = progress::Every::new(progress::LOG_EVERY);
     let table = LookupTable::build(
         &space,
         &setting,
         repeats,
         a.overhead_archs,
         a.seed,
-        &mut |p| match p {
-            LutProgress::Archs { total } => pb.set_length(total as u64),
-            LutProgress::ArchDone => pb.inc(1),
-            LutProgress::Overhead { total } => {
-                pb.set_prefix("overhead fit");
-                pb.set_position(0);
-                pb.set_length(total as u64);
-                pb.set_message("");
+        &mut |p| {
+            match p {
+                LutProgress::Archs { total } => pb.set_length(total as u64),
+                LutProgress::ArchDone => pb.inc(1),
+                LutProgress::Overhead { total } => {
+                    pb.set_prefix("overhead fit");
+                    pb.set_position(0);
+                    pb.set_length(total as u64);
+                    pb.set_message("");
+                }
+                LutProgress::OverheadDone => pb.inc(1),
             }
-            LutProgress::OverheadDone => pb.inc(1),
+            let finished = pb.length().is_some_and(|n| pb.position() == n);
+            if pb.is_hidden() && (every.due() || finished) {
+                eprintln!(
+                    "{}: {}/{}",
+                    pb.prefix(),
+                    pb.position(),
+                    pb.length().unwrap_or(0)
+                );
+            }
         },
     );
     pb.finish_and_clear();

@@ -5,6 +5,7 @@ pub mod export_weights;
 pub mod generate;
 pub mod latency;
 pub mod pipeline_folder;
+pub mod progress;
 pub mod quality;
 pub mod search;
 pub mod space;

@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use unas_evaluator::quality::proxy::{Proxy, ProxyConfig};
 use unas_evaluator::quality::train::Recipe;
 use unas_evaluator::EvalError;
 use unas_space::{load_arch, SearchSpace, UNetArch};
 
+use super::progress::{self, say, spinner};
 use super::{CliError, CmdResult};
 
 /// Calibration proxy: the zero-shot supernet score minus the supernet's level
@@ -288,60 +289,15 @@ struct RecipesArgs {
     out: PathBuf,
 }
 
+/// The bar over a list of trainings.
+const TRAININGS: &str = "{wide_bar} {pos}/{len} trainings {msg} [{elapsed} < {eta}]";
+
 /// Runs `unas quality …`.
 pub fn run(args: QualityArgs) -> CmdResult {
     match args.command {
         Some(QualityCommand::Calibrate(a)) => calibrate(a),
         Some(QualityCommand::Recipes(a)) => recipes(a),
         None => evaluate_one(args),
-    }
-}
-
-fn spinner(msg: &str) -> ProgressBar {
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("valid"));
-    bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    bar.set_message(msg.to_string());
-    bar
-}
-
-/// A bar over the steps of a training run, labelled `msg`: position, loss, steps/s, ETA.
-pub(super) fn steps_bar(steps: usize, msg: String) -> ProgressBar {
-    let bar = ProgressBar::new(steps as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{msg} [{bar:30}] {pos}/{len} steps, loss {prefix}, {per_sec}, {elapsed} (ETA {eta})",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_message(msg);
-    bar
-}
-
-/// A training run's progress callback: moves `bar`, or without a terminal logs a line every
-/// 10 s (and at the end), prefixed with `label`.
-pub(super) fn step_logger<'a>(
-    bar: &'a ProgressBar,
-    label: String,
-) -> impl FnMut(unas_evaluator::quality::supernet::StepInfo) + 'a {
-    let mut last_log = Instant::now();
-    move |i| {
-        bar.set_position(i.step as u64);
-        bar.set_prefix(format!("{:.4}", i.loss));
-        if bar.is_hidden() && (last_log.elapsed().as_secs() >= 10 || i.step == i.steps) {
-            eprintln!("{label}step {}/{} loss {:.4}", i.step, i.steps, i.loss);
-            last_log = Instant::now();
-        }
-    }
-}
-
-/// Prints a line above the bar, or to stderr when the bar is hidden (not a terminal).
-pub(super) fn say(bar: &ProgressBar, line: impl AsRef<str>) {
-    if bar.is_hidden() {
-        eprintln!("{}", line.as_ref());
-    } else {
-        bar.println(line);
     }
 }
 
@@ -550,13 +506,7 @@ fn calibrate(a: CalibrateArgs) -> CmdResult {
             std::fs::write(file, text)
                 .map_err(|e| CliError::failure(format!("{}: {e}", file.display())))?;
         }
-        let bar = ProgressBar::new(tasks.len() as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{wide_bar} {pos}/{len} trainings {msg} [{elapsed} < {eta}]",
-            )
-            .expect("valid"),
-        );
+        let bar = progress::bar(tasks.len(), TRAININGS);
         say(
             &bar,
             format!(
@@ -1030,11 +980,7 @@ fn recipes(a: RecipesArgs) -> CmdResult {
         .flat_map(|&s| (0..recipes.len()).map(move |i| (i, s)))
         .filter(|&(i, s)| !have(recipes[i].0, s))
         .collect();
-    let bar = ProgressBar::new(tasks.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{wide_bar} {pos}/{len} trainings {msg} [{elapsed} < {eta}]")
-            .expect("valid"),
-    );
+    let bar = progress::bar(tasks.len(), TRAININGS);
     say(
         &bar,
         format!(

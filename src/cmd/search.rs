@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use unas_evaluator::EvalError;
 use unas_reports::{Pick, ReportError, ReportInput};
 use unas_search::proxy_quality::ProxyQuality;
@@ -18,6 +18,7 @@ use unas_search::{
 };
 use unas_space::UNetArch;
 
+use super::progress;
 use super::{CliError, CmdResult};
 
 /// `unas search`: run a study (or `benchmark` the strategies).
@@ -54,7 +55,8 @@ struct RunArgs {
     /// Worker threads (default: the study's `jobs`); does not change which trials run.
     #[arg(long)]
     jobs: Option<usize>,
-    /// Log lines instead of a progress bar.
+    /// Log lines (one per finished trial) instead of a progress bar; the default when stderr
+    /// is not a terminal.
     #[arg(long)]
     quiet: bool,
     /// Trial store instead of the run directory's study.sqlite: a PostgreSQL URL
@@ -173,36 +175,19 @@ pub fn run(a: SearchArgs) -> CmdResult {
     }
 }
 
-fn log(quiet: bool, bar: &ProgressBar, line: &str) {
-    if quiet {
-        eprintln!("{line}");
-    } else {
-        bar.println(line);
-    }
-}
-
 fn prepare_quality(
     cfg: &StudyConfig,
     cross_attention_dim: usize,
     quiet: bool,
 ) -> Result<ProxyQuality, CliError> {
     let t0 = Instant::now();
-    let spinner = if quiet {
-        ProgressBar::hidden()
-    } else {
-        let s = ProgressBar::new_spinner();
-        s.set_style(
-            ProgressStyle::with_template("{spinner} quality proxy: {msg} {elapsed}")
-                .expect("template"),
-        );
-        s.enable_steady_tick(std::time::Duration::from_millis(200));
-        s
-    };
+    let spinner = progress::spinner_unless(quiet, "quality proxy: preparing");
+    let lines = progress::logs_lines(quiet, &spinner);
     let q = ProxyQuality::prepare(&cfg.quality, cross_attention_dim, &mut |line| {
-        if quiet {
+        if lines {
             eprintln!("quality proxy: {line}");
         } else {
-            spinner.set_message(line.to_string());
+            spinner.set_message(format!("quality proxy: {line}"));
         }
     })
     .map_err(|e| match e {
@@ -311,31 +296,22 @@ fn search(a: RunArgs) -> CmdResult {
     let bar = if a.quiet {
         ProgressBar::hidden()
     } else {
-        let b = ProgressBar::new(cfg.trials as u64);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} trials  {msg}  [{elapsed_precise}, ETA {eta}]",
-            )
-            .expect("template"),
-        );
-        b.enable_steady_tick(std::time::Duration::from_millis(500));
-        b
+        progress::bar(
+            cfg.trials,
+            "{bar:30} {pos}/{len} trials  {msg}  [{elapsed_precise}, ETA {eta}]",
+        )
     };
+    // Without a terminal (or with --quiet) the bar is hidden: a line per finished trial.
+    let lines = progress::logs_lines(a.quiet, &bar);
     if !cfg.references.is_empty() {
         bar.set_message("evaluating the reference archs");
-        let quiet = a.quiet;
         study
             .run_references(ev, &mut |t| {
                 let name = unas_reports::reference_name(t);
-                log(
-                    quiet,
-                    &bar,
-                    &format!("reference {name}: {}", describe_trial(t)),
-                );
+                progress::say(&bar, format!("reference {name}: {}", describe_trial(t)));
             })
             .map_err(search_err)?;
     }
-    let quiet = a.quiet;
     let mut first = true;
     let summary = study
         .run(ev, &mut |p: &Progress<'_>| {
@@ -349,14 +325,17 @@ fn search(a: RunArgs) -> CmdResult {
                 format!("best {q:.4} (#{n}, {l:.2} ms)")
             });
             let msg = format!("{best}, HV {:.4}", p.hypervolume);
-            if quiet {
+            if lines {
+                let left = p.total.saturating_sub(p.finished) as f64;
+                let per_trial = p.elapsed_s / p.finished_this_run.max(1) as f64;
                 eprintln!(
-                    "trial {} ({}/{}): {} | {msg} | {:.0} s",
+                    "trial {} ({}/{}): {} | {msg} | {:.0} s, ETA {:.0} s",
                     p.trial.number,
                     p.finished,
                     p.total,
                     describe_trial(p.trial),
-                    p.elapsed_s
+                    p.elapsed_s,
+                    per_trial * left
                 );
             }
             bar.set_message(msg);

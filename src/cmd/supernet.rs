@@ -16,7 +16,8 @@ use unas_runtime::device::Device;
 use unas_runtime::{RoleWeights, UNet2DConditionModel};
 use unas_space::{load_arch, SearchSpace, Topology, UNetArch};
 
-use super::quality::{prepare, say, step_logger, steps_bar, DataArgs};
+use super::progress::{say, step_logger, steps_bar};
+use super::quality::{prepare, DataArgs};
 use super::{CliError, CmdResult};
 
 /// `unas supernet …`.

@@ -21,7 +21,8 @@ use unas_runtime::{RoleWeights, SubNet, UNet2DConditionModel};
 use unas_space::{load_arch, UNetArch};
 
 use super::pipeline_folder::unet_folder;
-use super::quality::{prepare, say, step_logger, steps_bar, DataArgs};
+use super::progress::{say, step_logger, steps_bar};
+use super::quality::{prepare, DataArgs};
 use super::{CliError, CmdResult};
 
 /// `unas train`.
