@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 
 use crate::error::RuntimeError;
 use crate::scheduler::config::{PredictionType, SchedulerConfig, TimestepSpacing};
-use crate::scheduler::schedule::{arange, betas, cumprod_alphas, linspace, round};
+use crate::scheduler::schedule::{betas, cumprod_alphas, spaced_timesteps};
 use crate::scheduler::{check_steps, lincomb, Scheduler};
 
 /// DDIM with η = 0: x_prev = √ᾱ_prev·x̂₀ + √(1−ᾱ_prev)·ε̂.
@@ -44,30 +44,6 @@ impl DdimScheduler {
     }
 }
 
-/// diffusers' DDIM/Euler timestep spacing (integer-valued, highest first).
-pub(crate) fn spaced_timesteps(
-    spacing: TimestepSpacing,
-    train: usize,
-    n: usize,
-    offset: usize,
-) -> Vec<f64> {
-    match spacing {
-        TimestepSpacing::Linspace => linspace(0.0, (train - 1) as f64, n)
-            .into_iter()
-            .rev()
-            .map(round)
-            .collect(),
-        TimestepSpacing::Leading => {
-            let ratio = train / n;
-            (0..n).rev().map(|i| (i * ratio + offset) as f64).collect()
-        }
-        TimestepSpacing::Trailing => arange(train as f64, 0.0, -(train as f64 / n as f64))
-            .into_iter()
-            .map(|t| round(t) - 1.0)
-            .collect(),
-    }
-}
-
 impl<B: Backend> Scheduler<B> for DdimScheduler {
     fn set_timesteps(&mut self, n: usize) -> Result<(), RuntimeError> {
         let train = self.config.num_train_timesteps;
@@ -89,6 +65,8 @@ impl<B: Backend> Scheduler<B> for DdimScheduler {
         sample
     }
 
+    /// One DDIM step (η = 0), numbered as diffusers' `DDIMScheduler.step`; the equation is
+    /// (12) of Song et al., "Denoising Diffusion Implicit Models" (2021).
     fn step(
         &mut self,
         model_output: Tensor<B, 4>,
@@ -96,35 +74,58 @@ impl<B: Backend> Scheduler<B> for DdimScheduler {
         sample: Tensor<B, 4>,
     ) -> Tensor<B, 4> {
         let train = self.config.num_train_timesteps;
-        let t = self.timesteps[step] as i64;
-        let prev_t = t - (train / self.num_inference_steps) as i64;
-        let a_t = self.alphas_cumprod[t.clamp(0, train as i64 - 1) as usize];
-        let a_prev = if prev_t >= 0 {
-            self.alphas_cumprod[prev_t as usize]
+        // 1. The previous timestep.
+        let timestep = self.timesteps[step] as i64;
+        let prev_timestep = timestep - (train / self.num_inference_steps) as i64;
+        // 2. ᾱ_t and ᾱ_{t−1} (below 0: the final ᾱ).
+        let alpha_prod_t = self.alphas_cumprod[timestep.clamp(0, train as i64 - 1) as usize];
+        let alpha_prod_t_prev = if prev_timestep >= 0 {
+            self.alphas_cumprod[prev_timestep as usize]
         } else {
             self.final_alpha_cumprod
         };
-        let b_t = 1.0 - a_t;
-        // x̂₀ = c_x·x + c_o·out and ε̂ = e_x·x + e_o·out for each prediction type.
-        let ((c_x, c_o), (e_x, e_o)) = match self.config.prediction_type {
-            PredictionType::Epsilon => ((1.0 / a_t.sqrt(), -(b_t.sqrt()) / a_t.sqrt()), (0.0, 1.0)),
-            PredictionType::Sample => ((0.0, 1.0), (1.0 / b_t.sqrt(), -(a_t.sqrt()) / b_t.sqrt())),
-            PredictionType::VPrediction => ((a_t.sqrt(), -(b_t.sqrt())), (b_t.sqrt(), a_t.sqrt())),
+        let beta_prod_t = 1.0 - alpha_prod_t;
+        // 3. The predicted original sample x̂₀ ("predicted x_0" of eq. 12) and ε̂, each as
+        //    coefficients of (sample, model_output).
+        let (a, b) = (alpha_prod_t.sqrt(), beta_prod_t.sqrt());
+        let (pred_original_sample, pred_epsilon) = match self.config.prediction_type {
+            // x̂₀ = (x_t − √β_t·ε)/√ᾱ_t, ε̂ = ε.
+            PredictionType::Epsilon => (Lin(1.0 / a, -b / a), Lin(0.0, 1.0)),
+            // x̂₀ = output, ε̂ = (x_t − √ᾱ_t·x̂₀)/√β_t.
+            PredictionType::Sample => (Lin(0.0, 1.0), Lin(1.0 / b, -a / b)),
+            // x̂₀ = √ᾱ_t·x_t − √β_t·v, ε̂ = √ᾱ_t·v + √β_t·x_t.
+            PredictionType::VPrediction => (Lin(a, -b), Lin(b, a)),
         };
-        let (s0, s1) = (a_prev.sqrt(), (1.0 - a_prev).sqrt());
+        // 5.–6. η = 0, so σ_t = 0: the "direction pointing to x_t" is √(1 − ᾱ_{t−1})·ε̂.
+        let direction = (1.0 - alpha_prod_t_prev).sqrt();
+        // 7. x_{t−1} = √ᾱ_{t−1}·x̂₀ + √(1 − ᾱ_{t−1})·ε̂.
+        let x0_coef = alpha_prod_t_prev.sqrt();
         if self.config.clip_sample {
+            // 4. Clip x̂₀ (then it is no longer linear in the inputs).
             let r = self.config.clip_sample_range as f32;
-            let x0 = lincomb(c_x, sample.clone(), c_o, model_output.clone()).clamp(-r, r);
-            let eps = lincomb(e_x, sample, e_o, model_output);
-            lincomb(s0, x0, s1, eps)
+            let x0 = pred_original_sample
+                .apply(sample.clone(), model_output.clone())
+                .clamp(-r, r);
+            let eps = pred_epsilon.apply(sample, model_output);
+            lincomb(x0_coef, x0, direction, eps)
         } else {
-            lincomb(
-                s0 * c_x + s1 * e_x,
-                sample,
-                s0 * c_o + s1 * e_o,
-                model_output,
+            // One pass over the tensors: the two combinations folded together.
+            Lin(
+                x0_coef * pred_original_sample.0 + direction * pred_epsilon.0,
+                x0_coef * pred_original_sample.1 + direction * pred_epsilon.1,
             )
+            .apply(sample, model_output)
         }
+    }
+}
+
+/// Coefficients (on `sample`, on `model_output`) of a tensor linear in a step's inputs.
+#[derive(Clone, Copy, Debug)]
+struct Lin(f64, f64);
+
+impl Lin {
+    fn apply<B: Backend>(self, sample: Tensor<B, 4>, model_output: Tensor<B, 4>) -> Tensor<B, 4> {
+        lincomb(self.0, sample, self.1, model_output)
     }
 }
 

@@ -10,7 +10,7 @@ use crate::scheduler::config::{
     FinalSigmas, PredictionType, SchedulerConfig, SolverType, TimestepSpacing,
 };
 use crate::scheduler::schedule::{
-    arange, betas, cumprod_alphas, linspace, round, sigmas, step_sigmas,
+    betas, cumprod_alphas, dpm_spaced_timesteps, sigmas, step_sigmas,
 };
 use crate::scheduler::{check_steps, lincomb, Scheduler};
 
@@ -79,28 +79,8 @@ impl<B: Backend> Scheduler<B> for DpmSolverMultistepScheduler<B> {
         // searchsorted(flip(λ), λ_min): how many of the (increasing) flipped λ are below it.
         let clipped = self.lambdas.iter().filter(|&&l| l < min).count();
         let last = train - clipped;
-        self.timesteps = match self.spacing {
-            TimestepSpacing::Linspace => {
-                let mut t: Vec<f64> = linspace(0.0, last as f64 - 1.0, n + 1)
-                    .into_iter()
-                    .map(round)
-                    .rev()
-                    .collect();
-                t.pop();
-                t
-            }
-            TimestepSpacing::Leading => {
-                let ratio = last / (n + 1);
-                (1..=n)
-                    .rev()
-                    .map(|i| (i * ratio + self.config.steps_offset) as f64)
-                    .collect()
-            }
-            TimestepSpacing::Trailing => arange(last as f64, 0.0, -(train as f64 / n as f64))
-                .into_iter()
-                .map(|t| round(t) - 1.0)
-                .collect(),
-        };
+        self.timesteps =
+            dpm_spaced_timesteps(self.spacing, train, last, n, self.config.steps_offset);
         self.sigmas = step_sigmas(
             &self.timesteps,
             &self.train_sigmas,

@@ -6,8 +6,9 @@ use burn::tensor::Tensor;
 
 use crate::error::RuntimeError;
 use crate::scheduler::config::{PredictionType, SchedulerConfig, TimestepSpacing};
-use crate::scheduler::ddim::spaced_timesteps;
-use crate::scheduler::schedule::{betas, cumprod_alphas, linspace, sigmas, step_sigmas};
+use crate::scheduler::schedule::{
+    betas, cumprod_alphas, linspace, sigmas, spaced_timesteps, step_sigmas,
+};
 use crate::scheduler::{check_steps, lincomb, Scheduler};
 
 /// Euler sampler over σ_t = √((1−ᾱ_t)/ᾱ_t); the latents live at scale √(σ²+1).

@@ -1,7 +1,7 @@
 //! Noise-schedule math shared by the schedulers, in f64, following diffusers (and numpy's
 //! `linspace`, `arange`, `interp` and round-half-to-even) step for step.
 
-use crate::scheduler::config::{BetaSchedule, FinalSigmas, SchedulerConfig};
+use crate::scheduler::config::{BetaSchedule, FinalSigmas, SchedulerConfig, TimestepSpacing};
 
 /// numpy's `linspace(start, stop, num)` (endpoint included).
 pub fn linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
@@ -22,6 +22,63 @@ pub fn arange(start: f64, stop: f64, step: f64) -> Vec<f64> {
     let len = ((stop - start) / step).ceil().max(0.0) as usize;
     let delta = (start + step) - start;
     (0..len).map(|i| start + i as f64 * delta).collect()
+}
+
+/// The timesteps of `n` sampling steps out of `train`, as diffusers' `DDIMScheduler` and
+/// `EulerDiscreteScheduler.set_timesteps` space them (integer-valued, highest first).
+pub fn spaced_timesteps(
+    spacing: TimestepSpacing,
+    train: usize,
+    n: usize,
+    offset: usize,
+) -> Vec<f64> {
+    match spacing {
+        TimestepSpacing::Linspace => linspace(0.0, (train - 1) as f64, n)
+            .into_iter()
+            .rev()
+            .map(round)
+            .collect(),
+        TimestepSpacing::Leading => {
+            let ratio = train / n;
+            (0..n).rev().map(|i| (i * ratio + offset) as f64).collect()
+        }
+        TimestepSpacing::Trailing => arange(train as f64, 0.0, -(train as f64 / n as f64))
+            .into_iter()
+            .map(|t| round(t) - 1.0)
+            .collect(),
+    }
+}
+
+/// The timesteps of `n` sampling steps as diffusers' `DPMSolverMultistepScheduler.set_timesteps`
+/// spaces them: over the first `last` training timesteps (those whose λ is not clipped),
+/// linspace and leading over `n + 1` points with the last dropped (so never timestep 0);
+/// trailing as DDIM's, counted down from `last`.
+pub fn dpm_spaced_timesteps(
+    spacing: TimestepSpacing,
+    train: usize,
+    last: usize,
+    n: usize,
+    offset: usize,
+) -> Vec<f64> {
+    match spacing {
+        TimestepSpacing::Linspace => {
+            let mut t: Vec<f64> = linspace(0.0, last as f64 - 1.0, n + 1)
+                .into_iter()
+                .map(round)
+                .rev()
+                .collect();
+            t.pop();
+            t
+        }
+        TimestepSpacing::Leading => {
+            let ratio = last / (n + 1);
+            (1..=n).rev().map(|i| (i * ratio + offset) as f64).collect()
+        }
+        TimestepSpacing::Trailing => arange(last as f64, 0.0, -(train as f64 / n as f64))
+            .into_iter()
+            .map(|t| round(t) - 1.0)
+            .collect(),
+    }
 }
 
 /// numpy's `interp(x, arange(len(ys)), ys)`.
