@@ -236,11 +236,6 @@ impl<B: Backend> UNet2DConditionModel<B> {
         &self.steps
     }
 
-    /// The weight-key prefix of block `i`.
-    pub fn key(&self, i: usize) -> &str {
-        &self.keys[i]
-    }
-
     /// Checks input shapes: latent `[b, in_channels, h, w]` with h, w divisible by the
     /// U-Net's downsampling factor; timesteps `[b]` or `[1]`; context `[b, len, cross_dim]`.
     pub fn check_inputs(

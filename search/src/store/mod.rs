@@ -477,21 +477,27 @@ pub mod sql {
         "SELECT name, settings, seed, created_ms FROM studies WHERE name = $1";
     /// Study names.
     pub const STUDY_NAMES: &str = "SELECT name FROM studies ORDER BY created_ms, name";
-    /// Columns of a trial, in the order [`SELECT_TRIALS`] returns them.
-    pub const TRIAL_COLUMNS: &str = "study, number, hash, arch, origin, status, duplicate_of, \
-        latency_ms, quality, params, macs, violation, objectives, block_latency, eval_seed, \
-        latency_s, quality_s, attempts, error, created_ms, started_ms, finished_ms";
-    /// Trials of a study.
-    pub const SELECT_TRIALS: &str = "SELECT study, number, hash, arch, origin, status, \
-        duplicate_of, latency_ms, quality, params, macs, violation, objectives, block_latency, \
-        eval_seed, latency_s, quality_s, attempts, error, created_ms, started_ms, finished_ms \
-        FROM trials WHERE study = $1 ORDER BY number";
-    /// Inserts a trial (all columns, in [`TRIAL_COLUMNS`] order).
-    pub const INSERT_TRIAL: &str = "INSERT INTO trials (study, number, hash, arch, origin, \
-        status, duplicate_of, latency_ms, quality, params, macs, violation, objectives, \
-        block_latency, eval_seed, latency_s, quality_s, attempts, error, created_ms, \
-        started_ms, finished_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-        $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)";
+    /// The columns of a trial, written once for the statements that list them all.
+    macro_rules! trial_columns {
+        () => {
+            "study, number, hash, arch, origin, status, duplicate_of, latency_ms, quality, \
+             params, macs, violation, objectives, block_latency, eval_seed, latency_s, \
+             quality_s, attempts, error, created_ms, started_ms, finished_ms"
+        };
+    }
+    /// Trials of a study (every column, in the order `INSERT_TRIAL` writes them).
+    pub const SELECT_TRIALS: &str = concat!(
+        "SELECT ",
+        trial_columns!(),
+        " FROM trials WHERE study = $1 ORDER BY number"
+    );
+    /// Inserts a trial (every column).
+    pub const INSERT_TRIAL: &str = concat!(
+        "INSERT INTO trials (",
+        trial_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+         $17, $18, $19, $20, $21, $22)"
+    );
     /// Marks a trial running.
     pub const MARK_RUNNING: &str = "UPDATE trials SET status = 'running', \
         attempts = attempts + 1, started_ms = $1 WHERE study = $2 AND number = $3";
