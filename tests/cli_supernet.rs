@@ -526,3 +526,74 @@ fn train_from_run(d: &std::path::Path) {
         assert!(!d.join(f).exists(), "{f}: nothing written");
     }
 }
+
+/// The shipped artifacts load with this build (burn records follow the module structs: a
+/// changed layer would fail to load or, worse, keep random weights) and score what the
+/// calibration recorded: the shipped supernet (seed 1 of `docs/calibration/sn300-seeds/`) on
+/// the shipped prepared data (small VAE, latents, extractor) gives the committed validation
+/// loss of a calibration architecture.
+#[test]
+fn shipped_supernet_and_data_score_the_committed_calibration_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cal = root().join("docs/calibration/sn300-seeds");
+    let arch_file = cal.join("archs/00-9bbfd5c0b3c7deba.toml");
+    let recorded: f64 = std::fs::read_to_string(cal.join("proxy_scores.csv"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("9bbfd5c0b3c7deba,supernet-val-loss,1,"))
+        .expect("seed 1's row")
+        .parse()
+        .unwrap();
+    let supernets = root().join("configs/supernets/tiny-depth");
+    let shipped = std::fs::read_dir(&supernets)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("supernet.json").is_file())
+        .expect("a shipped supernet");
+    // From the repository root, where the config's `prepared = "configs/data"` is.
+    let in_root = std::process::Command::new(env!("CARGO_BIN_EXE_unas"))
+        .current_dir(root())
+        .env("UNAS_CACHE_DIR", d.join(".unas-cache"))
+        .args([
+            "supernet",
+            "score",
+            "--supernet",
+            shipped.to_str().unwrap(),
+            "--arch",
+            arch_file.to_str().unwrap(),
+            "--config",
+            "configs/quickstart.toml",
+            "--json",
+        ])
+        .output()
+        .expect("run unas");
+    let out = ok(&in_root);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let got = json["val_loss"].as_f64().unwrap();
+    // Run elsewhere, the config's relative `prepared` folder is not found: an input error
+    // naming it, not a silent preparation of other data.
+    let o = unas_in(
+        d,
+        &[
+            "supernet",
+            "score",
+            "--supernet",
+            shipped.to_str().unwrap(),
+            "--arch",
+            arch_file.to_str().unwrap(),
+            "--config",
+            root().join("configs/quickstart.toml").to_str().unwrap(),
+        ],
+    );
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("quality.prepared") && err.contains("configs/data"),
+        "{err}"
+    );
+    assert!(
+        (got - recorded).abs() <= 1e-5 * recorded,
+        "scored {got}, calibration recorded {recorded}"
+    );
+}

@@ -3,6 +3,7 @@
 //! - [`UNet2DConditionModel`] is built from any valid [`unas_space::UNetArch`] by walking its
 //!   [`unas_space::Plan`] (diffusers' SD1.5 layout, DeciDiffusion's flexible layout, any block
 //!   order), loads diffusers safetensors weights ([`weights`]) and saves them ([`save`]).
+//! - [`nn`] holds the layers the U-Net, the VAE and the text encoder share.
 //! - [`device`] picks a backend: burn's Flex CPU backend, or CUDA with the `cuda` feature.
 //! - [`bench`] times the U-Net's forward pass.
 //! - [`text`] (CLIP BPE tokenizer and text transformer), [`vae`] (AutoencoderKL),
@@ -12,6 +13,7 @@
 pub mod bench;
 pub mod device;
 pub mod error;
+pub mod nn;
 pub mod ops;
 pub mod pipeline;
 pub mod save;

@@ -248,6 +248,21 @@ pub trait LoadWeights<B: Backend> {
     ) -> Result<(), RuntimeError>;
 }
 
+/// A list of modules stored as `{prefix}.0.…`, `{prefix}.1.…` (diffusers' `nn.ModuleList`).
+impl<B: Backend, M: LoadWeights<B>> LoadWeights<B> for Vec<M> {
+    fn load_weights(
+        &mut self,
+        weights: &mut Weights,
+        prefix: &str,
+        device: &B::Device,
+    ) -> Result<(), RuntimeError> {
+        for (i, m) in self.iter_mut().enumerate() {
+            m.load_weights(weights, &join(prefix, &i.to_string()), device)?;
+        }
+        Ok(())
+    }
+}
+
 fn replace<B: Backend, const D: usize>(
     param: &mut Param<Tensor<B, D>>,
     weights: &mut Weights,

@@ -689,6 +689,16 @@ impl Proxy {
             feature_training.epochs,
             feature_training.seed
         );
+        if let Some(p) = cfg.prepared.as_ref().filter(|p| !p.is_dir()) {
+            // A missing folder would silently train a VAE and extractor of its own: other
+            // latents than those the shipped supernets were trained on.
+            return Err(EvalError::File {
+                file: p.clone(),
+                message: "quality.prepared: no such folder (relative paths are read from the \
+                          working directory)"
+                    .into(),
+            });
+        }
         let shipped = cfg
             .prepared
             .as_ref()

@@ -1,4 +1,5 @@
-//! `Upsample2D`: nearest-neighbour 2x upsampling, then a 3x3 convolution.
+//! `Upsample2D`: nearest-neighbour 2x upsampling, then a 3x3 convolution (the U-Net's and the
+//! VAE decoder's).
 
 use burn::config::Config;
 use burn::module::Module;
@@ -52,5 +53,19 @@ impl<B: Backend> LoadWeights<B> for Upsample2D<B> {
     ) -> Result<(), RuntimeError> {
         self.conv
             .load_weights(weights, &join(prefix, "conv"), device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::Cpu;
+
+    #[test]
+    fn doubles_height_and_width() {
+        let device = Default::default();
+        let u = Upsample2DConfig::new(4).init::<Cpu>(&device);
+        let x = Tensor::<Cpu, 4>::ones([2, 4, 3, 5], &device);
+        assert_eq!(u.forward(x).dims(), [2, 4, 6, 10]);
     }
 }

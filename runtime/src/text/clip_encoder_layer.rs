@@ -7,7 +7,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::error::RuntimeError;
-use crate::text::clip_attention::{ClipAttention, ClipAttentionConfig};
+use crate::nn::attention::CLIP_NAMES;
+use crate::nn::{Attention, AttentionConfig};
 use crate::text::clip_mlp::{ClipActivation, ClipMlp, ClipMlpConfig};
 use crate::weights::{join, LoadWeights, Weights};
 
@@ -38,7 +39,10 @@ impl ClipEncoderLayerConfig {
         };
         ClipEncoderLayer {
             layer_norm1: norm(),
-            self_attn: ClipAttentionConfig::new(self.hidden_size, self.num_heads).init(device),
+            // transformers' `CLIPAttention`: self-attention, q/k/v with bias.
+            self_attn: AttentionConfig::new(self.hidden_size, self.hidden_size, self.num_heads)
+                .with_bias(true)
+                .init(device),
             layer_norm2: norm(),
             mlp: ClipMlpConfig::new(self.hidden_size, self.intermediate_size)
                 .with_activation(self.activation)
@@ -52,8 +56,9 @@ impl ClipEncoderLayerConfig {
 pub struct ClipEncoderLayer<B: Backend> {
     /// Norm before attention.
     pub layer_norm1: LayerNorm<B>,
-    /// Causal self-attention.
-    pub self_attn: ClipAttention<B>,
+    /// Self-attention (causal in CLIP's text tower; keys `q_proj`, `k_proj`, `v_proj`,
+    /// `out_proj`).
+    pub self_attn: Attention<B>,
     /// Norm before the feed-forward block.
     pub layer_norm2: LayerNorm<B>,
     /// Feed-forward block.
@@ -63,7 +68,13 @@ pub struct ClipEncoderLayer<B: Backend> {
 impl<B: Backend> ClipEncoderLayer<B> {
     /// - x: `[batch, seq, hidden]` → `[batch, seq, hidden]`
     pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
-        let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x), causal);
+        let h = self.layer_norm1.forward(x.clone());
+        let h = if causal {
+            self.self_attn.forward_causal(h)
+        } else {
+            self.self_attn.forward(h, None)
+        };
+        let x = x + h;
         x.clone() + self.mlp.forward(self.layer_norm2.forward(x))
     }
 }
@@ -79,7 +90,7 @@ impl<B: Backend> LoadWeights<B> for ClipEncoderLayer<B> {
         self.layer_norm1
             .load_weights(weights, &k("layer_norm1"), device)?;
         self.self_attn
-            .load_weights(weights, &k("self_attn"), device)?;
+            .load_named(weights, &k("self_attn"), CLIP_NAMES, device)?;
         self.layer_norm2
             .load_weights(weights, &k("layer_norm2"), device)?;
         self.mlp.load_weights(weights, &k("mlp"), device)

@@ -1,6 +1,5 @@
 //! Text conditioning: CLIP's BPE tokenizer and text transformer.
 
-pub mod clip_attention;
 pub mod clip_encoder_layer;
 pub mod clip_mlp;
 pub mod clip_text_model;

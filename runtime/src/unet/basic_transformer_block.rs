@@ -8,8 +8,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::error::RuntimeError;
+use crate::nn::{Attention, AttentionConfig};
 use crate::ops::layer_norm;
-use crate::unet::attention::{Attention, AttentionConfig};
 use crate::unet::feed_forward::{FeedForward, FeedForwardConfig};
 use crate::weights::{join, LoadWeights, Weights};
 

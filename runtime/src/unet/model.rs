@@ -11,13 +11,14 @@ use burn::tensor::Tensor;
 use unas_space::{ModuleKind, Plan, PlanModule, Step, UNetArch};
 
 use crate::error::RuntimeError;
+use crate::nn::{
+    Downsample2D, Downsample2DConfig, ResnetBlock2D, ResnetBlock2DConfig, Upsample2D,
+    Upsample2DConfig,
+};
 use crate::ops::conv2d;
 use crate::unet::conv_out::{ConvOut, ConvOutConfig};
-use crate::unet::downsample::{Downsample2D, Downsample2DConfig};
-use crate::unet::resnet::{ResnetBlock2D, ResnetBlock2DConfig};
 use crate::unet::time_embedding::{TimestepEmbedding, TimestepEmbeddingConfig};
 use crate::unet::transformer_2d::{Transformer2DModel, Transformer2DModelConfig};
-use crate::unet::upsample::{Upsample2D, Upsample2DConfig};
 use crate::weights::{LoadWeights, Weights};
 
 /// One module of the plan.
@@ -70,7 +71,8 @@ impl<B: Backend> UNetBlock<B> {
                 out_channels,
                 temb_channels,
             } => UNetBlock::Resnet(
-                ResnetBlock2DConfig::new(in_channels, out_channels, temb_channels)
+                ResnetBlock2DConfig::new(in_channels, out_channels)
+                    .with_temb_channels(Some(temb_channels))
                     .with_groups(groups)
                     .with_eps(eps)
                     .init(device),
@@ -318,7 +320,7 @@ impl<B: Backend> UNet2DConditionModel<B> {
                     }
                     None => h,
                 };
-                m.forward(h, temb())
+                m.forward(h, Some(temb()))
             }
             UNetBlock::Attention(m) => m.forward(h, state.context.clone()),
             UNetBlock::Downsample(m) => m.forward(h),

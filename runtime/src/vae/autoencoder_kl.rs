@@ -13,9 +13,9 @@ use burn::tensor::Tensor;
 use serde_json::Value;
 
 use crate::error::RuntimeError;
-use crate::ops::group_norm_silu;
+use crate::ops::{conv2d, group_norm_silu};
 use crate::vae::down_encoder_block::{DownEncoderBlock2D, DownEncoderBlock2DConfig};
-use crate::vae::mid_block::{VaeMidBlock, VaeMidBlockConfig};
+use crate::vae::mid_block::{UNetMidBlock2D, UNetMidBlock2DConfig};
 use crate::vae::up_decoder_block::{UpDecoderBlock2D, UpDecoderBlock2DConfig};
 use crate::weights::{LoadWeights, Weights};
 
@@ -200,11 +200,11 @@ impl AutoencoderKLConfig {
                 .init(device)
         };
         let norm = |c: usize| GroupNormConfig::new(g, c).with_epsilon(1e-6).init(device);
-        let mid = VaeMidBlockConfig::new(ch[n - 1])
+        let mid = UNetMidBlock2DConfig::new(ch[n - 1])
             .with_groups(g)
             .with_add_attention(self.mid_block_add_attention);
         let z2 = 2 * self.latent_channels;
-        let encoder = VaeEncoder {
+        let encoder = Encoder {
             conv_in: conv3(self.in_channels, ch[0]),
             down_blocks: (0..n)
                 .map(|i| {
@@ -223,7 +223,7 @@ impl AutoencoderKLConfig {
             conv_out: conv3(ch[n - 1], z2),
         };
         let rev: Vec<usize> = ch.iter().rev().copied().collect();
-        let decoder = VaeDecoder {
+        let decoder = Decoder {
             conv_in: conv3(self.latent_channels, rev[0]),
             mid_block: mid.init(device),
             up_blocks: (0..n)
@@ -256,13 +256,13 @@ impl AutoencoderKLConfig {
 /// diffusers' `Encoder` (keys `encoder.conv_in`, `encoder.down_blocks.{i}`, `encoder.mid_block`,
 /// `encoder.conv_norm_out`, `encoder.conv_out`).
 #[derive(Module, Debug)]
-pub struct VaeEncoder<B: Backend> {
+pub struct Encoder<B: Backend> {
     /// Image → first width.
     pub conv_in: Conv2d<B>,
     /// One block per resolution.
     pub down_blocks: Vec<DownEncoderBlock2D<B>>,
     /// ResNet, attention, ResNet.
-    pub mid_block: VaeMidBlock<B>,
+    pub mid_block: UNetMidBlock2D<B>,
     /// Final norm.
     pub conv_norm_out: GroupNorm<B>,
     /// → 2 × latent channels (mean and log-variance).
@@ -272,11 +272,11 @@ pub struct VaeEncoder<B: Backend> {
 /// diffusers' `Decoder` (keys `decoder.conv_in`, `decoder.mid_block`, `decoder.up_blocks.{i}`,
 /// `decoder.conv_norm_out`, `decoder.conv_out`).
 #[derive(Module, Debug)]
-pub struct VaeDecoder<B: Backend> {
+pub struct Decoder<B: Backend> {
     /// Latent → last width.
     pub conv_in: Conv2d<B>,
     /// ResNet, attention, ResNet.
-    pub mid_block: VaeMidBlock<B>,
+    pub mid_block: UNetMidBlock2D<B>,
     /// One block per resolution, widest first.
     pub up_blocks: Vec<UpDecoderBlock2D<B>>,
     /// Final norm.
@@ -289,9 +289,9 @@ pub struct VaeDecoder<B: Backend> {
 #[derive(Module, Debug)]
 pub struct AutoencoderKL<B: Backend> {
     /// Image → latent distribution.
-    pub encoder: VaeEncoder<B>,
+    pub encoder: Encoder<B>,
     /// Latent → image.
-    pub decoder: VaeDecoder<B>,
+    pub decoder: Decoder<B>,
     /// 1x1 conv after the encoder.
     pub quant_conv: Option<Conv2d<B>>,
     /// 1x1 conv before the decoder.
@@ -326,9 +326,8 @@ impl<B: Backend> AutoencoderKL<B> {
     ) -> Result<(), RuntimeError> {
         let e = &mut self.encoder;
         e.conv_in.load_weights(w, "encoder.conv_in", device)?;
-        for (i, b) in e.down_blocks.iter_mut().enumerate() {
-            b.load_weights(w, &format!("encoder.down_blocks.{i}"), device)?;
-        }
+        e.down_blocks
+            .load_weights(w, "encoder.down_blocks", device)?;
         e.mid_block.load_weights(w, "encoder.mid_block", device)?;
         e.conv_norm_out
             .load_weights(w, "encoder.conv_norm_out", device)?;
@@ -336,9 +335,7 @@ impl<B: Backend> AutoencoderKL<B> {
         let d = &mut self.decoder;
         d.conv_in.load_weights(w, "decoder.conv_in", device)?;
         d.mid_block.load_weights(w, "decoder.mid_block", device)?;
-        for (i, b) in d.up_blocks.iter_mut().enumerate() {
-            b.load_weights(w, &format!("decoder.up_blocks.{i}"), device)?;
-        }
+        d.up_blocks.load_weights(w, "decoder.up_blocks", device)?;
         d.conv_norm_out
             .load_weights(w, "decoder.conv_norm_out", device)?;
         d.conv_out.load_weights(w, "decoder.conv_out", device)?;
@@ -372,14 +369,14 @@ impl<B: Backend> AutoencoderKL<B> {
     /// - output: (mean, log-variance clamped to [−30, 20]), each `[batch, latent, H/f, W/f]`
     pub fn encode(&self, image: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let e = &self.encoder;
-        let mut h = e.conv_in.forward(image);
+        let mut h = conv2d(&e.conv_in, image);
         for b in &e.down_blocks {
             h = b.forward(h);
         }
         h = e.mid_block.forward(h);
-        h = e.conv_out.forward(group_norm_silu(&e.conv_norm_out, h));
+        h = conv2d(&e.conv_out, group_norm_silu(&e.conv_norm_out, h));
         if let Some(c) = &self.quant_conv {
-            h = c.forward(h);
+            h = conv2d(c, h);
         }
         let [b, c2, hh, ww] = h.dims();
         let c = c2 / 2;
@@ -394,14 +391,14 @@ impl<B: Backend> AutoencoderKL<B> {
     pub fn decode(&self, latents: Tensor<B, 4>) -> Tensor<B, 4> {
         let d = &self.decoder;
         let mut h = match &self.post_quant_conv {
-            Some(c) => c.forward(latents),
+            Some(c) => conv2d(c, latents),
             None => latents,
         };
-        h = d.conv_in.forward(h);
+        h = conv2d(&d.conv_in, h);
         h = d.mid_block.forward(h);
         for b in &d.up_blocks {
             h = b.forward(h);
         }
-        d.conv_out.forward(group_norm_silu(&d.conv_norm_out, h))
+        conv2d(&d.conv_out, group_norm_silu(&d.conv_norm_out, h))
     }
 }

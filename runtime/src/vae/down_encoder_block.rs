@@ -6,8 +6,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::error::RuntimeError;
-use crate::vae::downsample::{VaeDownsample2D, VaeDownsample2DConfig};
-use crate::vae::resnet::{VaeResnetBlock2D, VaeResnetBlock2DConfig};
+use crate::nn::resnet::resnet_stack;
+use crate::nn::{Downsample2D, Downsample2DConfig, ResnetBlock2D};
 use crate::weights::{join, LoadWeights, Weights};
 
 /// Configuration of a [`DownEncoderBlock2D`].
@@ -30,21 +30,18 @@ impl DownEncoderBlock2DConfig {
     /// Builds the block with random weights.
     pub fn init<B: Backend>(&self, device: &B::Device) -> DownEncoderBlock2D<B> {
         DownEncoderBlock2D {
-            resnets: (0..self.num_layers)
-                .map(|i| {
-                    let cin = if i == 0 {
-                        self.in_channels
-                    } else {
-                        self.out_channels
-                    };
-                    VaeResnetBlock2DConfig::new(cin, self.out_channels)
-                        .with_groups(self.groups)
-                        .init(device)
-                })
-                .collect(),
-            downsampler: self
-                .add_downsample
-                .then(|| VaeDownsample2DConfig::new(self.out_channels).init(device)),
+            resnets: resnet_stack(
+                [self.in_channels, self.out_channels],
+                self.num_layers,
+                self.groups,
+                device,
+            ),
+            downsampler: self.add_downsample.then(|| {
+                // diffusers' `Downsample2D(padding=0)`: right and bottom padding only.
+                Downsample2DConfig::new(self.out_channels)
+                    .with_padding(0)
+                    .init(device)
+            }),
         }
     }
 }
@@ -53,9 +50,9 @@ impl DownEncoderBlock2DConfig {
 #[derive(Module, Debug)]
 pub struct DownEncoderBlock2D<B: Backend> {
     /// The ResNets.
-    pub resnets: Vec<VaeResnetBlock2D<B>>,
+    pub resnets: Vec<ResnetBlock2D<B>>,
     /// The downsampler, if any.
-    pub downsampler: Option<VaeDownsample2D<B>>,
+    pub downsampler: Option<Downsample2D<B>>,
 }
 
 impl<B: Backend> DownEncoderBlock2D<B> {
@@ -63,7 +60,7 @@ impl<B: Backend> DownEncoderBlock2D<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let mut h = x;
         for r in &self.resnets {
-            h = r.forward(h);
+            h = r.forward(h, None);
         }
         match &self.downsampler {
             Some(d) => d.forward(h),
@@ -79,9 +76,8 @@ impl<B: Backend> LoadWeights<B> for DownEncoderBlock2D<B> {
         prefix: &str,
         device: &B::Device,
     ) -> Result<(), RuntimeError> {
-        for (i, r) in self.resnets.iter_mut().enumerate() {
-            r.load_weights(weights, &join(prefix, &format!("resnets.{i}")), device)?;
-        }
+        self.resnets
+            .load_weights(weights, &join(prefix, "resnets"), device)?;
         if let Some(d) = self.downsampler.as_mut() {
             d.load_weights(weights, &join(prefix, "downsamplers.0"), device)?;
         }

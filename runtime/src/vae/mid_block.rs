@@ -1,4 +1,4 @@
-//! `VaeMidBlock`: ResNet, optional self-attention, ResNet (diffusers' `UNetMidBlock2D` as the
+//! `UNetMidBlock2D`: ResNet, optional self-attention, ResNet (diffusers' `UNetMidBlock2D` as the
 //! AutoencoderKL uses it).
 
 use burn::config::Config;
@@ -7,13 +7,12 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::error::RuntimeError;
-use crate::vae::attention::{VaeAttention, VaeAttentionConfig};
-use crate::vae::resnet::{VaeResnetBlock2D, VaeResnetBlock2DConfig};
+use crate::nn::{Attention, AttentionConfig, ResnetBlock2D, ResnetBlock2DConfig};
 use crate::weights::{join, LoadWeights, Weights};
 
-/// Configuration of a [`VaeMidBlock`].
+/// Configuration of a [`UNetMidBlock2D`].
 #[derive(Config, Debug)]
-pub struct VaeMidBlockConfig {
+pub struct UNetMidBlock2DConfig {
     /// Channels.
     pub channels: usize,
     /// GroupNorm groups. Default: 32.
@@ -24,20 +23,23 @@ pub struct VaeMidBlockConfig {
     pub add_attention: bool,
 }
 
-impl VaeMidBlockConfig {
+impl UNetMidBlock2DConfig {
     /// Builds the block with random weights.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> VaeMidBlock<B> {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> UNetMidBlock2D<B> {
         let c = self.channels;
         let resnet = || {
-            VaeResnetBlock2DConfig::new(c, c)
+            ResnetBlock2DConfig::new(c, c)
                 .with_groups(self.groups)
                 .init(device)
         };
-        VaeMidBlock {
+        UNetMidBlock2D {
             resnets: vec![resnet(), resnet()],
             attention: self.add_attention.then(|| {
-                VaeAttentionConfig::new(c)
-                    .with_groups(self.groups)
+                // AutoencoderKL: one head of all channels, q/k/v with bias, GroupNorm in front,
+                // residual connection.
+                AttentionConfig::new(c, c, 1)
+                    .with_bias(true)
+                    .with_norm_num_groups(Some(self.groups))
                     .init(device)
             }),
         }
@@ -46,34 +48,33 @@ impl VaeMidBlockConfig {
 
 /// Keys `resnets.{0,1}`, `attentions.0`.
 #[derive(Module, Debug)]
-pub struct VaeMidBlock<B: Backend> {
+pub struct UNetMidBlock2D<B: Backend> {
     /// The two ResNets.
-    pub resnets: Vec<VaeResnetBlock2D<B>>,
+    pub resnets: Vec<ResnetBlock2D<B>>,
     /// The attention, when enabled.
-    pub attention: Option<VaeAttention<B>>,
+    pub attention: Option<Attention<B>>,
 }
 
-impl<B: Backend> VaeMidBlock<B> {
+impl<B: Backend> UNetMidBlock2D<B> {
     /// - x: `[batch, c, h, w]` → `[batch, c, h, w]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut h = self.resnets[0].forward(x);
+        let mut h = self.resnets[0].forward(x, None);
         if let Some(attn) = &self.attention {
-            h = attn.forward(h);
+            h = attn.forward_spatial(h);
         }
-        self.resnets[1].forward(h)
+        self.resnets[1].forward(h, None)
     }
 }
 
-impl<B: Backend> LoadWeights<B> for VaeMidBlock<B> {
+impl<B: Backend> LoadWeights<B> for UNetMidBlock2D<B> {
     fn load_weights(
         &mut self,
         weights: &mut Weights,
         prefix: &str,
         device: &B::Device,
     ) -> Result<(), RuntimeError> {
-        for (i, r) in self.resnets.iter_mut().enumerate() {
-            r.load_weights(weights, &join(prefix, &format!("resnets.{i}")), device)?;
-        }
+        self.resnets
+            .load_weights(weights, &join(prefix, "resnets"), device)?;
         if let Some(a) = self.attention.as_mut() {
             a.load_weights(weights, &join(prefix, "attentions.0"), device)?;
         }

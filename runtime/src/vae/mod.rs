@@ -1,12 +1,9 @@
 //! Stable Diffusion's variational autoencoder (diffusers' `AutoencoderKL`), one module per
 //! file with diffusers' names.
 
-pub mod attention;
 pub mod autoencoder_kl;
 pub mod down_encoder_block;
-pub mod downsample;
 pub mod mid_block;
-pub mod resnet;
 pub mod up_decoder_block;
 
 pub use autoencoder_kl::{AutoencoderKL, AutoencoderKLConfig};

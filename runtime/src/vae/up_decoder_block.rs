@@ -6,8 +6,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::error::RuntimeError;
-use crate::unet::upsample::{Upsample2D, Upsample2DConfig};
-use crate::vae::resnet::{VaeResnetBlock2D, VaeResnetBlock2DConfig};
+use crate::nn::resnet::resnet_stack;
+use crate::nn::{ResnetBlock2D, Upsample2D, Upsample2DConfig};
 use crate::weights::{join, LoadWeights, Weights};
 
 /// Configuration of an [`UpDecoderBlock2D`].
@@ -30,18 +30,12 @@ impl UpDecoderBlock2DConfig {
     /// Builds the block with random weights.
     pub fn init<B: Backend>(&self, device: &B::Device) -> UpDecoderBlock2D<B> {
         UpDecoderBlock2D {
-            resnets: (0..self.num_layers)
-                .map(|i| {
-                    let cin = if i == 0 {
-                        self.in_channels
-                    } else {
-                        self.out_channels
-                    };
-                    VaeResnetBlock2DConfig::new(cin, self.out_channels)
-                        .with_groups(self.groups)
-                        .init(device)
-                })
-                .collect(),
+            resnets: resnet_stack(
+                [self.in_channels, self.out_channels],
+                self.num_layers,
+                self.groups,
+                device,
+            ),
             upsampler: self
                 .add_upsample
                 .then(|| Upsample2DConfig::new(self.out_channels).init(device)),
@@ -53,7 +47,7 @@ impl UpDecoderBlock2DConfig {
 #[derive(Module, Debug)]
 pub struct UpDecoderBlock2D<B: Backend> {
     /// The ResNets.
-    pub resnets: Vec<VaeResnetBlock2D<B>>,
+    pub resnets: Vec<ResnetBlock2D<B>>,
     /// The upsampler (nearest 2x + 3x3 conv), if any.
     pub upsampler: Option<Upsample2D<B>>,
 }
@@ -63,7 +57,7 @@ impl<B: Backend> UpDecoderBlock2D<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let mut h = x;
         for r in &self.resnets {
-            h = r.forward(h);
+            h = r.forward(h, None);
         }
         match &self.upsampler {
             Some(u) => u.forward(h),
@@ -79,9 +73,8 @@ impl<B: Backend> LoadWeights<B> for UpDecoderBlock2D<B> {
         prefix: &str,
         device: &B::Device,
     ) -> Result<(), RuntimeError> {
-        for (i, r) in self.resnets.iter_mut().enumerate() {
-            r.load_weights(weights, &join(prefix, &format!("resnets.{i}")), device)?;
-        }
+        self.resnets
+            .load_weights(weights, &join(prefix, "resnets"), device)?;
         if let Some(u) = self.upsampler.as_mut() {
             u.load_weights(weights, &join(prefix, "upsamplers.0"), device)?;
         }
