@@ -26,6 +26,8 @@ pub mod fixture;
 pub mod objective;
 pub mod pareto;
 pub mod proxy_quality;
+pub mod quality_cache;
+pub mod run_dir;
 pub mod store;
 pub mod study;
 pub mod worker;

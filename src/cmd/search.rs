@@ -1,10 +1,7 @@
 //! `unas search` (run or resume a study, then report and export the knee), `unas search
 //! benchmark` (strategies vs random search), `unas report RUN_DIR` and `unas export RUN_DIR`.
 
-use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
@@ -12,11 +9,11 @@ use indicatif::ProgressBar;
 use unas_evaluator::EvalError;
 use unas_reports::{Pick, ReportError, ReportInput};
 use unas_search::proxy_quality::ProxyQuality;
+use unas_search::quality_cache::{cache_file, FileCache, OnMiss};
 use unas_search::{
-    strategy_benchmark, ControllerConfig, Evaluators, Progress, QualityError, QualityEvaluator,
-    QualityResult, SearchError, StudyConfig, TrialRecord, TrialStatus,
+    strategy_benchmark, ControllerConfig, Evaluators, Progress, QualityEvaluator, SearchError,
+    StudyConfig, TrialRecord, TrialStatus,
 };
-use unas_space::UNetArch;
 
 use super::progress;
 use super::{CliError, CmdResult};
@@ -225,10 +222,12 @@ fn search(a: RunArgs) -> CmdResult {
             let study = match config {
                 Some(file) => {
                     let cfg = StudyConfig::load(file).map_err(search_err)?;
-                    super::worker::create_study(a.store.as_deref(), dir, cfg)
+                    unas_search::run_dir::create_study(a.store.as_deref(), dir, cfg)
                         .map_err(|e| in_file(file, e))?
                 }
-                None => super::worker::open_study(a.store.as_deref(), dir).map_err(search_err)?,
+                None => {
+                    unas_search::run_dir::open_study(a.store.as_deref(), dir).map_err(search_err)?
+                }
             };
             (dir.clone(), study, config.clone())
         }
@@ -246,7 +245,7 @@ fn search(a: RunArgs) -> CmdResult {
                     dir.display()
                 )));
             }
-            let study = super::worker::create_study(a.store.as_deref(), &dir, cfg)
+            let study = unas_search::run_dir::create_study(a.store.as_deref(), &dir, cfg)
                 .map_err(|e| in_file(file, e))?;
             let copy = dir.join("study.toml");
             std::fs::copy(file, &copy).map_err(|e| {
@@ -465,97 +464,6 @@ pub fn export(a: ExportArgs) -> CmdResult {
     Ok(())
 }
 
-/// A quality evaluator whose results are cached by arch hash in a JSON-lines file (shared by
-/// every benchmark run and invocation with the same `[quality]` settings).
-struct FileCache<'a> {
-    inner: &'a (dyn QualityEvaluator + Sync),
-    file: PathBuf,
-    map: Mutex<HashMap<String, Result<QualityResult, String>>>,
-    misses: Mutex<usize>,
-    quiet: bool,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct CacheLine {
-    hash: String,
-    result: Result<QualityResult, String>,
-}
-
-impl<'a> FileCache<'a> {
-    fn open(inner: &'a (dyn QualityEvaluator + Sync), file: PathBuf, quiet: bool) -> Self {
-        let mut map = HashMap::new();
-        if let Ok(text) = std::fs::read_to_string(&file) {
-            // A torn last line (killed mid-write) is skipped and re-evaluated.
-            for l in text.lines() {
-                if let Ok(c) = serde_json::from_str::<CacheLine>(l) {
-                    map.insert(c.hash, c.result);
-                }
-            }
-        }
-        Self {
-            inner,
-            file,
-            map: Mutex::new(map),
-            misses: Mutex::new(0),
-            quiet,
-        }
-    }
-}
-
-impl QualityEvaluator for FileCache<'_> {
-    fn describe(&self) -> String {
-        format!(
-            "{} (cached in {})",
-            self.inner.describe(),
-            self.file.display()
-        )
-    }
-
-    fn evaluate(&self, arch: &UNetArch, seed: u64) -> Result<QualityResult, QualityError> {
-        let hash = arch.hash_id();
-        if let Some(r) = self.map.lock().expect("cache").get(&hash) {
-            return r.clone().map_err(QualityError::Failed);
-        }
-        let t0 = Instant::now();
-        let r = self.inner.evaluate(arch, seed).map_err(|e| e.to_string());
-        let line = serde_json::to_string(&CacheLine {
-            hash: hash.clone(),
-            result: r.clone(),
-        })
-        .expect("cache line serialises");
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.file)
-        {
-            let _ = f.write_all(format!("{line}\n").as_bytes());
-        }
-        let mut misses = self.misses.lock().expect("cache");
-        *misses += 1;
-        if !self.quiet {
-            eprintln!(
-                "evaluated {hash} in {:.1} s ({} new evaluations)",
-                t0.elapsed().as_secs_f64(),
-                *misses
-            );
-        }
-        self.map
-            .lock()
-            .expect("cache")
-            .entry(hash)
-            .or_insert(r)
-            .clone()
-            .map_err(QualityError::Failed)
-    }
-}
-
-/// FNV-1a of the quality settings: the cache file's name, so other settings never share it.
-fn fingerprint(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 fn benchmark(a: BenchmarkArgs) -> CmdResult {
     let mut cfg = StudyConfig::load(&a.config).map_err(search_err)?;
     if a.seeds == 0 {
@@ -578,12 +486,12 @@ fn benchmark(a: BenchmarkArgs) -> CmdResult {
     let latency = cfg.latency.build().map_err(|e| in_file(&a.config, e))?;
     let space = cfg.load_space().map_err(search_err)?;
     let proxy = prepare_quality(&cfg, space.stem.cross_attention_dim, a.quiet)?;
-    let key = serde_json::to_string(&(&cfg.quality, &cfg.space)).expect("settings serialise");
-    let cache = FileCache::open(
-        &proxy,
-        out.join(format!("quality-cache-{:016x}.jsonl", fingerprint(&key))),
-        a.quiet,
-    );
+    let on_miss: Option<OnMiss> = (!a.quiet).then(|| {
+        Box::new(|hash: &str, s: f64, n: usize| {
+            eprintln!("evaluated {hash} in {s:.1} s ({n} new evaluations)")
+        }) as OnMiss
+    });
+    let cache = FileCache::open(&proxy, cache_file(&out, &cfg), on_miss);
     let population = match cfg.controller {
         ControllerConfig::Aging { population, .. } | ControllerConfig::Nsga2 { population } => {
             population
@@ -612,7 +520,7 @@ fn benchmark(a: BenchmarkArgs) -> CmdResult {
     let t0 = Instant::now();
     let report = strategy_benchmark(&cfg, &strategies, &seeds, latency.as_ref(), &cache)
         .map_err(search_err)?;
-    let misses = *cache.misses.lock().expect("cache");
+    let misses = cache.misses();
     let mut md = format!(
         "# Strategy benchmark: `{}`\n\n{} trials per run, seeds {:?}, latency {} (budget {} ms), \
          quality {}.\nHypervolume reference point: {} ms, quality {:.4}. Quality evaluations \
@@ -628,7 +536,7 @@ fn benchmark(a: BenchmarkArgs) -> CmdResult {
         report.reference[1],
         report.quality_evaluations,
         misses,
-        cache.file.display(),
+        cache.file().display(),
         t0.elapsed().as_secs_f64()
     );
     md.push_str(&report.markdown());

@@ -13,8 +13,8 @@ use unas_search::proxy_quality::ProxyQuality;
 use unas_search::store::redact_url;
 use unas_search::worker::WorkerEvent;
 use unas_search::{
-    open_store, Evaluators, ExternalOptions, Progress, QualityEvaluator, SearchError, Study,
-    StudyConfig, TrialStatus, Worker, WorkerOptions,
+    Evaluators, ExternalOptions, Progress, QualityEvaluator, SearchError, Study, TrialStatus,
+    Worker, WorkerOptions,
 };
 
 use super::{CliError, CmdResult};
@@ -105,43 +105,12 @@ pub fn test_fixture_quality() -> Result<Option<SyntheticQuality>, CliError> {
     Ok(q)
 }
 
-/// `unas search`'s study: in `store` (URL or path) when given, else in the run directory's
-/// SQLite file. Creates it, or reopens it when the store holds it with the same settings.
-pub fn create_study(
-    store: Option<&str>,
-    dir: &Path,
-    config: StudyConfig,
-) -> Result<Study, SearchError> {
-    match store {
-        None => Study::create(dir, config),
-        Some(spec) => {
-            std::fs::create_dir_all(dir).map_err(|source| SearchError::Io {
-                file: dir.to_path_buf(),
-                source,
-            })?;
-            Study::create_in(open_store(spec)?, config)
-        }
-    }
-}
-
-/// `unas search --resume RUN_DIR [--store URL]`: with a store, the study named in the run
-/// directory's copy of its study file.
-pub fn open_study(store: Option<&str>, dir: &Path) -> Result<Study, SearchError> {
-    match store {
-        None => Study::open(dir),
-        Some(spec) => {
-            let cfg = StudyConfig::load(&dir.join("study.toml"))?;
-            Study::open_in(open_store(spec)?, &cfg.name)
-        }
-    }
-}
-
 /// `unas report` / `unas export` input: the run directory's study, or with `store` the study
 /// named in `RUN_DIR/study.toml` read from that store.
 pub fn report_input(store: Option<&str>, dir: &Path) -> Result<ReportInput, SearchError> {
     match store {
         None => ReportInput::from_run_dir(dir),
-        Some(_) => ReportInput::from_study(&mut open_study(store, dir)?),
+        Some(_) => ReportInput::from_study(&mut unas_search::run_dir::open_study(store, dir)?),
     }
 }
 
