@@ -244,10 +244,7 @@ impl Controller {
     fn random(&self, rng: &mut Rng, known: &HashMap<String, u64>) -> Result<Proposal, SearchError> {
         let mut arch = None;
         for _ in 0..64 {
-            let g = self
-                .space
-                .sample(rng)
-                .map_err(|e| SearchError::Controller(e.to_string()))?;
+            let g = self.space.sample(rng).map_err(SearchError::Sample)?;
             let a = self.space.decode(&g);
             let fresh = !known.contains_key(&a.hash_id());
             arch = Some(a);

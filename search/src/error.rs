@@ -19,6 +19,9 @@ pub enum SearchError {
     /// A latency model could not be built or failed outside of a trial.
     #[error("latency model: {0}")]
     Eval(#[from] unas_evaluator::EvalError),
+    /// The quality proxy (its data, supernets) could not be prepared.
+    #[error("quality proxy: {0}")]
+    Quality(#[source] unas_evaluator::EvalError),
     /// The trial store failed; `location` is the database file or URL.
     #[error("trial store {location}: {message}")]
     Store {
@@ -78,6 +81,9 @@ pub enum SearchError {
     /// The controller cannot propose (empty space, no valid architecture).
     #[error("controller: {0}")]
     Controller(String),
+    /// The controller could not draw an architecture from the space.
+    #[error("controller: drawing from the space: {0}")]
+    Sample(#[source] unas_space::SpaceError),
     /// A benchmark request is malformed.
     #[error("strategy benchmark: {0}")]
     Benchmark(String),

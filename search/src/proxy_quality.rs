@@ -31,7 +31,8 @@ impl ProxyQuality {
         cross_attention_dim: usize,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Self, SearchError> {
-        let proxy = Proxy::prepare(cfg, cross_attention_dim, progress)?;
+        let proxy =
+            Proxy::prepare(cfg, cross_attention_dim, progress).map_err(SearchError::Quality)?;
         Self::new(proxy)
     }
 
@@ -43,7 +44,9 @@ impl ProxyQuality {
             _ => None,
         };
         let supernets = match (cfg.objective.uses_supernets(), &cfg.supernets) {
-            (true, Some(dir)) => Some(SupernetScorer::load(dir, &proxy, finetune)?),
+            (true, Some(dir)) => {
+                Some(SupernetScorer::load(dir, &proxy, finetune).map_err(SearchError::Quality)?)
+            }
             _ => None,
         };
         Ok(Self { proxy, supernets })

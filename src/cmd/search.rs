@@ -138,8 +138,11 @@ fn search_err(e: SearchError) -> CliError {
         | SearchError::SettingsMismatch { .. }
         | SearchError::Benchmark(_)
         | SearchError::SchemaTooNew { .. } => CliError::input(e),
-        SearchError::Eval(EvalError::Measure(_) | EvalError::Diverged(_)) => CliError::failure(e),
-        SearchError::Eval(_) => CliError::input(e),
+        SearchError::Eval(EvalError::Measure(_) | EvalError::Diverged(_))
+        | SearchError::Quality(EvalError::Measure(_) | EvalError::Diverged(_)) => {
+            CliError::failure(e)
+        }
+        SearchError::Eval(_) | SearchError::Quality(_) => CliError::input(e),
         _ => CliError::failure(e),
     }
 }
@@ -188,7 +191,7 @@ fn prepare_quality(
         }
     })
     .map_err(|e| match e {
-        SearchError::Eval(EvalError::Config(_)) => CliError::input(format!("[quality]: {e}")),
+        SearchError::Quality(EvalError::Config(_)) => CliError::input(format!("[quality]: {e}")),
         e => search_err(e),
     })?;
     spinner.finish_and_clear();

@@ -117,8 +117,7 @@ fn step_medians_on<B: Backend>(
             [s.batch, arch.stem.in_channels, s.latent, s.latent],
             [s.batch],
             [s.batch, s.text_len, arch.stem.cross_attention_dim],
-        )
-        .map_err(|e| EvalError::Unsupported(e.to_string()))?;
+        )?;
     let n = Distribution::Normal(0.0, 1.0);
     let st = &arch.stem;
     let sample = Tensor::<B, 4>::random([s.batch, st.in_channels, s.latent, s.latent], n, device);

@@ -1175,9 +1175,7 @@ impl Proxy {
                 TensorData::new(noise[start * l..(start + n) * l].to_vec(), [n, c, h, w]),
                 &device,
             );
-            let mut scheduler = SchedulerKind::Ddim
-                .build::<Cpu>(&self.cfg.scheduler_config())
-                .map_err(|e| EvalError::Unsupported(e.to_string()))?;
+            let mut scheduler = SchedulerKind::Ddim.build::<Cpu>(&self.cfg.scheduler_config())?;
             let latents = denoise(
                 unet,
                 &mut *scheduler,
@@ -1186,8 +1184,7 @@ impl Proxy {
                 &guidance,
                 sampling_steps,
                 &mut |_, _| {},
-            )
-            .map_err(|e| EvalError::Unsupported(e.to_string()))?;
+            )?;
             let images = self
                 .vae
                 .decode(latents.div_scalar(sf))
