@@ -112,12 +112,11 @@ fn step_medians_on<B: Backend>(
 ) -> Result<Vec<f64>, EvalError> {
     let plan = arch.plan()?;
     let model = UNet2DConditionModel::<B>::from_plan(arch, &plan, device);
-    model
-        .check_inputs(
-            [s.batch, arch.stem.in_channels, s.latent, s.latent],
-            [s.batch],
-            [s.batch, s.text_len, arch.stem.cross_attention_dim],
-        )?;
+    model.check_inputs(
+        [s.batch, arch.stem.in_channels, s.latent, s.latent],
+        [s.batch],
+        [s.batch, s.text_len, arch.stem.cross_attention_dim],
+    )?;
     let n = Distribution::Normal(0.0, 1.0);
     let st = &arch.stem;
     let sample = Tensor::<B, 4>::random([s.batch, st.in_channels, s.latent, s.latent], n, device);
