@@ -418,37 +418,34 @@ pub fn train_supernet<B: AutodiffBackend>(
             settings.sampling,
             &mut rng,
         )?;
-        // The largest's prediction: trained and the distillation target under the sandwich
-        // rule, not run under the uniform rule.
-        let largest = sandwich.then(|| {
+        // Summed in the order of the sandwich rule before the uniform rule existed: the
+        // largest's task loss, then each sub-network's task loss and distillation term.
+        fn add<T: std::ops::Add<Output = T>>(acc: &mut Option<T>, x: T) {
+            *acc = Some(match acc.take() {
+                Some(a) => a + x,
+                None => x,
+            });
+        }
+        let (mut task, mut total, mut teacher) = (None, None, None);
+        if sandwich {
+            // The largest: trained, and the distillation target.
             let pred = unet.forward(nb.xt.clone(), nb.t.clone(), ctx.clone());
-            let task = weighted_mse(pred.clone(), nb.target.clone(), nb.weights.clone());
-            (task, pred.detach())
-        });
-        let (mut task, mut total, teacher) = match largest {
-            Some((task, teacher)) => (Some(task.clone()), Some(task), Some(teacher)),
-            None => (None, None, None),
-        };
+            let l = weighted_mse(pred.clone(), nb.target.clone(), nb.weights.clone());
+            add(&mut task, l.clone());
+            add(&mut total, l);
+            teacher = Some(pred.detach());
+        }
         for sub in &subs {
             let pred = sub.forward(&unet, nb.xt.clone(), nb.t.clone(), ctx.clone());
             let l = weighted_mse(pred.clone(), nb.target.clone(), nb.weights.clone());
-            let mut t = l.clone();
-            if let (Some(teacher), true) = (&teacher, settings.distill_weight > 0.0) {
-                let d = (pred - teacher.clone()).powi_scalar(2).mean();
-                t = t + d * settings.distill_weight;
+            add(&mut task, l.clone());
+            add(&mut total, l);
+            if let (Some(t), true) = (&teacher, settings.distill_weight > 0.0) {
+                let d = (pred - t.clone()).powi_scalar(2).mean();
+                add(&mut total, d * settings.distill_weight);
             }
-            task = Some(match task {
-                Some(a) => a + l,
-                None => l,
-            });
-            total = Some(match total {
-                Some(a) => a + t,
-                None => t,
-            });
         }
-        let (task, total) = task
-            .zip(total)
-            .expect("a step trains at least one sub-network");
+        let (task, total) = task.zip(total).expect("a step trains a sub-network");
         let n = (subs.len() + usize::from(sandwich)) as f64;
         let value = task.into_scalar().elem::<f64>() / n;
         state.check_finite(&ck, "supernet loss", value, (k, settings.checkpoint_every))?;
@@ -499,40 +496,4 @@ pub fn settings_hash(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_sandwich_rule_is_left_out_of_the_settings_and_so_of_the_hash() {
-        let sandwich = serde_json::to_value(SupernetSettings::default()).unwrap();
-        assert!(sandwich.get("rule").is_none(), "{sandwich}");
-        let uniform = SupernetSettings {
-            rule: SupernetRule::Uniform,
-            distill_weight: 0.0,
-            ..SupernetSettings::default()
-        };
-        let v = serde_json::to_value(&uniform).unwrap();
-        assert_eq!(v["rule"], "uniform");
-        let back: SupernetSettings = serde_json::from_value(v).unwrap();
-        assert_eq!(back, uniform);
-        assert!(uniform.check().is_ok());
-    }
-
-    #[test]
-    fn the_uniform_rule_refuses_distillation_and_zero_drawn_sub_networks() {
-        let distilled = SupernetSettings {
-            rule: SupernetRule::Uniform,
-            ..SupernetSettings::default()
-        };
-        let err = distilled.check().unwrap_err().to_string();
-        assert!(err.contains("supernet.distill_weight"), "{err}");
-        let none = SupernetSettings {
-            rule: SupernetRule::Uniform,
-            distill_weight: 0.0,
-            random_subnets: 0,
-            ..SupernetSettings::default()
-        };
-        let err = none.check().unwrap_err().to_string();
-        assert!(err.contains("supernet.random_subnets"), "{err}");
-    }
-}
+mod tests;
