@@ -35,7 +35,13 @@ impl<B: Backend> BasicConv2d<B> {
     }
 
     /// A `k`x`k` block with stride 1 and padding `pad`.
-    pub(super) fn square(c_in: usize, c_out: usize, k: usize, pad: usize, device: &B::Device) -> Self {
+    pub(super) fn square(
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        pad: usize,
+        device: &B::Device,
+    ) -> Self {
         Self::new([c_in, c_out], [k, k], 1, [pad, pad], device)
     }
 
