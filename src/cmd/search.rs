@@ -68,26 +68,6 @@ struct RunArgs {
     lease: super::worker::LeaseArgs,
 }
 
-#[derive(Args)]
-struct BenchmarkArgs {
-    /// Study file whose space, objectives, constraints and trial budget are used.
-    #[arg(long)]
-    config: PathBuf,
-    /// Seeds 0..N (at least 5 for a claim).
-    #[arg(long, default_value_t = 5)]
-    seeds: u64,
-    /// Trials per run (default: the study's `trials`).
-    #[arg(long)]
-    trials: Option<usize>,
-    /// Output folder (default runs/<study name>-benchmark/): the quality cache and
-    /// strategy-benchmark.md.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Log lines instead of a progress spinner.
-    #[arg(long)]
-    quiet: bool,
-}
-
 /// `unas report RUN_DIR`.
 #[derive(Args)]
 pub struct ReportArgs {
@@ -467,91 +447,6 @@ pub fn export(a: ExportArgs) -> CmdResult {
     Ok(())
 }
 
-fn benchmark(a: BenchmarkArgs) -> CmdResult {
-    let mut cfg = StudyConfig::load(&a.config).map_err(search_err)?;
-    if a.seeds == 0 {
-        return Err(CliError::input("--seeds must be at least 1"));
-    }
-    if let Some(t) = a.trials {
-        if t == 0 {
-            return Err(CliError::input("--trials must be at least 1"));
-        }
-        cfg.trials = t;
-    }
-    // References are a report feature; the benchmark compares strategies only.
-    cfg.references.clear();
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| Path::new("runs").join(format!("{}-benchmark", cfg.name)));
-    std::fs::create_dir_all(&out)
-        .map_err(|e| CliError::failure(format!("{}: {e}", out.display())))?;
-    let latency = cfg.latency.build().map_err(|e| in_file(&a.config, e))?;
-    let space = cfg.load_space().map_err(search_err)?;
-    let proxy = prepare_quality(&cfg, space.stem.cross_attention_dim, a.quiet)?;
-    let on_miss: Option<OnMiss> = (!a.quiet).then(|| {
-        Box::new(|hash: &str, s: f64, n: usize| {
-            eprintln!("evaluated {hash} in {s:.1} s ({n} new evaluations)")
-        }) as OnMiss
-    });
-    let cache = FileCache::open(&proxy, cache_file(&out, &cfg), on_miss);
-    let population = match cfg.controller {
-        ControllerConfig::Aging { population, .. } | ControllerConfig::Nsga2 { population } => {
-            population
-        }
-        ControllerConfig::Random => 20,
-    };
-    let sample = match cfg.controller {
-        ControllerConfig::Aging { sample, .. } => sample.min(population),
-        _ => 5.min(population),
-    };
-    let strategies = [
-        ControllerConfig::Aging { population, sample },
-        ControllerConfig::Nsga2 { population },
-        ControllerConfig::Random,
-    ];
-    let seeds: Vec<u64> = (0..a.seeds).collect();
-    eprintln!(
-        "strategy benchmark: {} strategies x {} seeds x {} trials on `{}` (budget {} ms, {})",
-        strategies.len(),
-        seeds.len(),
-        cfg.trials,
-        cfg.name,
-        cfg.latency.budget_ms,
-        cfg.latency.model
-    );
-    let t0 = Instant::now();
-    let report = strategy_benchmark(&cfg, &strategies, &seeds, latency.as_ref(), &cache)
-        .map_err(search_err)?;
-    let misses = cache.misses();
-    let mut md = format!(
-        "# Strategy benchmark: `{}`\n\n{} trials per run, seeds {:?}, latency {} (budget {} ms), \
-         quality {}.\nHypervolume reference point: {} ms, quality {:.4}. Quality evaluations \
-         are cached by arch hash across runs ({} distinct archs scored, {} new in this \
-         invocation; cache `{}`). Wall time {:.0} s.\n\n",
-        cfg.name,
-        report.trials,
-        report.seeds,
-        cfg.latency.model,
-        cfg.latency.budget_ms,
-        cache.describe(),
-        report.reference[0],
-        report.reference[1],
-        report.quality_evaluations,
-        misses,
-        cache.file().display(),
-        t0.elapsed().as_secs_f64()
-    );
-    md.push_str(&report.markdown());
-    let file = out.join("strategy-benchmark.md");
-    std::fs::write(&file, &md)
-        .map_err(|e| CliError::failure(format!("{}: {e}", file.display())))?;
-    for r in &report.strategies {
-        println!(
-            "{:<7} mean hypervolume {:.4}  ({:.3}x random)",
-            r.name, r.mean, r.ratio_to_random
-        );
-    }
-    println!("wrote {}", file.display());
-    Ok(())
-}
+mod benchmark;
+
+use benchmark::{benchmark, BenchmarkArgs};
