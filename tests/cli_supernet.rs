@@ -551,41 +551,28 @@ fn shipped_supernet_and_data_score_the_committed_calibration_value() {
         .map(|e| e.unwrap().path())
         .find(|p| p.join("supernet.json").is_file())
         .expect("a shipped supernet");
+    let config = root().join("configs/quickstart.toml");
+    let score = |dir: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_unas"))
+            .current_dir(dir)
+            .env("UNAS_CACHE_DIR", d.join(".unas-cache"))
+            .args(["supernet", "score", "--json"])
+            .arg("--supernet")
+            .arg(&shipped)
+            .arg("--arch")
+            .arg(&arch_file)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .expect("run unas")
+    };
     // From the repository root, where the config's `prepared = "configs/data"` is.
-    let in_root = std::process::Command::new(env!("CARGO_BIN_EXE_unas"))
-        .current_dir(root())
-        .env("UNAS_CACHE_DIR", d.join(".unas-cache"))
-        .args([
-            "supernet",
-            "score",
-            "--supernet",
-            shipped.to_str().unwrap(),
-            "--arch",
-            arch_file.to_str().unwrap(),
-            "--config",
-            "configs/quickstart.toml",
-            "--json",
-        ])
-        .output()
-        .expect("run unas");
-    let out = ok(&in_root);
+    let out = ok(&score(&root()));
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     let got = json["val_loss"].as_f64().unwrap();
     // Run elsewhere, the config's relative `prepared` folder is not found: an input error
     // naming it, not a silent preparation of other data.
-    let o = unas_in(
-        d,
-        &[
-            "supernet",
-            "score",
-            "--supernet",
-            shipped.to_str().unwrap(),
-            "--arch",
-            arch_file.to_str().unwrap(),
-            "--config",
-            root().join("configs/quickstart.toml").to_str().unwrap(),
-        ],
-    );
+    let o = score(d);
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
