@@ -86,6 +86,22 @@ pub struct Stem {
     pub freq_shift: f64,
 }
 
+impl Stem {
+    /// Whether `channels` split into the attention heads: divisible by `heads`, or by
+    /// `head_dim` when that is set instead; the error says which.
+    pub fn heads_divide(&self, channels: usize) -> Result<(), String> {
+        match (self.heads, self.head_dim) {
+            (Some(h), _) if h > 0 && !channels.is_multiple_of(h) => Err(format!(
+                "{channels} channels are not divisible by heads = {h}"
+            )),
+            (None, Some(d)) if d > 0 && !channels.is_multiple_of(d) => Err(format!(
+                "{channels} channels are not divisible by head_dim = {d}"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// One stage on the way down: ResNets and attentions at one resolution, then an optional
 /// downsample. Its input width is the previous stage's output (or `stem.base_channels`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]

@@ -177,26 +177,30 @@ pub struct Plan {
     pub max_div: usize,
 }
 
-/// Order of (is_resnet, index) entries of a block with `r` ResNets and `a` attentions.
-pub fn block_order(interleave: Interleave, r: usize, a: usize) -> Vec<(bool, usize)> {
-    let mut order = Vec::with_capacity(r + a);
+/// One entry of a block: its `k`-th ResNet or `k`-th attention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockEntry {
+    /// The `k`-th ResNet.
+    Resnet(usize),
+    /// The `k`-th attention.
+    Attention(usize),
+}
+
+/// The entries of a block with `r` ResNets and `a` attentions in forward order.
+pub fn block_order(interleave: Interleave, r: usize, a: usize) -> Vec<BlockEntry> {
+    use BlockEntry::{Attention, Resnet};
     match interleave {
-        Interleave::Alternate => {
-            for i in 0..r.max(a) {
-                if i < r {
-                    order.push((true, i));
-                }
-                if i < a {
-                    order.push((false, i));
-                }
-            }
-        }
-        Interleave::ResnetsFirst => {
-            order.extend((0..r).map(|i| (true, i)));
-            order.extend((0..a).map(|i| (false, i)));
-        }
+        Interleave::Alternate => (0..r.max(a))
+            .flat_map(|i| {
+                [
+                    (i < r).then_some(Resnet(i)),
+                    (i < a).then_some(Attention(i)),
+                ]
+            })
+            .flatten()
+            .collect(),
+        Interleave::ResnetsFirst => (0..r).map(Resnet).chain((0..a).map(Attention)).collect(),
     }
-    order
 }
 
 impl UNetArch {

@@ -189,7 +189,9 @@ impl SearchSpace {
     /// Parses and validates a space.
     pub fn from_source(src: &Source) -> Result<Self, SpaceError> {
         let space: SearchSpace = src.parse()?;
-        space.check().map_err(|(f, m)| src.invalid_at(&f, m))?;
+        space
+            .check()
+            .map_err(|e| src.invalid_at(&e.field, e.message))?;
         Ok(space)
     }
 }

@@ -210,22 +210,8 @@ impl UNetArch {
             ));
         }
         if attention {
-            if let Some(h) = st.heads {
-                if !channels.is_multiple_of(h) {
-                    return Err(ArchError::new(
-                        field,
-                        format!("{channels} channels are not divisible by heads = {h}"),
-                    ));
-                }
-            }
-            if let Some(d) = st.head_dim {
-                if !channels.is_multiple_of(d) {
-                    return Err(ArchError::new(
-                        field,
-                        format!("{channels} channels are not divisible by head_dim = {d}"),
-                    ));
-                }
-            }
+            st.heads_divide(channels)
+                .map_err(|m| ArchError::new(field, m))?;
         }
         Ok(())
     }

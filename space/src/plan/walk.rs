@@ -1,7 +1,7 @@
 //! Walking an architecture's blocks in forward order into its plan: the modules with their
 //! weight keys, the steps, and the skip connections each up-stage ResNet consumes.
 
-use super::{block_order, ModuleKind, Plan, PlanModule, Section, Step};
+use super::{block_order, BlockEntry, ModuleKind, Plan, PlanModule, Section, Step};
 use crate::arch::{Interleave, Layout, UNetArch};
 use crate::error::ArchError;
 
@@ -131,14 +131,13 @@ impl<'a> Walk<'a> {
         self.run(conv_in, None, true, "conv_in");
     }
 
-    /// Weight key of entry `j` (the `k`-th ResNet or attention) of block `block` (e.g.
-    /// `down_blocks.0`): `modules_list.{j}` in the flexible layout, `resnets.{k}` /
-    /// `attentions.{k}` in diffusers'.
-    fn key(&self, block: &str, j: usize, is_res: bool, k: usize) -> String {
-        match (self.flexible(), is_res) {
+    /// Weight key of entry `j` of block `block` (e.g. `down_blocks.0`): `modules_list.{j}` in
+    /// the flexible layout, `resnets.{k}` / `attentions.{k}` in diffusers'.
+    fn key(&self, block: &str, j: usize, entry: BlockEntry) -> String {
+        match (self.flexible(), entry) {
             (true, _) => format!("{block}.modules_list.{j}"),
-            (false, true) => format!("{block}.resnets.{k}"),
-            (false, false) => format!("{block}.attentions.{k}"),
+            (false, BlockEntry::Resnet(k)) => format!("{block}.resnets.{k}"),
+            (false, BlockEntry::Attention(k)) => format!("{block}.attentions.{k}"),
         }
     }
 
@@ -147,25 +146,26 @@ impl<'a> Walk<'a> {
         let arch = self.arch;
         let (d, sec, flexible) = (&arch.down[s], Section::Down(s), self.flexible());
         let in_ch = arch.down_in_channels(s);
-        for (j, &(is_res, k)) in block_order(arch.interleave, d.resnets, d.attentions)
-            .iter()
+        for (j, entry) in block_order(arch.interleave, d.resnets, d.attentions)
+            .into_iter()
             .enumerate()
         {
-            let key = self.key(&format!("down_blocks.{s}"), j, is_res, k);
-            let what = if is_res { "resnet" } else { "attention" };
-            let origin = format!("down[{s}] {what} {k}");
-            if is_res {
-                let cin = if k == 0 { in_ch } else { d.out_channels };
-                let kind = self.resnet(cin, d.out_channels);
-                let m = self.add(key, kind, sec, self.eps());
-                // Flexible: skip right after each ResNet. Diffusers: after the ResNet unless
-                // its attention follows.
-                let push = flexible || d.attentions == 0;
-                self.run(m, None, push, &origin);
-            } else {
-                let kind = self.attention(d.out_channels);
-                let m = self.add(key, kind, sec, self.att_eps());
-                self.run(m, None, !flexible, &origin);
+            let key = self.key(&format!("down_blocks.{s}"), j, entry);
+            match entry {
+                BlockEntry::Resnet(k) => {
+                    let cin = if k == 0 { in_ch } else { d.out_channels };
+                    let kind = self.resnet(cin, d.out_channels);
+                    let m = self.add(key, kind, sec, self.eps());
+                    // Flexible: skip right after each ResNet. Diffusers: after the ResNet
+                    // unless its attention follows.
+                    let push = flexible || d.attentions == 0;
+                    self.run(m, None, push, &format!("down[{s}] resnet {k}"));
+                }
+                BlockEntry::Attention(k) => {
+                    let kind = self.attention(d.out_channels);
+                    let m = self.add(key, kind, sec, self.att_eps());
+                    self.run(m, None, !flexible, &format!("down[{s}] attention {k}"));
+                }
             }
         }
         if d.downsample {
@@ -247,23 +247,26 @@ impl<'a> Walk<'a> {
         let arch = self.arch;
         let (st, sec) = (&arch.up[u], Section::Up(u));
         let (prev, in_ch, out_ch) = arch.up_channels(u);
-        for (j, &(is_res, k)) in block_order(arch.interleave, st.resnets, st.attentions)
-            .iter()
+        for (j, entry) in block_order(arch.interleave, st.resnets, st.attentions)
+            .into_iter()
             .enumerate()
         {
-            let key = self.key(&format!("up_blocks.{u}"), j, is_res, k);
-            if is_res {
-                let skip_ch = if k == st.resnets - 1 { in_ch } else { out_ch };
-                let cur = if k == 0 { prev } else { out_ch };
-                self.check_up_resnet(u, k, skip_ch, cur)?;
-                self.skips.pop();
-                let kind = self.resnet(cur + skip_ch, out_ch);
-                let m = self.add(key, kind, sec, self.eps());
-                self.run(m, Some(skip_ch), false, "");
-            } else {
-                let kind = self.attention(out_ch);
-                let m = self.add(key, kind, sec, self.att_eps());
-                self.run(m, None, false, "");
+            let key = self.key(&format!("up_blocks.{u}"), j, entry);
+            match entry {
+                BlockEntry::Resnet(k) => {
+                    let skip_ch = if k == st.resnets - 1 { in_ch } else { out_ch };
+                    let cur = if k == 0 { prev } else { out_ch };
+                    self.check_up_resnet(u, k, skip_ch, cur)?;
+                    self.skips.pop();
+                    let kind = self.resnet(cur + skip_ch, out_ch);
+                    let m = self.add(key, kind, sec, self.eps());
+                    self.run(m, Some(skip_ch), false, "");
+                }
+                BlockEntry::Attention(_) => {
+                    let kind = self.attention(out_ch);
+                    let m = self.add(key, kind, sec, self.att_eps());
+                    self.run(m, None, false, "");
+                }
             }
         }
         if st.upsample {

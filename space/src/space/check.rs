@@ -2,10 +2,11 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::error::ArchError;
 
 impl SearchSpace {
-    pub(super) fn check(&self) -> Result<(), (String, String)> {
-        let err = |f: &str, m: String| Err((f.to_string(), m));
+    pub(super) fn check(&self) -> Result<(), ArchError> {
+        let err = |f: &str, m: String| Err(ArchError::new(f, m));
         let k = &self.knobs;
         for (f, empty) in [
             ("knobs.stages", k.stages.is_empty()),
@@ -71,30 +72,19 @@ impl SearchSpace {
                         ),
                     );
                 }
-                let heads_ok = match (self.stem.heads, self.stem.head_dim) {
-                    (Some(h), _) => h > 0 && c % h == 0,
-                    (None, Some(d)) => d > 0 && c % d == 0,
-                    _ => true,
-                };
-                if !heads_ok {
-                    return err(
-                        &f("out_channels"),
-                        format!("{c} is not divisible by the attention heads (or head_dim)"),
-                    );
+                if let Err(m) = self.stem.heads_divide(c) {
+                    return err(&f("out_channels"), m);
                 }
             }
         }
         // The stem itself is checked by building the first architecture of the space.
         let mut rng = Rng::seed(0);
-        let g = self.sample_structural(&mut rng).ok_or_else(|| {
-            (
-                "knobs".to_string(),
-                "the space has no valid architecture".into(),
-            )
-        })?;
+        let g = self
+            .sample_structural(&mut rng)
+            .ok_or_else(|| ArchError::new("knobs", "the space has no valid architecture"))?;
         self.decode(&g)
             .validate()
-            .map_err(|e| (format!("stem ({})", e.field), e.message))?;
+            .map_err(|e| ArchError::new(format!("stem ({})", e.field), e.message))?;
         if self.constraints.latent == 0 || self.constraints.batch == 0 {
             return err(
                 "constraints.latent",
