@@ -38,11 +38,7 @@ type Rec = NamedMpkFileRecorder<FullPrecisionSettings>;
 
 /// The first 8 bytes of the SHA-256 of `key`'s JSON text, in hex: a run's settings hash.
 pub(crate) fn settings_hash_of(key: &serde_json::Value) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(key.to_string().as_bytes())[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    super::hash::sha16(key.to_string().as_bytes())
 }
 
 fn io_err(file: &Path, e: impl std::fmt::Display) -> EvalError {

@@ -8,6 +8,7 @@ pub mod caption_encoder;
 pub mod checkpoint;
 pub mod data;
 pub mod features;
+pub mod hash;
 pub mod inception;
 pub mod latent_cache;
 pub mod metrics;

@@ -36,12 +36,8 @@ fn err(e: impl std::fmt::Display) -> EvalError {
 
 /// SHA-256 (first 8 bytes, hex) of a file's bytes.
 fn file_sha16(path: &Path) -> Result<String, EvalError> {
-    use sha2::{Digest, Sha256};
     let bytes = std::fs::read(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
-    Ok(Sha256::digest(&bytes)[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(super::hash::sha16(&bytes))
 }
 
 /// The weights files of the encoding components of `dir`, checked to exist.

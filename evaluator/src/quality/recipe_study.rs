@@ -29,7 +29,6 @@ pub fn with_schedule_of(base: &Recipe, of: &Recipe) -> Recipe {
 /// recipe's schedule, target and weighting reset: the study sets them per row) without the
 /// cache, objective and provenance fields, and the sampling-step counts.
 pub fn settings_key(arch_id: &str, cfg: &ProxyConfig, compare_steps: &[usize]) -> String {
-    use sha2::{Digest, Sha256};
     let cfg = ProxyConfig {
         recipe: with_schedule_of(&cfg.recipe, &Recipe::default()),
         cache_dir: None,
@@ -43,10 +42,7 @@ pub fn settings_key(arch_id: &str, cfg: &ProxyConfig, compare_steps: &[usize]) -
         "{arch_id}|{}|{compare_steps:?}",
         serde_json::to_string(&cfg).expect("serialisable")
     );
-    Sha256::digest(text.as_bytes())[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    super::hash::sha16(text.as_bytes())
 }
 
 /// One scored sample set: a recipe trained with one seed, sampled with `sampling_steps` steps.

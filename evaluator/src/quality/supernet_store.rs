@@ -149,12 +149,8 @@ pub fn is_complete(dir: &Path, hash: &str) -> bool {
 
 /// SHA-256 of a file, in hex.
 fn file_sha256(file: &Path) -> Result<String, EvalError> {
-    use sha2::{Digest, Sha256};
     let bytes = std::fs::read(file).map_err(|e| io_err(file, e))?;
-    Ok(Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(super::hash::sha256_hex(&bytes))
 }
 
 /// Writes `supernet.mpk` and then `supernet.json` into `dir` (each written beside its place

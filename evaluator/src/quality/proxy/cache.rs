@@ -29,12 +29,9 @@ pub(super) struct FeatureTrainingKey {
     pub(super) seed: u64,
 }
 
+/// [`sha16`](crate::quality::hash::sha16) of a text.
 pub(super) fn sha16(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(text.as_bytes())[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::quality::hash::sha16(text.as_bytes())
 }
 
 /// Trains the VAE and the extractor, encodes the dataset, and writes the cache folder `dir`

@@ -34,6 +34,7 @@ use super::data::folder::ImageFolder;
 use super::data::shapes::Shapes;
 use super::data::Dataset;
 use super::features::{accuracy, FeatureExtractor, FeatureTraining};
+use super::hash::sha256_hex;
 use super::inception::InceptionFid;
 use super::latent_cache::{LatentCache, Manifest};
 use super::metrics::{frechet_distance, kid, Features, GaussianStats, Kid};

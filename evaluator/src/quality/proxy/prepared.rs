@@ -11,7 +11,6 @@ pub(super) fn copy_prepared(
     dst: &std::path::Path,
     key_json: &str,
 ) -> Result<(), EvalError> {
-    use sha2::{Digest, Sha256};
     let file_err = |file: &std::path::Path, message: String| EvalError::File {
         file: file.to_path_buf(),
         message,
@@ -41,10 +40,7 @@ pub(super) fn copy_prepared(
         }
         let file = src.join(name);
         let bytes = std::fs::read(&file).map_err(|e| file_err(&file, e.to_string()))?;
-        let got: String = Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let got = sha256_hex(&bytes);
         if got != hex {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(file_err(
