@@ -69,3 +69,17 @@ impl<B: Backend> LoadWeights<B> for ConvOut<B> {
             .load_weights(weights, &join(prefix, "conv_out"), device)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::Cpu;
+
+    #[test]
+    fn base_width_to_latent_channels() {
+        let device = Default::default();
+        let m = ConvOutConfig::new(8, 4).with_groups(4).init::<Cpu>(&device);
+        let x = Tensor::<Cpu, 4>::ones([2, 8, 6, 6], &device);
+        assert_eq!(m.forward(x).dims(), [2, 4, 6, 6]);
+    }
+}

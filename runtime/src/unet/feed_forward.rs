@@ -61,3 +61,18 @@ impl<B: Backend> LoadWeights<B> for FeedForward<B> {
             .load_weights(weights, &join(prefix, "net.2"), device)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::Cpu;
+
+    #[test]
+    fn keeps_the_width() {
+        let device = Default::default();
+        let m = FeedForwardConfig::new(8).init::<Cpu>(&device);
+        assert_eq!(m.proj.weight.dims(), [8, 64], "GEGLU: two halves of 4 x 8");
+        let x = Tensor::<Cpu, 3>::ones([2, 5, 8], &device);
+        assert_eq!(m.forward(x).dims(), [2, 5, 8]);
+    }
+}

@@ -98,3 +98,17 @@ impl<B: Backend> LoadWeights<B> for TimestepEmbedding<B> {
             .load_weights(weights, &join(prefix, "linear_2"), device)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::Cpu;
+
+    #[test]
+    fn one_embedding_per_timestep() {
+        let device = Default::default();
+        let m = TimestepEmbeddingConfig::new(8, 16).init::<Cpu>(&device);
+        let t = Tensor::<Cpu, 1>::from_floats([0.0, 500.0, 999.0], &device);
+        assert_eq!(m.forward(t).dims(), [3, 16]);
+    }
+}

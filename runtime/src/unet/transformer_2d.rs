@@ -143,3 +143,25 @@ impl<B: Backend> LoadWeights<B> for Transformer2DModel<B> {
         self.proj_out.load_weights(weights, &k("proj_out"), device)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::Cpu;
+
+    #[test]
+    fn keeps_the_feature_map_shape_with_either_projection() {
+        let device = Default::default();
+        let x = Tensor::<Cpu, 4>::ones([2, 8, 3, 4], &device);
+        let ctx = Tensor::<Cpu, 3>::ones([2, 5, 12], &device);
+        for linear in [false, true] {
+            let m = Transformer2DModelConfig::new(8, 2, 12)
+                .with_groups(4)
+                .with_depth(2)
+                .with_use_linear_projection(linear)
+                .init::<Cpu>(&device);
+            assert_eq!(m.transformer_blocks.len(), 2);
+            assert_eq!(m.forward(x.clone(), ctx.clone()).dims(), [2, 8, 3, 4]);
+        }
+    }
+}

@@ -84,3 +84,19 @@ impl<B: Backend> LoadWeights<B> for DownEncoderBlock2D<B> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::Cpu;
+
+    #[test]
+    fn widens_then_halves() {
+        let device = Default::default();
+        let m = DownEncoderBlock2DConfig::new(4, 8, 2, true)
+            .with_groups(4)
+            .init::<Cpu>(&device);
+        let x = Tensor::<Cpu, 4>::ones([1, 4, 8, 8], &device);
+        assert_eq!(m.forward(x).dims(), [1, 8, 4, 4]);
+    }
+}

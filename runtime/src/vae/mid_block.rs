@@ -81,3 +81,23 @@ impl<B: Backend> LoadWeights<B> for UNetMidBlock2D<B> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::Cpu;
+
+    #[test]
+    fn keeps_the_shape_with_and_without_attention() {
+        let device = Default::default();
+        let x = Tensor::<Cpu, 4>::ones([1, 8, 4, 4], &device);
+        for attention in [true, false] {
+            let m = UNetMidBlock2DConfig::new(8)
+                .with_groups(4)
+                .with_add_attention(attention)
+                .init::<Cpu>(&device);
+            assert_eq!(m.attention.is_some(), attention);
+            assert_eq!(m.forward(x.clone()).dims(), [1, 8, 4, 4]);
+        }
+    }
+}

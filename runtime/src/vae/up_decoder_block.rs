@@ -81,3 +81,19 @@ impl<B: Backend> LoadWeights<B> for UpDecoderBlock2D<B> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::Cpu;
+
+    #[test]
+    fn narrows_then_doubles() {
+        let device = Default::default();
+        let m = UpDecoderBlock2DConfig::new(8, 4, 2, true)
+            .with_groups(4)
+            .init::<Cpu>(&device);
+        let x = Tensor::<Cpu, 4>::ones([1, 8, 4, 4], &device);
+        assert_eq!(m.forward(x).dims(), [1, 4, 8, 8]);
+    }
+}
