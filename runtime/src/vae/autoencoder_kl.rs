@@ -14,9 +14,8 @@ use serde_json::Value;
 
 use crate::error::RuntimeError;
 use crate::ops::{conv2d, group_norm_silu};
-use crate::vae::down_encoder_block::{DownEncoderBlock2D, DownEncoderBlock2DConfig};
+use crate::vae::coder_block::{CoderBlock2D, CoderBlock2DConfig, Resample};
 use crate::vae::mid_block::{UNetMidBlock2D, UNetMidBlock2DConfig};
-use crate::vae::up_decoder_block::{UpDecoderBlock2D, UpDecoderBlock2DConfig};
 use crate::weights::{LoadWeights, Weights};
 
 /// Configuration of an [`AutoencoderKL`]; defaults are diffusers' `AutoencoderKL` defaults
@@ -208,11 +207,15 @@ impl AutoencoderKLConfig {
             conv_in: conv3(self.in_channels, ch[0]),
             down_blocks: (0..n)
                 .map(|i| {
-                    DownEncoderBlock2DConfig::new(
+                    CoderBlock2DConfig::new(
                         if i == 0 { ch[0] } else { ch[i - 1] },
                         ch[i],
                         self.layers_per_block,
-                        i + 1 < n,
+                        if i + 1 < n {
+                            Resample::Down
+                        } else {
+                            Resample::Keep
+                        },
                     )
                     .with_groups(g)
                     .init(device)
@@ -228,11 +231,15 @@ impl AutoencoderKLConfig {
             mid_block: mid.init(device),
             up_blocks: (0..n)
                 .map(|i| {
-                    UpDecoderBlock2DConfig::new(
+                    CoderBlock2DConfig::new(
                         if i == 0 { rev[0] } else { rev[i - 1] },
                         rev[i],
                         self.layers_per_block + 1,
-                        i + 1 < n,
+                        if i + 1 < n {
+                            Resample::Up
+                        } else {
+                            Resample::Keep
+                        },
                     )
                     .with_groups(g)
                     .init(device)
@@ -260,7 +267,7 @@ pub struct Encoder<B: Backend> {
     /// Image → first width.
     pub conv_in: Conv2d<B>,
     /// One block per resolution.
-    pub down_blocks: Vec<DownEncoderBlock2D<B>>,
+    pub down_blocks: Vec<CoderBlock2D<B>>,
     /// ResNet, attention, ResNet.
     pub mid_block: UNetMidBlock2D<B>,
     /// Final norm.
@@ -278,7 +285,7 @@ pub struct Decoder<B: Backend> {
     /// ResNet, attention, ResNet.
     pub mid_block: UNetMidBlock2D<B>,
     /// One block per resolution, widest first.
-    pub up_blocks: Vec<UpDecoderBlock2D<B>>,
+    pub up_blocks: Vec<CoderBlock2D<B>>,
     /// Final norm.
     pub conv_norm_out: GroupNorm<B>,
     /// → image channels.

@@ -2,8 +2,7 @@
 //! file with diffusers' names.
 
 pub mod autoencoder_kl;
-pub mod down_encoder_block;
+pub mod coder_block;
 pub mod mid_block;
-pub mod up_decoder_block;
 
 pub use autoencoder_kl::{AutoencoderKL, AutoencoderKLConfig};
