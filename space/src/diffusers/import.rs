@@ -13,48 +13,37 @@ pub(super) fn get_usize(v: &Value, key: &str) -> Result<Option<usize>, ArchError
     }
 }
 
-pub(super) fn get_usize_list(v: &Value, key: &str) -> Result<Vec<usize>, ArchError> {
+/// The list `key` of `v`, each element read by `item` (`None`: not of the `expected` kind).
+fn get_list<T>(
+    v: &Value,
+    key: &str,
+    expected: &str,
+    item: impl Fn(&Value) -> Option<T>,
+) -> Result<Vec<T>, ArchError> {
     let arr = v
         .get(key)
         .and_then(Value::as_array)
         .ok_or_else(|| ArchError::new(key, "missing or not a list"))?;
     arr.iter()
         .enumerate()
-        .map(|(i, x)| {
-            x.as_u64()
-                .map(|n| n as usize)
-                .ok_or_else(|| ArchError::new(format!("{key}[{i}]"), "expected an integer"))
-        })
+        .map(|(i, x)| item(x).ok_or_else(|| ArchError::new(format!("{key}[{i}]"), expected)))
         .collect()
+}
+
+pub(super) fn get_usize_list(v: &Value, key: &str) -> Result<Vec<usize>, ArchError> {
+    get_list(v, key, "expected an integer", |x| {
+        x.as_u64().map(|n| n as usize)
+    })
 }
 
 pub(super) fn get_bool_list(v: &Value, key: &str) -> Result<Vec<bool>, ArchError> {
-    let arr = v
-        .get(key)
-        .and_then(Value::as_array)
-        .ok_or_else(|| ArchError::new(key, "missing or not a list"))?;
-    arr.iter()
-        .enumerate()
-        .map(|(i, x)| {
-            x.as_bool()
-                .ok_or_else(|| ArchError::new(format!("{key}[{i}]"), "expected true or false"))
-        })
-        .collect()
+    get_list(v, key, "expected true or false", Value::as_bool)
 }
 
 pub(super) fn get_str_list(v: &Value, key: &str) -> Result<Vec<String>, ArchError> {
-    let arr = v
-        .get(key)
-        .and_then(Value::as_array)
-        .ok_or_else(|| ArchError::new(key, "missing or not a list"))?;
-    arr.iter()
-        .enumerate()
-        .map(|(i, x)| {
-            x.as_str()
-                .map(str::to_string)
-                .ok_or_else(|| ArchError::new(format!("{key}[{i}]"), "expected a string"))
-        })
-        .collect()
+    get_list(v, key, "expected a string", |x| {
+        x.as_str().map(str::to_string)
+    })
 }
 
 pub(super) fn import_unet2d(v: &Value) -> Result<UNetArch, ArchError> {
