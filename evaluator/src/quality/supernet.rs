@@ -418,14 +418,7 @@ pub fn train_supernet<B: AutodiffBackend>(
             settings.sampling,
             &mut rng,
         )?;
-        // Summed in the order of the sandwich rule before the uniform rule existed: the
-        // largest's task loss, then each sub-network's task loss and distillation term.
-        fn add<T: std::ops::Add<Output = T>>(acc: &mut Option<T>, x: T) {
-            *acc = Some(match acc.take() {
-                Some(a) => a + x,
-                None => x,
-            });
-        }
+        // The sandwich rule's order: largest, then each sub-network's loss and distillation.
         let (mut task, mut total, mut teacher) = (None, None, None);
         if sandwich {
             // The largest: trained, and the distillation target.
@@ -475,6 +468,14 @@ pub fn train_supernet<B: AutodiffBackend>(
         losses,
         steps_run: run,
     })
+}
+
+/// `acc + x`, or `x` for an empty `acc`.
+fn add<T: std::ops::Add<Output = T>>(acc: &mut Option<T>, x: T) {
+    *acc = Some(match acc.take() {
+        Some(a) => a + x,
+        None => x,
+    });
 }
 
 /// Hash of everything that determines a supernet's weights (space, topology, settings, the

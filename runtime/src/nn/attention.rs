@@ -154,20 +154,14 @@ impl<B: Backend> Attention<B> {
 }
 
 impl<B: Backend> LoadWeights<B> for Attention<B> {
-    /// diffusers' names, or the legacy VAE names when the file has them.
+    /// diffusers' names ([`DIFFUSERS_NAMES`]).
     fn load_weights(
         &mut self,
         weights: &mut Weights,
         prefix: &str,
         device: &B::Device,
     ) -> Result<(), RuntimeError> {
-        let legacy = weights.shapes().contains_key(&join(prefix, "query.weight"));
-        let names = if legacy {
-            LEGACY_VAE_NAMES
-        } else {
-            DIFFUSERS_NAMES
-        };
-        self.load_named(weights, prefix, names, device)
+        self.load_named(weights, prefix, DIFFUSERS_NAMES, device)
     }
 }
 

@@ -7,6 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::error::RuntimeError;
+use crate::nn::attention::{DIFFUSERS_NAMES, LEGACY_VAE_NAMES};
 use crate::nn::{Attention, AttentionConfig, ResnetBlock2D, ResnetBlock2DConfig};
 use crate::weights::{join, LoadWeights, Weights};
 
@@ -76,7 +77,16 @@ impl<B: Backend> LoadWeights<B> for UNetMidBlock2D<B> {
         self.resnets
             .load_weights(weights, &join(prefix, "resnets"), device)?;
         if let Some(a) = self.attention.as_mut() {
-            a.load_weights(weights, &join(prefix, "attentions.0"), device)?;
+            // Files converted by diffusers < 0.14 (some SD 1.x `vae/` folders) still use the
+            // deprecated names; diffusers renames them on load.
+            let key = join(prefix, "attentions.0");
+            let legacy = weights.shapes().contains_key(&join(&key, "query.weight"));
+            let names = if legacy {
+                LEGACY_VAE_NAMES
+            } else {
+                DIFFUSERS_NAMES
+            };
+            a.load_named(weights, &key, names, device)?;
         }
         Ok(())
     }

@@ -29,11 +29,6 @@ pub(super) struct FeatureTrainingKey {
     pub(super) seed: u64,
 }
 
-/// [`sha16`](crate::quality::hash::sha16) of a text.
-pub(super) fn sha16(text: &str) -> String {
-    crate::quality::hash::sha16(text.as_bytes())
-}
-
 /// Trains the VAE and the extractor, encodes the dataset, and writes the cache folder `dir`
 /// atomically (built beside it, then renamed).
 #[allow(clippy::too_many_arguments)]

@@ -90,7 +90,7 @@ impl Proxy {
         self.cache_dir.join("scores").join(format!(
             "{}-{}.json",
             arch.hash_id(),
-            sha16(&key.to_string())
+            sha16(key.to_string().as_bytes())
         ))
     }
 

@@ -34,7 +34,7 @@ use super::data::folder::ImageFolder;
 use super::data::shapes::Shapes;
 use super::data::Dataset;
 use super::features::{accuracy, FeatureExtractor, FeatureTraining};
-use super::hash::sha256_hex;
+use super::hash::{sha16, sha256_hex};
 use super::inception::InceptionFid;
 use super::latent_cache::{LatentCache, Manifest};
 use super::metrics::{frechet_distance, kid, Features, GaussianStats, Kid};
@@ -54,7 +54,7 @@ mod prepared;
 mod sample;
 mod train;
 
-use cache::{build_cache, sha16, CacheKey, FeatureTrainingKey};
+use cache::{build_cache, CacheKey, FeatureTrainingKey};
 use config::config_err;
 pub use config::{Objective, ProxyConfig};
 pub use evaluate::ProxyScore;

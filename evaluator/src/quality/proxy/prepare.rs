@@ -104,7 +104,7 @@ impl Proxy {
         };
         let key_json = serde_json::to_string(&key).expect("serialisable");
         let root = cfg.cache_dir.clone().unwrap_or_else(default_cache_root);
-        let dir = root.join(format!("proxy-{}", sha16(&key_json)));
+        let dir = root.join(format!("proxy-{}", sha16(key_json.as_bytes())));
         let extractor_name = format!(
             "featurenet[{}; {} images x {} epochs, seed {}]",
             ds.name(),
@@ -239,7 +239,7 @@ impl Proxy {
         });
         let file = self
             .cache_dir
-            .join(format!("teacher-{}.mpk", sha16(&key.to_string())));
+            .join(format!("teacher-{}.mpk", sha16(key.to_string().as_bytes())));
         let unet = if file.exists() {
             progress(&format!("using cached teacher {}", file.display()));
             let device = Default::default();
