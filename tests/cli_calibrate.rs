@@ -100,6 +100,40 @@ fn calibrate_trains_the_named_archs_and_refuses_another_protocol() {
         csv
     );
 
+    // The covering-network initialisation is another protocol too: refused here; into a new
+    // folder it trains and is recorded.
+    let o = unas_in(
+        d,
+        &with(&base, &["--config", "data.toml", "--init", "covering"]),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("--init"), "{}", text(&o.stderr));
+    let covering: Vec<&str> = with(
+        &base,
+        &[
+            "--config",
+            "data.toml",
+            "--init",
+            "covering",
+            "--archs",
+            "1",
+        ],
+    )
+    .into_iter()
+    .map(|x| if x == "cal" { "cal-covering" } else { x })
+    .collect();
+    let o = unas_in(d, &covering);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let settings =
+        std::fs::read_to_string(d.join("cal-covering/ground_truth_settings.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&settings).unwrap();
+    assert_eq!(v["init"], "covering");
+    let finals = rows(&std::fs::read_to_string(d.join("cal-covering/ground_truth.csv")).unwrap())
+        .iter()
+        .filter(|r| r[4] == "final")
+        .count();
+    assert_eq!(finals, 2);
+
     // The same protocol resumes: the missing architecture's two seeds, nothing retrained.
     let o = unas_in(d, &with(&base, &["--config", "data.toml"]));
     assert!(o.status.success(), "{}", text(&o.stderr));

@@ -6,6 +6,7 @@ pub mod bench_train;
 pub mod calibration;
 pub mod caption_encoder;
 pub mod checkpoint;
+pub mod covering_init;
 pub mod data;
 pub mod features;
 pub mod hash;

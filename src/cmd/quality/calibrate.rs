@@ -20,6 +20,13 @@ pub(super) struct CalibrateArgs {
     /// Ground-truth budget: training steps from scratch (the proxy's recipe, batch and data).
     #[arg(long, default_value_t = 400)]
     pub(super) steps: usize,
+    /// How each ground-truth training is initialised: `standalone` (the architecture's own
+    /// seeded initialisation) or `covering` (as the sub-network of its topology's covering
+    /// network initialised from the seed, so the architectures of one seed share their
+    /// initial tensors as they share data, timesteps and noise: common random numbers in the
+    /// initialisation too). Recorded in the folder's protocol.
+    #[arg(long, value_enum, default_value_t = GtInit::Standalone)]
+    pub(super) init: GtInit,
     /// Learning-curve points: the validation loss of the current iterate after these steps
     /// (also kept in ground_truth.csv, as `iterate` rows).
     #[arg(long, value_delimiter = ',', default_value = "60,150,250")]
@@ -60,6 +67,15 @@ pub(super) struct CalibrateArgs {
     /// Output folder: archs/, ground_truth.csv, proxy_scores.csv, summary.csv, README.md.
     #[arg(long, default_value = "docs/calibration")]
     pub(super) out: PathBuf,
+}
+
+/// How a ground-truth training is initialised (`--init`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum GtInit {
+    /// The architecture's own seeded initialisation.
+    Standalone,
+    /// The sub-network of the topology's covering network initialised from the seed.
+    Covering,
 }
 
 /// The calibration architectures: those in OUT/archs/ (sorted by file name), or `n` picked
@@ -174,7 +190,7 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CmdResult {
     if !a.summary_only {
         let cfg = a.proxy.resolve()?;
         let only = selected_archs(&a.archs, &archs)?;
-        let settings_to_write = ground_truth_settings(&a.out, &cfg, a.steps)?;
+        let settings_to_write = ground_truth_settings(&a.out, &cfg, a.steps, a.init)?;
         if let Some(k) = a.finetune {
             cfg.recipe
                 .ema_window(k)
@@ -215,6 +231,7 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CmdResult {
             ),
         );
         let written = std::sync::Mutex::new(Vec::new());
+        let covering = (a.init == GtInit::Covering).then_some(&space);
         run_queue(tasks, a.jobs, &bar, |(i, seed)| {
             let (file, arch) = &archs[i];
             let id = arch.hash_id();
@@ -231,9 +248,17 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CmdResult {
             };
             let mut points = Vec::new();
             let l = proxy
-                .train_curve(arch, seed, a.steps, &a.budgets, &val, &mut |k, l| {
-                    points.push(row(k, "iterate", l.overall));
-                })
+                .train_curve(
+                    arch,
+                    covering,
+                    seed,
+                    a.steps,
+                    &a.budgets,
+                    &val,
+                    &mut |k, l| {
+                        points.push(row(k, "iterate", l.overall));
+                    },
+                )
                 .map_err(|e| format!("{id} seed {seed}: {e}"))?;
             points.push(row(a.steps, "final", l.overall));
             append_ground_truth(&gt_file, &points).map_err(|e| e.to_string())?;
@@ -430,19 +455,25 @@ pub(super) fn ground_truth_settings(
     out: &std::path::Path,
     cfg: &ProxyConfig,
     steps: usize,
+    init: GtInit,
 ) -> Result<Option<(PathBuf, String)>, CliError> {
     let file = out.join(GT_SETTINGS);
-    let now = serde_json::json!({
+    let mut now = serde_json::json!({
         "steps": steps,
         "batch": cfg.batch,
         "recipe": cfg.recipe,
     });
+    // The standalone initialisation is the original protocol: no key, so folders written
+    // before `--init` existed keep their protocol.
+    if init == GtInit::Covering {
+        now["init"] = "covering".into();
+    }
     match read_gt_settings(out)? {
         Some((file, was)) => {
             if was != now {
                 return Err(CliError::input(format!(
-                    "{}: this folder's ground truth was trained with {was}; --config and \
-                     --steps give {now}: use another --out",
+                    "{}: this folder's ground truth was trained with {was}; --config, --steps and \
+                     --init give {now}: use another --out",
                     file.display()
                 )));
             }

@@ -130,9 +130,15 @@ impl Proxy {
     /// for `steps` steps, calls `on_point(budget, loss)` with the validation loss of the
     /// current iterate after each step count in `budgets` (a learning curve), and returns
     /// the validation loss of the returned model (the EMA, when the recipe keeps one).
+    /// With `covering = Some(space)` the initial weights are those `arch` has as a
+    /// sub-network of its topology's covering network initialised from `seed`
+    /// ([`covering_init`](crate::quality::covering_init::covering_init)): the architectures of
+    /// one seed then share their initial tensors as they share batches, timesteps and noise.
+    #[allow(clippy::too_many_arguments)]
     pub fn train_curve(
         &self,
         arch: &UNetArch,
+        covering: Option<&unas_space::SearchSpace>,
         seed: u64,
         steps: usize,
         budgets: &[usize],
@@ -145,11 +151,31 @@ impl Proxy {
                 unet.forward(x, t, c)
             })
         };
-        let (model, _) = self.train_observed(arch, seed, steps, &mut |k, _, unet| {
+        let mut observe = |k: usize, _: f32, unet: &UNet2DConditionModel<Train>| {
             if budgets.contains(&k) {
                 on_point(k, score(&unet.valid()));
             }
-        })?;
+        };
+        let (model, _) = match covering {
+            None => self.train_observed(arch, seed, steps, &mut observe)?,
+            Some(space) => {
+                if self.teacher.is_some() {
+                    return Err(EvalError::Unsupported(
+                        "a covering-network initialisation and a teacher's weights exclude \
+                         each other"
+                            .into(),
+                    ));
+                }
+                self.check_arch(arch)?;
+                let start = crate::quality::covering_init::covering_init::<Train>(
+                    space,
+                    arch,
+                    seed,
+                    &Default::default(),
+                )?;
+                self.train_from(start, seed, steps, &mut observe)?
+            }
+        };
         Ok(score(&model))
     }
 }
