@@ -6,12 +6,16 @@
 For each file, on the (arch, seed) pairs with a `final` row in both files: ICC(1) and the
 consistency ICC(C,1) over seeds (the formulas of evaluator/src/quality/calibration.rs), the
 sd of the architecture means, the residual sd (arch x seed, two-way), the largest deviation of
-one seed from its architecture's mean, and Kendall tau-b between every pair of single seeds.
+one seed from its architecture's mean, and Kendall tau-b between every pair of single seeds;
+then the paired ICC(C,1) difference (second file minus first) with a 95 % percentile bootstrap
+interval over architectures (10,000 resamples, seed 0; a resample drawing fewer than 3 distinct
+architectures is redrawn), and Kendall tau-b between the two files' seed means.
 Pure Python (no numpy), so it runs wherever the tables are.
 """
 import csv
 import itertools
 import math
+import random
 import sys
 
 
@@ -79,6 +83,24 @@ def main():
         icc1, iccc, sd_arch, resid, dev, taus = stats(rows)
         pairs = ", ".join(f"{x:.2f}" for x in taus)
         print(f"| {path} | {icc1:.3f} | {iccc:.3f} | {sd_arch:.5f} | {resid:.5f} | {dev:.5f} | {pairs} |")
+    a_rows = [[tables[0][(a, s)] for s in seeds] for a in archs]
+    b_rows = [[tables[1][(a, s)] for s in seeds] for a in archs]
+    diff = stats(b_rows)[1] - stats(a_rows)[1]
+    rng = random.Random(0)
+    boots = []
+    while len(boots) < 10000:
+        idx = [rng.randrange(len(archs)) for _ in archs]
+        if len(set(idx)) < 3:
+            continue
+        d = stats([b_rows[i] for i in idx])[1] - stats([a_rows[i] for i in idx])[1]
+        if not math.isnan(d):
+            boots.append(d)
+    boots.sort()
+    lo, hi = boots[int(0.025 * len(boots))], boots[int(0.975 * len(boots)) - 1]
+    print(f"\nICC(C,1) difference (second - first): {diff:+.3f}, 95 % bootstrap interval [{lo:+.3f}, {hi:+.3f}]")
+    a_mean = [sum(r) / len(r) for r in a_rows]
+    b_mean = [sum(r) / len(r) for r in b_rows]
+    print(f"Kendall tau-b between the two files' seed means: {kendall_tau_b(a_mean, b_mean):.3f}")
 
 
 if __name__ == "__main__":
