@@ -1,8 +1,8 @@
 //! A synthetic study in an in-memory store, for the report tests (made-up numbers, no model).
 
 use unas_evaluator::latency::Dtype;
+use unas_search::engine::REFERENCES_SUFFIX;
 use unas_search::objective::{ObjectivesJson, QualityResult, Violations};
-use unas_search::study::REFERENCES_SUFFIX;
 use unas_search::{
     ConstraintsConfig, ControllerConfig, LatencyConfig, SqliteStore, Store, StudyConfig,
     StudyRecord, TrialRecord, TrialStatus,

@@ -217,7 +217,7 @@ fn failures_table(input: &ReportInput) -> Table {
             .into_iter()
             .chain(failures(&input.references))
             .map(|t| {
-                let who = if t.study.ends_with(unas_search::study::REFERENCES_SUFFIX) {
+                let who = if t.study.ends_with(unas_search::engine::REFERENCES_SUFFIX) {
                     format!("ref {}", reference_name(t))
                 } else {
                     format!("#{}", t.number)

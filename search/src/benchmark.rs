@@ -13,10 +13,10 @@ use unas_evaluator::latency::LatencyModel;
 use unas_space::UNetArch;
 
 use crate::config::{ControllerConfig, StudyConfig};
+use crate::engine::Study;
 use crate::error::SearchError;
 use crate::objective::{Evaluators, QualityError, QualityEvaluator, QualityResult};
 use crate::store::{SqliteStore, TrialRecord, TrialStatus};
-use crate::study::Study;
 
 /// One strategy's hypervolumes.
 #[derive(Clone, Debug, PartialEq)]

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use unas_space::{CostQuery, UNetArch};
 
-use crate::controller::splitmix;
 use crate::objective::{QualityError, QualityEvaluator, QualityResult};
 use crate::store::now_ms;
+use crate::strategy::splitmix;
 
 /// TEST FIXTURE (not a quality metric): score = `100 / sqrt(1 + MACs / 1e6) * (1 + 0.1 u)`
 /// with `u` in [0, 1) drawn from the arch hash and the seed: bigger networks score better,

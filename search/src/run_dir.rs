@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use crate::config::StudyConfig;
+use crate::engine::Study;
 use crate::error::SearchError;
 use crate::store::open_store;
-use crate::study::Study;
 
 /// A new search's study: in `store` (URL or path) when given, else in `dir`'s SQLite file.
 /// Creates it, or reopens it when the store holds it with the same settings.

@@ -20,7 +20,7 @@ use std::time::Duration;
 use support::Pg;
 use unas_evaluator::latency::profile::DeviceProfile;
 use unas_search::fixture::{tiny_study, SyntheticQuality};
-use unas_search::worker::WorkerEvent;
+use unas_search::runner::worker::WorkerEvent;
 use unas_search::{
     open_store, ControllerConfig, Evaluators, ExternalOptions, SqliteStore, Study, StudyConfig,
     TrialRecord, TrialStatus, Worker, WorkerOptions,

@@ -4,8 +4,8 @@
 
 use unas_evaluator::latency::profile::DeviceProfile;
 use unas_evaluator::latency::LatencyModel;
+use unas_search::engine::REFERENCES_SUFFIX;
 use unas_search::fixture::{tiny_study, CountingQuality};
-use unas_search::study::REFERENCES_SUFFIX;
 use unas_search::{
     ControllerConfig, Evaluators, SqliteStore, Study, StudyConfig, StudyRecord, TrialRecord,
     TrialStatus,

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use unas_evaluator::latency::profile::DeviceProfile;
-use unas_search::controller::{Controller, Origin};
+use unas_search::engine::eval_seed;
 use unas_search::fixture::{tiny_study, CountingQuality, SyntheticQuality};
-use unas_search::study::eval_seed;
+use unas_search::strategy::{Controller, Origin};
 use unas_search::{
     strategy_benchmark, ControllerConfig, Evaluators, QualityEvaluator, SearchError, SqliteStore,
     Study, StudyConfig, TrialRecord, TrialStatus,
@@ -378,7 +378,7 @@ fn aging_evolution_removes_the_oldest_not_the_worst() {
         sample: 3,
     };
     let mut c = Controller::new(aging, space.clone(), 0, 1);
-    let parent = |p: unas_search::controller::Proposal| match p.origin {
+    let parent = |p: unas_search::strategy::Proposal| match p.origin {
         Origin::Mutation { parent, .. } => parent,
         o => panic!("{o:?}"),
     };

@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use unas_reports::{Pick, ReportError, ReportInput};
 use unas_runtime::device::Device;
-use unas_search::fixture::{SyntheticQuality, TEST_HOOK_ENV};
 use unas_search::proxy_quality::ProxyQuality;
+use unas_search::runner::worker::WorkerEvent;
 use unas_search::store::redact_url;
-use unas_search::worker::WorkerEvent;
 use unas_search::{
     Evaluators, ExternalOptions, Progress, QualityEvaluator, SearchError, Study, TrialStatus,
     Worker, WorkerOptions,
@@ -93,13 +92,14 @@ pub fn open_err(e: SearchError) -> CliError {
     CliError::input(e)
 }
 
-/// The TEST FIXTURE quality evaluator when [`TEST_HOOK_ENV`] is set (tests only), else none.
-pub fn test_fixture_quality() -> Result<Option<SyntheticQuality>, CliError> {
-    let q = SyntheticQuality::from_test_env().map_err(CliError::input)?;
+/// The TEST FIXTURE quality evaluator when `UNAS_TEST_SYNTHETIC_QUALITY` is set in a build
+/// of the test suite ([`unas_search::test_hook_quality`]), else none.
+pub fn test_fixture_quality() -> Result<Option<Box<dyn QualityEvaluator + Sync>>, CliError> {
+    let q = unas_search::test_hook_quality().map_err(CliError::input)?;
     if q.is_some() {
         eprintln!(
-            "warning: {TEST_HOOK_ENV} is set: quality comes from the synthetic TEST FIXTURE \
-             (not a quality metric)"
+            "warning: UNAS_TEST_SYNTHETIC_QUALITY is set: quality comes from the synthetic TEST \
+             FIXTURE (not a quality metric)"
         );
     }
     Ok(q)
@@ -210,7 +210,7 @@ pub fn run(a: WorkerArgs) -> CmdResult {
     let fixture = test_fixture_quality()?;
     let proxy;
     let quality: &(dyn QualityEvaluator + Sync) = match &fixture {
-        Some(q) => q,
+        Some(q) => q.as_ref(),
         None => {
             if device != Device::Cpu {
                 return Err(CliError::input(format!(
@@ -227,7 +227,9 @@ pub fn run(a: WorkerArgs) -> CmdResult {
         }
     };
     let opts = WorkerOptions {
-        id: a.id.unwrap_or_else(unas_search::worker::default_worker_id),
+        id: a
+            .id
+            .unwrap_or_else(unas_search::runner::worker::default_worker_id),
         heartbeat,
         lease,
         once: a.once,

@@ -10,14 +10,17 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use postgres::error::SqlState;
-use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls, Row};
-use unas_space::UNetArch;
 
-use super::{
-    redact_url, sql, stale_reason, Lease, Requeued, Store, StudyRecord, TrialRecord, TrialStatus,
-};
+use super::{redact_url, sql, stale_reason, Lease, Requeued, Store, StudyRecord, TrialRecord};
 use crate::error::SearchError;
+use rows::{row_to_trial, TrialParams};
+use secrets::{chain, password_of, scrub};
+
+mod rows;
+mod secrets;
+#[cfg(test)]
+mod tests;
 
 /// Advisory lock taken while migrating, so that workers starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x0075_6e61_736d_6967; // "unasmig"
@@ -100,7 +103,6 @@ impl PostgresStore {
     /// Applies migrations up to `target`, each in its own transaction under an advisory lock
     /// (safe from concurrent processes), skipping those recorded in `schema_version`.
     pub fn migrate(&mut self, target: i64) -> Result<(), SearchError> {
-        let known = sql::MIGRATIONS.last().map_or(0, |m| m.0);
         for (version, statements) in sql::MIGRATIONS {
             if *version > target {
                 break;
@@ -116,15 +118,7 @@ impl PostgresStore {
                 .map_err(err)?;
             tx.batch_execute(sql::VERSION_TABLE).map_err(err)?;
             let current: Option<i64> = tx.query_one(sql::CURRENT_VERSION, &[]).map_err(err)?.get(0);
-            let current = current.unwrap_or(0);
-            if current > known {
-                return Err(SearchError::SchemaTooNew {
-                    location: self.location.clone(),
-                    found: current,
-                    known,
-                });
-            }
-            if current >= *version {
+            if sql::check_version(current, &self.location)? >= *version {
                 continue;
             }
             for s in *statements {
@@ -134,14 +128,7 @@ impl PostgresStore {
                 .map_err(err)?;
             tx.commit().map_err(err)?;
         }
-        let v = self.schema_version()?;
-        if v > known {
-            return Err(SearchError::SchemaTooNew {
-                location: self.location.clone(),
-                found: v,
-                known,
-            });
-        }
+        sql::check_version(Some(self.schema_version()?), &self.location)?;
         Ok(())
     }
 
@@ -156,180 +143,6 @@ impl PostgresStore {
                 })
             })
             .collect()
-    }
-}
-
-/// An error with its sources (`a: b: c`), without repeating a source already in the text.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out = format!("{out}: {text}");
-        }
-        source = s.source();
-    }
-    out
-}
-
-/// The password of a URL (userinfo or `password=` parameter), to scrub it from messages.
-fn password_of(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let from_userinfo = rest[..end]
-        .rsplit_once('@')
-        .and_then(|(userinfo, _)| userinfo.split_once(':'))
-        .map(|(_, p)| p.to_string());
-    let from_query = rest.split_once('?').and_then(|(_, q)| {
-        q.split('&')
-            .find_map(|kv| kv.strip_prefix("password=").map(str::to_string))
-    });
-    from_userinfo.or(from_query).filter(|p| !p.is_empty())
-}
-
-/// `message` with every occurrence of the password (and its percent-decoded form) replaced.
-fn scrub(message: &str, password: Option<&str>) -> String {
-    let Some(p) = password else {
-        return message.to_string();
-    };
-    let mut out = message.replace(p, "***");
-    let decoded = percent_decode(p);
-    if !decoded.is_empty() && decoded != p {
-        out = out.replace(&decoded, "***");
-    }
-    out
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn row_to_trial(r: &Row) -> Result<TrialRecord, (u64, String)> {
-    let g = |e: postgres::Error| (0u64, e.to_string());
-    let number: i64 = r.try_get(1).map_err(g)?;
-    let n = number as u64;
-    let ge = |e: postgres::Error| (n, e.to_string());
-    let arch_text: String = r.try_get(3).map_err(ge)?;
-    let status_text: String = r.try_get(5).map_err(ge)?;
-    let arch =
-        serde_json::from_str::<UNetArch>(&arch_text).map_err(|e| (n, format!("arch: {e}")))?;
-    let status = TrialStatus::parse(&status_text)
-        .ok_or_else(|| (n, format!("unknown status `{status_text}`")))?;
-    let u = |v: Option<i64>| v.map(|x| x as u64);
-    Ok(TrialRecord {
-        study: r.try_get(0).map_err(ge)?,
-        number: n,
-        hash: r.try_get(2).map_err(ge)?,
-        arch,
-        origin: r.try_get(4).map_err(ge)?,
-        status,
-        duplicate_of: u(r.try_get(6).map_err(ge)?),
-        latency_ms: r.try_get(7).map_err(ge)?,
-        quality: r.try_get(8).map_err(ge)?,
-        params: u(r.try_get(9).map_err(ge)?),
-        macs: u(r.try_get(10).map_err(ge)?),
-        violation: r.try_get(11).map_err(ge)?,
-        objectives: r.try_get(12).map_err(ge)?,
-        block_latency: r.try_get(13).map_err(ge)?,
-        eval_seed: r.try_get::<_, i64>(14).map_err(ge)? as u64,
-        latency_s: r.try_get(15).map_err(ge)?,
-        quality_s: r.try_get(16).map_err(ge)?,
-        attempts: r.try_get::<_, i32>(17).map_err(ge)? as u32,
-        error: r.try_get(18).map_err(ge)?,
-        created_ms: r.try_get(19).map_err(ge)?,
-        started_ms: r.try_get(20).map_err(ge)?,
-        finished_ms: r.try_get(21).map_err(ge)?,
-    })
-}
-
-/// Parameters of [`sql::INSERT_TRIAL`] (the arch as JSON).
-struct TrialParams {
-    status: &'static str,
-    number: i64,
-    arch: String,
-    duplicate_of: Option<i64>,
-    params: Option<i64>,
-    macs: Option<i64>,
-    eval_seed: i64,
-    attempts: i32,
-}
-
-impl TrialParams {
-    fn of(t: &TrialRecord) -> Result<Self, serde_json::Error> {
-        let i = |v: Option<u64>| v.map(|x| x as i64);
-        Ok(Self {
-            status: t.status.as_str(),
-            number: t.number as i64,
-            arch: serde_json::to_string(&t.arch)?,
-            duplicate_of: i(t.duplicate_of),
-            params: i(t.params),
-            macs: i(t.macs),
-            eval_seed: t.eval_seed as i64,
-            attempts: t.attempts.min(i32::MAX as u32) as i32,
-        })
-    }
-
-    fn insert<'a>(&'a self, t: &'a TrialRecord) -> [&'a (dyn ToSql + Sync); 22] {
-        [
-            &t.study,
-            &self.number,
-            &t.hash,
-            &self.arch,
-            &t.origin,
-            &self.status,
-            &self.duplicate_of,
-            &t.latency_ms,
-            &t.quality,
-            &self.params,
-            &self.macs,
-            &t.violation,
-            &t.objectives,
-            &t.block_latency,
-            &self.eval_seed,
-            &t.latency_s,
-            &t.quality_s,
-            &self.attempts,
-            &t.error,
-            &t.created_ms,
-            &t.started_ms,
-            &t.finished_ms,
-        ]
-    }
-
-    fn finish<'a>(&'a self, t: &'a TrialRecord) -> [&'a (dyn ToSql + Sync); 15] {
-        [
-            &self.status,
-            &t.latency_ms,
-            &t.quality,
-            &self.params,
-            &self.macs,
-            &t.violation,
-            &t.objectives,
-            &t.block_latency,
-            &t.latency_s,
-            &t.quality_s,
-            &t.error,
-            &t.started_ms,
-            &t.finished_ms,
-            &t.study,
-            &self.number,
-        ]
     }
 }
 
@@ -479,7 +292,7 @@ impl Store for PostgresStore {
 
     fn finish_claimed(&mut self, t: &TrialRecord, worker: &str) -> Result<bool, SearchError> {
         let p = TrialParams::of(t).map_err(|e| self.err("", e))?;
-        let mut params: Vec<&(dyn ToSql + Sync)> = p.finish(t).to_vec();
+        let mut params = p.finish(t);
         let worker = worker.to_string();
         params.push(&worker);
         let n = self
@@ -579,42 +392,5 @@ impl Store for PostgresStore {
             .map_err(|e| err(&e))?;
         }
         tx.commit().map_err(|e| err(&e))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_found_and_scrubbed() {
-        assert_eq!(
-            password_of("postgres://u:s3cr%21t@h:5432/db").as_deref(),
-            Some("s3cr%21t")
-        );
-        assert_eq!(
-            password_of("postgres://u@h/db?password=pw&x=1").as_deref(),
-            Some("pw")
-        );
-        assert_eq!(password_of("postgres://u@h/db"), None);
-        assert_eq!(
-            scrub("bad s3cr%21t and s3cr!t", Some("s3cr%21t")),
-            "bad *** and ***"
-        );
-        assert_eq!(percent_decode("a%2"), "a%2");
-    }
-
-    #[test]
-    fn malformed_urls_are_one_clear_error_without_the_password() {
-        for url in [
-            "postgres://u:hunter2@localhost:notaport/db",
-            "postgres://u:hunter2@localhost:5432/db?sslmode=require",
-            "postgres://u:hunter2@localhost:5432/db?bogus_option=1",
-        ] {
-            let e = PostgresStore::connect(url).err().unwrap().to_string();
-            assert!(!e.contains("hunter2"), "{e}");
-            assert!(e.contains("postgres://u@localhost"), "{e}");
-            assert_eq!(e.lines().count(), 1, "{e}");
-        }
     }
 }

@@ -4,14 +4,18 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use unas_space::UNetArch;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
     now_ms, sql, sqlite_placeholders, stale_reason, Lease, Requeued, Store, StudyRecord,
-    TrialRecord, TrialStatus,
+    TrialRecord,
 };
 use crate::error::SearchError;
+use rows::{insert_trial, row_to_trial, TrialValues};
+
+mod rows;
+#[cfg(test)]
+mod tests;
 
 /// The SQLite store: one database file (or memory).
 pub struct SqliteStore {
@@ -84,7 +88,6 @@ impl SqliteStore {
         self.conn
             .execute(sql::VERSION_TABLE, [])
             .map_err(|e| self.err(e))?;
-        let known = sql::MIGRATIONS.last().map_or(0, |m| m.0);
         let location = self.location.clone();
         let err = |e: rusqlite::Error| SearchError::Store {
             location: location.clone(),
@@ -101,15 +104,7 @@ impl SqliteStore {
             let current: Option<i64> = tx
                 .query_row(sql::CURRENT_VERSION, [], |r| r.get(0))
                 .map_err(err)?;
-            let current = current.unwrap_or(0);
-            if current > known {
-                return Err(SearchError::SchemaTooNew {
-                    location: self.location.clone(),
-                    found: current,
-                    known,
-                });
-            }
-            if current >= *version {
+            if sql::check_version(current, &self.location)? >= *version {
                 continue;
             }
             for s in *statements {
@@ -123,55 +118,9 @@ impl SqliteStore {
             tx.commit().map_err(err)?;
         }
         // A database from a newer build.
-        let v = self.schema_version()?;
-        if v > known {
-            return Err(SearchError::SchemaTooNew {
-                location: self.location.clone(),
-                found: v,
-                known,
-            });
-        }
+        sql::check_version(Some(self.schema_version()?), &self.location)?;
         Ok(())
     }
-}
-
-fn row_to_trial(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<TrialRecord, String>> {
-    let study: String = r.get(0)?;
-    let number: i64 = r.get(1)?;
-    let arch_text: String = r.get(3)?;
-    let status_text: String = r.get(5)?;
-    let arch = match serde_json::from_str::<UNetArch>(&arch_text) {
-        Ok(a) => a,
-        Err(e) => return Ok(Err(format!("{number}: arch: {e}"))),
-    };
-    let Some(status) = TrialStatus::parse(&status_text) else {
-        return Ok(Err(format!("{number}: unknown status `{status_text}`")));
-    };
-    let u = |v: Option<i64>| v.map(|x| x as u64);
-    Ok(Ok(TrialRecord {
-        study,
-        number: number as u64,
-        hash: r.get(2)?,
-        arch,
-        origin: r.get(4)?,
-        status,
-        duplicate_of: u(r.get(6)?),
-        latency_ms: r.get(7)?,
-        quality: r.get(8)?,
-        params: u(r.get(9)?),
-        macs: u(r.get(10)?),
-        violation: r.get(11)?,
-        objectives: r.get(12)?,
-        block_latency: r.get(13)?,
-        eval_seed: r.get::<_, i64>(14)? as u64,
-        latency_s: r.get(15)?,
-        quality_s: r.get(16)?,
-        attempts: r.get::<_, i64>(17)? as u32,
-        error: r.get(18)?,
-        created_ms: r.get(19)?,
-        started_ms: r.get(20)?,
-        finished_ms: r.get(21)?,
-    }))
 }
 
 impl Store for SqliteStore {
@@ -274,27 +223,11 @@ impl Store for SqliteStore {
     }
 
     fn finish_trial(&mut self, t: &TrialRecord) -> Result<(), SearchError> {
-        let i = |v: Option<u64>| v.map(|x| x as i64);
+        let v = TrialValues::of(t).map_err(|e| self.err(e))?;
         self.conn
             .execute(
                 &sqlite_placeholders(sql::FINISH_TRIAL),
-                params![
-                    t.status.as_str(),
-                    t.latency_ms,
-                    t.quality,
-                    i(t.params),
-                    i(t.macs),
-                    t.violation,
-                    t.objectives,
-                    t.block_latency,
-                    t.latency_s,
-                    t.quality_s,
-                    t.error,
-                    t.started_ms,
-                    t.finished_ms,
-                    t.study,
-                    t.number as i64,
-                ],
+                params_from_iter(v.finish(t)),
             )
             .map_err(|e| self.err(format!("finishing trial {}: {e}", t.number)))?;
         Ok(())
@@ -361,29 +294,14 @@ impl Store for SqliteStore {
     }
 
     fn finish_claimed(&mut self, t: &TrialRecord, worker: &str) -> Result<bool, SearchError> {
-        let i = |v: Option<u64>| v.map(|x| x as i64);
+        let v = TrialValues::of(t).map_err(|e| self.err(e))?;
+        let mut params = v.finish(t);
+        params.push(&worker);
         let n = self
             .conn
             .execute(
                 &sqlite_placeholders(sql::FINISH_CLAIMED),
-                params![
-                    t.status.as_str(),
-                    t.latency_ms,
-                    t.quality,
-                    i(t.params),
-                    i(t.macs),
-                    t.violation,
-                    t.objectives,
-                    t.block_latency,
-                    t.latency_s,
-                    t.quality_s,
-                    t.error,
-                    t.started_ms,
-                    t.finished_ms,
-                    t.study,
-                    t.number as i64,
-                    worker,
-                ],
+                params_from_iter(params),
             )
             .map_err(|e| self.err(format!("finishing trial {}: {e}", t.number)))?;
         Ok(n == 1)
@@ -482,197 +400,5 @@ impl Store for SqliteStore {
             .map_err(err)?;
         }
         tx.commit().map_err(err)
-    }
-}
-
-impl SqliteStore {
-    fn trial(&mut self, study: &str, number: u64) -> Result<Option<TrialRecord>, SearchError> {
-        let row = self
-            .conn
-            .query_row(
-                &sqlite_placeholders(sql::SELECT_TRIAL),
-                params![study, number as i64],
-                row_to_trial,
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
-        match row {
-            None => Ok(None),
-            Some(Ok(t)) => Ok(Some(t)),
-            Some(Err(message)) => Err(SearchError::CorruptTrial {
-                location: self.location.clone(),
-                study: study.into(),
-                number,
-                message,
-            }),
-        }
-    }
-}
-
-fn insert_trial(conn: &Connection, t: &TrialRecord) -> rusqlite::Result<usize> {
-    let arch = serde_json::to_string(&t.arch)
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    let i = |v: Option<u64>| v.map(|x| x as i64);
-    conn.execute(
-        &sqlite_placeholders(sql::INSERT_TRIAL),
-        params![
-            t.study,
-            t.number as i64,
-            t.hash,
-            arch,
-            t.origin,
-            t.status.as_str(),
-            i(t.duplicate_of),
-            t.latency_ms,
-            t.quality,
-            i(t.params),
-            i(t.macs),
-            t.violation,
-            t.objectives,
-            t.block_latency,
-            t.eval_seed as i64,
-            t.latency_s,
-            t.quality_s,
-            t.attempts as i64,
-            t.error,
-            t.created_ms,
-            t.started_ms,
-            t.finished_ms,
-        ],
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn trial(study: &str, number: u64) -> TrialRecord {
-        let origin = "{\"kind\":\"random\"}".to_string();
-        TrialRecord::pending(
-            study,
-            number,
-            unas_space::preset("tiny"),
-            origin,
-            u64::MAX - 3,
-            None,
-        )
-    }
-
-    #[test]
-    fn placeholders_are_rewritten() {
-        assert_eq!(
-            sqlite_placeholders("a = $1 AND b = $12, '$x'"),
-            "a = ?1 AND b = ?12, '$x'"
-        );
-    }
-
-    #[test]
-    fn migrations_are_idempotent_and_ordered() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sqlite");
-        {
-            let mut s = SqliteStore::open(&path).unwrap();
-            assert_eq!(s.schema_version().unwrap(), 3);
-            s.migrate(i64::MAX).unwrap();
-            s.migrate(i64::MAX).unwrap();
-            assert_eq!(s.schema_version().unwrap(), 3);
-        }
-        // Reopening applies nothing again; one row per version.
-        let mut s = SqliteStore::open(&path).unwrap();
-        let n: i64 = s
-            .conn
-            .query_row("SELECT COUNT(*) FROM schema_version", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n, 3);
-        assert_eq!(s.schema_version().unwrap(), 3);
-    }
-
-    #[test]
-    fn upgrades_from_an_older_version() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sqlite");
-        let conn = Connection::open(&path).unwrap();
-        let mut old = SqliteStore {
-            conn,
-            location: "old".into(),
-        };
-        old.migrate(1).unwrap();
-        assert_eq!(old.schema_version().unwrap(), 1);
-        drop(old);
-        let mut s = SqliteStore::open(&path).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 3);
-        let idx: i64 = s
-            .conn
-            .query_row(
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'trials_by_hash'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(idx, 1);
-    }
-
-    #[test]
-    fn newer_schema_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sqlite");
-        drop(SqliteStore::open(&path).unwrap());
-        let conn = Connection::open(&path).unwrap();
-        conn.execute(
-            "INSERT INTO schema_version (version, applied_ms) VALUES (99, 0)",
-            [],
-        )
-        .unwrap();
-        drop(conn);
-        let e = SqliteStore::open(&path).err().unwrap().to_string();
-        assert!(
-            e.contains("schema version 99") && e.contains("s.sqlite"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn trial_round_trip_and_requeue() {
-        let mut s = SqliteStore::in_memory().unwrap();
-        s.create_study(&StudyRecord {
-            name: "a".into(),
-            settings: "{}".into(),
-            seed: u64::MAX,
-            created_ms: 1,
-        })
-        .unwrap();
-        assert_eq!(s.study("a").unwrap().unwrap().seed, u64::MAX);
-        assert!(s
-            .create_study(&StudyRecord {
-                name: "a".into(),
-                settings: "{}".into(),
-                seed: 0,
-                created_ms: 1,
-            })
-            .is_err());
-        let t0 = trial("a", 0);
-        s.insert_trial(&t0).unwrap();
-        s.insert_trial(&trial("a", 1)).unwrap();
-        assert!(s.insert_trial(&trial("a", 1)).is_err(), "duplicate number");
-        s.mark_running("a", 0, 5).unwrap();
-        s.mark_running("a", 1, 5).unwrap();
-        let mut done = t0.clone();
-        done.status = TrialStatus::Done;
-        done.quality = Some(1.5);
-        done.latency_ms = Some(2.5);
-        done.params = Some(123);
-        done.finished_ms = Some(9);
-        done.started_ms = Some(5);
-        s.finish_trial(&done).unwrap();
-        assert_eq!(s.requeue_running("a").unwrap(), 1);
-        let ts = s.trials("a").unwrap();
-        assert_eq!(ts.len(), 2);
-        assert_eq!(ts[0].status, TrialStatus::Done);
-        assert_eq!(ts[0].quality, Some(1.5));
-        assert_eq!(ts[0].attempts, 1);
-        assert_eq!(ts[0].eval_seed, u64::MAX - 3);
-        assert_eq!(ts[0].arch, t0.arch);
-        assert_eq!(ts[1].status, TrialStatus::Pending);
-        assert_eq!(s.study_names().unwrap(), vec!["a".to_string()]);
     }
 }

@@ -12,12 +12,13 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
+use super::external::ExternalOptions;
+use crate::config::StudyConfig;
+use crate::engine::ledger::apply_outcome;
+use crate::engine::Study;
 use crate::error::SearchError;
-use crate::external::ExternalOptions;
 use crate::objective::{evaluate_candidate, Evaluators};
 use crate::store::{now_ms, open_store, Requeued, Store, TrialRecord};
-use crate::study::{apply_outcome, Study};
-use crate::StudyConfig;
 
 /// How a worker runs.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,7 +55,7 @@ pub fn default_worker_id() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into());
-    let nonce = crate::controller::splitmix(now_ms() as u64 ^ ((std::process::id() as u64) << 32));
+    let nonce = crate::strategy::splitmix(now_ms() as u64 ^ ((std::process::id() as u64) << 32));
     format!("{host}:{}:{:08x}", std::process::id(), nonce as u32)
 }
 
