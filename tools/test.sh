@@ -42,7 +42,8 @@ python3 -m pip install --quiet --disable-pip-version-check --no-deps open-clip-t
 
 step "PostgreSQL server on loopback (search/tests/{store_pg,distributed}.rs, tests/distributed_cli.rs)"
 # The Debian package's cluster, started and given a test role that may create databases (each
-# test creates its own). Connections are plain TCP on 127.0.0.1 (no TLS; see docs/distributed.md).
+# test creates its own). Connections are plain TCP on 127.0.0.1; the TLS tests start a throwaway
+# cluster of their own with a certificate from a test CA (search/tests/store_pg_tls.rs).
 pg_version=$(ls /usr/lib/postgresql | sort -n | tail -1)
 if ! pg_lsclusters -h | awk '{print $1" "$2}' | grep -qx "$pg_version main"; then
   as_root pg_createcluster "$pg_version" main

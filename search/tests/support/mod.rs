@@ -99,7 +99,9 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-fn start_cluster() -> Result<(String, Cluster), String> {
+/// Starts a throwaway cluster; with `tls = Some((certificate PEM, key PEM))` it serves TLS with
+/// that certificate (plain connections stay allowed).
+fn start_cluster(tls: Option<(&str, &str)>) -> Result<(String, Cluster), String> {
     let bin = pg_bin().ok_or_else(|| {
         format!(
             "PostgreSQL tests need a server: set {URL_ENV}=postgres://user:password@host:port/db \
@@ -119,6 +121,20 @@ fn start_cluster() -> Result<(String, Cluster), String> {
     let password = format!("pw-{:x}", std::process::id() as u64 * 0x9E37_79B9 + 17);
     let pwfile = dir.join("pwfile");
     std::fs::write(&pwfile, format!("{password}\n")).map_err(|e| e.to_string())?;
+    let mut ssl = String::new();
+    if let Some((cert, key)) = tls {
+        use std::os::unix::fs::PermissionsExt;
+        let (cert_file, key_file) = (dir.join("server.crt"), dir.join("server.key"));
+        std::fs::write(&cert_file, cert).map_err(|e| e.to_string())?;
+        std::fs::write(&key_file, key).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| e.to_string())?;
+        ssl = format!(
+            " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            cert_file.display(),
+            key_file.display()
+        );
+    }
     if as_postgres {
         let out = Command::new("chown")
             .args(["-R", "postgres:postgres"])
@@ -162,7 +178,7 @@ fn start_cluster() -> Result<(String, Cluster), String> {
     let port = free_port();
     let opts = format!(
         "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-         -c max_connections=100",
+         -c max_connections=100{ssl}",
         d(&dir)
     );
     run(
@@ -205,7 +221,7 @@ impl Pg {
     pub fn new() -> Self {
         let (admin_url, cluster) = match std::env::var(URL_ENV) {
             Ok(url) if !url.is_empty() => (url, None),
-            _ => match start_cluster() {
+            _ => match start_cluster(None) {
                 Ok((url, c)) => (url, Some(c)),
                 Err(e) => panic!("cannot start a PostgreSQL server for this test: {e}"),
             },
@@ -229,6 +245,29 @@ impl Pg {
             admin_url,
             dbname,
             cluster,
+        }
+    }
+
+    /// A fresh database on a throwaway cluster of its own serving TLS with the certificate
+    /// `cert_pem` and its key `key_pem` (the configured server's TLS setup is unknown, so it
+    /// is not used); panics with a clear message when no cluster can be started.
+    pub fn with_tls(cert_pem: &str, key_pem: &str) -> Self {
+        Self::own_cluster(Some((cert_pem, key_pem)))
+    }
+
+    /// A fresh database on a throwaway cluster of its own without TLS.
+    pub fn without_tls() -> Self {
+        Self::own_cluster(None)
+    }
+
+    fn own_cluster(tls: Option<(&str, &str)>) -> Self {
+        let (url, cluster) = start_cluster(tls)
+            .unwrap_or_else(|e| panic!("cannot start a PostgreSQL server for this test: {e}"));
+        Self {
+            url: url.clone(),
+            admin_url: url,
+            dbname: "postgres".into(),
+            cluster: Some(cluster),
         }
     }
 

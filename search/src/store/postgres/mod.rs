@@ -2,13 +2,13 @@
 //! migrations and queries as SQLite (see [`super::sql`]); claims use `SELECT … FOR UPDATE SKIP
 //! LOCKED`, so concurrent workers never wait on each other nor get the same trial.
 //!
-//! Connections are made without TLS (`NoTls`): use it on a trusted network (loopback, a
-//! private cluster network or an SSH/WireGuard tunnel). A URL asking for `sslmode=require`
-//! is refused with a message saying so.
+//! TLS follows libpq's `sslmode` and `sslrootcert` URL parameters ([`tls`]): `verify-full`
+//! with the cluster's CA file is the setting for a database reached over a network.
 
 use std::str::FromStr;
 use std::time::Duration;
 
+use postgres::config::{Host, SslMode};
 use postgres::error::SqlState;
 use postgres::{Client, Config, NoTls, Row};
 
@@ -21,6 +21,7 @@ mod rows;
 mod secrets;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 /// Advisory lock taken while migrating, so that workers starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x0075_6e61_736d_6967; // "unasmig"
@@ -44,15 +45,9 @@ impl PostgresStore {
             location: location.clone(),
             message: scrub(&message, password.as_deref()),
         };
-        let mut config = Config::from_str(url)
+        let (rest, tls) = tls::split_tls_params(url).map_err(&fail)?;
+        let mut config = Config::from_str(&rest)
             .map_err(|e| fail(format!("invalid PostgreSQL URL: {}", chain(&e))))?;
-        if config.get_ssl_mode() == postgres::config::SslMode::Require {
-            return Err(fail(
-                "sslmode=require is not supported: unas connects without TLS (use a trusted \
-                 network or a tunnel; see docs/distributed.md)"
-                    .into(),
-            ));
-        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -61,7 +56,28 @@ impl PostgresStore {
             .get_dbname()
             .map(str::to_string)
             .unwrap_or_else(|| user.clone());
-        let client = config.connect(NoTls).map_err(|e| {
+        let host = match config.get_hosts().first() {
+            Some(Host::Tcp(h)) => h.clone(),
+            _ => "localhost".into(),
+        };
+        let connected = match tls::client_config(&tls).map_err(&fail)? {
+            None => config
+                .ssl_mode(SslMode::Disable)
+                .connect(NoTls)
+                .map_err(|e| (e, None)),
+            Some((client_config, ca)) => {
+                let mode = match tls.mode {
+                    tls::SslMode::Prefer => SslMode::Prefer,
+                    _ => SslMode::Require,
+                };
+                let connector = tokio_postgres_rustls::MakeRustlsConnect::new(client_config);
+                config
+                    .ssl_mode(mode)
+                    .connect(connector)
+                    .map_err(|e| (e, ca))
+            }
+        };
+        let client = connected.map_err(|(e, ca)| {
             fail(match e.code() {
                 Some(c) if *c == SqlState::INVALID_PASSWORD => {
                     format!("password authentication failed for user `{user}` (wrong password?)")
@@ -73,10 +89,13 @@ impl PostgresStore {
                     "connection refused by the server: {}",
                     e.as_db_error().map_or(e.to_string(), |d| d.message().to_string())
                 ),
-                None => format!(
-                    "cannot connect: {} (is PostgreSQL running and listening at that host and port?)",
-                    chain(&e)
-                ),
+                None => tls::explain(&e, &host, ca.as_deref()).unwrap_or_else(|| {
+                    format!(
+                        "cannot connect: {} (is PostgreSQL running and listening at that host \
+                         and port?)",
+                        chain(&e)
+                    )
+                }),
             })
         })?;
         let mut store = Self {
@@ -86,6 +105,18 @@ impl PostgresStore {
         };
         store.migrate(i64::MAX)?;
         Ok(store)
+    }
+
+    /// Whether this connection is encrypted, as the server sees it (`pg_stat_ssl`).
+    pub fn uses_tls(&mut self) -> Result<bool, SearchError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .map_err(|e| self.err("pg_stat_ssl", e))?;
+        Ok(row.get(0))
     }
 
     fn err(&self, context: &str, e: impl std::fmt::Display) -> SearchError {
