@@ -127,6 +127,8 @@ impl Proxy {
             .as_ref()
             .map(|p| p.join(dir.file_name().expect("named")))
             .filter(|p| p.join("manifest.json").exists());
+        // Workers on one machine share the cache: one prepares, the others wait for it.
+        let _lock = PrepareLock::acquire(&dir, progress)?;
         if let (false, Some(src)) = (dir.join("manifest.json").exists(), &shipped) {
             progress(&format!("copying prepared data from {}", src.display()));
             copy_prepared(src, &dir, &key_json)?;
@@ -146,6 +148,7 @@ impl Proxy {
         } else {
             progress(&format!("using cached data in {}", dir.display()));
         }
+        drop(_lock);
         let cache = LatentCache::load(&dir)?;
         let vae = match &encoders {
             Some(enc) => enc.vae.clone(),
@@ -275,5 +278,41 @@ impl Proxy {
             label: format!("{spec} x {steps}"),
             weights: RoleWeights::from_unet(arch, &unet)?,
         })
+    }
+}
+
+/// An exclusive lock on the preparation of one cache folder (`.NAME.lock` beside it, an
+/// advisory file lock the OS releases when the holder exits or dies): processes started
+/// together prepare the data once and the others then load it.
+struct PrepareLock {
+    _file: std::fs::File,
+}
+
+impl PrepareLock {
+    /// Waits for and takes the lock of cache folder `dir`; says so in `progress` when another
+    /// process holds it.
+    fn acquire(dir: &std::path::Path, progress: &mut dyn FnMut(&str)) -> Result<Self, EvalError> {
+        let parent = dir.parent().unwrap_or(std::path::Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("proxy");
+        let file = parent.join(format!(".{name}.lock"));
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&file)
+            .map_err(|e| io_err(&file, e))?;
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                progress(&format!(
+                    "waiting for another process preparing the same data ({})",
+                    file.display()
+                ));
+                f.lock().map_err(|e| io_err(&file, e))?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&file, e)),
+        }
+        Ok(Self { _file: f })
     }
 }
