@@ -35,6 +35,7 @@ pub fn config(budget_ms: f64) -> StudyConfig {
         window: None,
         quality_reference: None,
         quality: Default::default(),
+        halving: None,
         references: vec!["tiny".into(), "tiny-nas".into()],
     }
 }

@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use unas_space::{CostQuery, UNetArch};
 
-use crate::objective::{QualityError, QualityEvaluator, QualityResult};
+use crate::objective::{QualityError, QualityEvaluator, QualityResult, Scored};
 use crate::store::now_ms;
 use crate::strategy::splitmix;
 
 /// TEST FIXTURE (not a quality metric): score = `100 / sqrt(1 + MACs / 1e6) * (1 + 0.1 u)`
 /// with `u` in [0, 1) drawn from the arch hash and the seed: bigger networks score better,
-/// which trades off against latency like a real quality metric would.
+/// which trades off against latency like a real quality metric would. Rung `r` of successive
+/// halving divides the noise term by `1 + r`.
 #[derive(Clone, Debug, Default)]
 pub struct SyntheticQuality {
     /// MACs are counted for this query (default: 16x16 latent, batch 2, 16 tokens).
@@ -42,6 +43,19 @@ impl QualityEvaluator for SyntheticQuality {
     }
 
     fn evaluate(&self, arch: &UNetArch, seed: u64) -> Result<QualityResult, QualityError> {
+        self.evaluate_rung(arch, seed, 0)
+    }
+
+    /// Four rungs: rung `r`'s hash-seeded term is `0.1 u_r / (1 + r)`, a score that gets
+    /// less noisy as the fidelity rises.
+    fn rungs(&self) -> usize {
+        4
+    }
+
+    fn evaluate_rung(&self, arch: &UNetArch, seed: u64, rung: usize) -> Scored {
+        if rung >= self.rungs() {
+            return Err(QualityError::Failed(format!("no rung {rung}")));
+        }
         if let Some(path) = &self.log {
             let mut f = std::fs::OpenOptions::new()
                 .create(true)
@@ -49,7 +63,11 @@ impl QualityEvaluator for SyntheticQuality {
                 .open(path)
                 .map_err(|e| QualityError::Failed(format!("{}: {e}", path.display())))?;
             // One write of one short line: atomic with O_APPEND.
-            f.write_all(format!("{} {}\n", arch.hash_id(), now_ms()).as_bytes())
+            let key = match rung {
+                0 => arch.hash_id(),
+                r => format!("{}@{r}", arch.hash_id()),
+            };
+            f.write_all(format!("{key} {}\n", now_ms()).as_bytes())
                 .map_err(|e| QualityError::Failed(e.to_string()))?;
         }
         if self.delay_ms > 0 {
@@ -83,8 +101,10 @@ impl QualityEvaluator for SyntheticQuality {
         let cost = plan
             .cost(&q)
             .map_err(|e| QualityError::Failed(e.to_string()))?;
-        let u = (splitmix(h ^ seed) >> 11) as f64 / (1u64 << 53) as f64;
-        let score = 100.0 / (1.0 + cost.macs as f64 / 1e6).sqrt() * (1.0 + 0.1 * u);
+        let draw = splitmix(h ^ seed ^ (rung as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let u = (draw >> 11) as f64 / (1u64 << 53) as f64;
+        let noise = 0.1 * u / (1.0 + rung as f64);
+        let score = 100.0 / (1.0 + cost.macs as f64 / 1e6).sqrt() * (1.0 + noise);
         Ok(QualityResult {
             score,
             metric: "synthetic-test-fixture".into(),
@@ -126,7 +146,7 @@ impl SyntheticQuality {
 pub struct CountingQuality {
     /// The scoring fixture.
     pub inner: SyntheticQuality,
-    /// Evaluations per arch hash.
+    /// Evaluations per arch hash (rung 0) and per `hash@rung` (later rungs).
     pub seen: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
@@ -135,13 +155,23 @@ impl QualityEvaluator for CountingQuality {
         "counting TEST FIXTURE".into()
     }
     fn evaluate(&self, arch: &UNetArch, seed: u64) -> Result<QualityResult, QualityError> {
+        self.evaluate_rung(arch, seed, 0)
+    }
+    fn rungs(&self) -> usize {
+        self.inner.rungs()
+    }
+    fn evaluate_rung(&self, arch: &UNetArch, seed: u64, rung: usize) -> Scored {
+        let key = match rung {
+            0 => arch.hash_id(),
+            r => format!("{}@{r}", arch.hash_id()),
+        };
         *self
             .seen
             .lock()
             .expect("count lock")
-            .entry(arch.hash_id())
+            .entry(key)
             .or_insert(0) += 1;
-        self.inner.evaluate(arch, seed)
+        self.inner.evaluate_rung(arch, seed, rung)
     }
 }
 
@@ -173,6 +203,7 @@ pub fn tiny_study(
         window: None,
         quality_reference: None,
         quality: Default::default(),
+        halving: None,
         references: Vec::new(),
     }
 }

@@ -11,7 +11,7 @@ use unas_evaluator::latency::{LatencyModel, LatencySetting};
 use unas_space::{CostQuery, UNetArch};
 
 use crate::config::{ConstraintsConfig, LatencyConfig};
-use crate::store::TrialStatus;
+use crate::store::{RungRecord, TrialStatus};
 
 /// A quality score (lower is better, e.g. a Fréchet distance) and its details.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -40,6 +40,9 @@ pub enum QualityError {
     Failed(String),
 }
 
+/// A quality evaluation's result.
+pub type Scored = Result<QualityResult, QualityError>;
+
 /// Scores a candidate's quality. Implementations must be deterministic given `seed` for
 /// resumed studies to reproduce; the seed is derived from the study seed and the arch hash.
 pub trait QualityEvaluator {
@@ -47,6 +50,21 @@ pub trait QualityEvaluator {
     fn describe(&self) -> String;
     /// Scores `arch` (lower is better).
     fn evaluate(&self, arch: &UNetArch, seed: u64) -> Result<QualityResult, QualityError>;
+    /// Fidelities offered to successive halving (default 1: none): rung 0 is [`Self::evaluate`],
+    /// each later rung a costlier, more faithful score of the same candidate.
+    fn rungs(&self) -> usize {
+        1
+    }
+    /// Scores `arch` at fidelity `rung` (below [`Self::rungs`]); rung 0 is [`Self::evaluate`].
+    fn evaluate_rung(&self, arch: &UNetArch, seed: u64, rung: usize) -> Scored {
+        match rung {
+            0 => self.evaluate(arch, seed),
+            _ => Err(QualityError::Failed(format!(
+                "{} has no rung {rung}",
+                self.describe()
+            ))),
+        }
+    }
 }
 
 /// The evaluators a study runs with.
@@ -311,4 +329,36 @@ pub fn evaluate_candidate(
         }
     }
     out
+}
+
+/// Scores a trial's `arch` at rung `rung` into `r` (status, score, quality JSON, time, error):
+/// quality only, cost and latency being known from rung 0. Panics, errors and non-finite
+/// scores fail the rung, not the trial.
+pub fn evaluate_rung(arch: &UNetArch, seed: u64, r: &mut RungRecord, ev: Evaluators<'_>) {
+    let t0 = Instant::now();
+    let q = catch_unwind(AssertUnwindSafe(|| {
+        ev.quality.evaluate_rung(arch, seed, r.rung as usize)
+    }));
+    r.quality_s = Some(t0.elapsed().as_secs_f64());
+    r.finished_ms = Some(crate::store::now_ms());
+    let result = match q {
+        Ok(Ok(q)) if q.score.is_finite() => Ok(q),
+        Ok(Ok(q)) => Err(format!("quality score is not finite ({})", q.score)),
+        Ok(Err(e)) => Err(format!("quality evaluation failed: {e}")),
+        Err(p) => Err(format!(
+            "quality evaluation panicked: {}",
+            panic_message(&*p)
+        )),
+    };
+    match result {
+        Ok(q) => {
+            r.status = TrialStatus::Done;
+            r.score = Some(q.score);
+            r.quality = Some(serde_json::to_string(&q).expect("quality serialises"));
+        }
+        Err(e) => {
+            r.status = TrialStatus::Failed;
+            r.error = Some(e);
+        }
+    }
 }

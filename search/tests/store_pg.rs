@@ -7,7 +7,9 @@ mod support;
 use std::collections::HashSet;
 
 use support::Pg;
-use unas_search::store::{copy_store, open_store, redact_url, Lease, Requeued};
+use unas_search::store::{
+    copy_store, open_store, redact_url, Lease, Requeued, RungRecord, RungStore,
+};
 use unas_search::{PostgresStore, SqliteStore, Store, StudyRecord, TrialRecord, TrialStatus};
 
 fn trial(study: &str, number: u64) -> TrialRecord {
@@ -31,7 +33,7 @@ fn study(name: &str) -> StudyRecord {
 /// Claims, heartbeats, guarded finishes, stale requeue and the retry limit, with explicit
 /// clock values (no sleeping).
 fn lease_lifecycle(s: &mut dyn Store) {
-    assert_eq!(s.schema_version().unwrap(), 3);
+    assert_eq!(s.schema_version().unwrap(), 4);
     s.create_study(&study("a")).unwrap();
     for n in 0..4 {
         let mut t = trial("a", n);
@@ -134,6 +136,76 @@ fn lease_lifecycle(s: &mut dyn Store) {
     assert_eq!(leases[1].worker.as_deref(), Some("w6"));
 }
 
+/// Rung rows (successive halving): unique per (trial, rung), claims take the highest rung
+/// first, heartbeats and guarded finishes as for trials, stale rungs requeued or failed.
+fn rung_lifecycle(s: &mut dyn Store) {
+    s.create_study(&study("r")).unwrap();
+    for n in 0..3 {
+        s.insert_trial(&trial("r", n)).unwrap();
+    }
+    for (n, k) in [(0, 1), (1, 1), (2, 2)] {
+        s.insert_rung(&RungRecord::pending("r", n, k)).unwrap();
+    }
+    // The same (trial, rung) again: refused, so no rung is evaluated twice.
+    assert!(s.insert_rung(&RungRecord::pending("r", 0, 1)).is_err());
+    let a = s.claim_rung("r", "w1", 100).unwrap().unwrap();
+    assert_eq!((a.number, a.rung, a.attempts), (2, 2, 1));
+    assert_eq!(a.status, TrialStatus::Running);
+    let b = s.claim_rung("r", "w2", 100).unwrap().unwrap();
+    assert_eq!((b.number, b.rung), (0, 1));
+    assert!(s.rung_heartbeat(&a, "w1", 400).unwrap());
+    assert!(!s.rung_heartbeat(&a, "w2", 400).unwrap(), "not w2's rung");
+    // w2 goes silent: its rung is requeued at 500 (stale before 300); w1's is kept.
+    let r = s.requeue_stale_rungs("r", 300, 3, 500).unwrap();
+    assert_eq!(
+        r,
+        Requeued {
+            pending: 1,
+            failed: 0
+        }
+    );
+    let mut late = b.clone();
+    late.status = TrialStatus::Done;
+    late.score = Some(1.5);
+    assert!(
+        !s.finish_rung(&late, Some("w2")).unwrap(),
+        "a lost lease writes nothing"
+    );
+    let mut done = a.clone();
+    (done.status, done.score, done.quality) = (TrialStatus::Done, Some(0.25), Some("{}".into()));
+    (done.quality_s, done.finished_ms) = (Some(2.0), Some(600));
+    assert!(s.finish_rung(&done, Some("w1")).unwrap());
+    let rungs = s.rungs("r").unwrap();
+    let keys: Vec<(u64, u32, TrialStatus)> =
+        rungs.iter().map(|r| (r.number, r.rung, r.status)).collect();
+    assert_eq!(
+        keys,
+        vec![
+            (0, 1, TrialStatus::Pending),
+            (1, 1, TrialStatus::Pending),
+            (2, 2, TrialStatus::Done)
+        ]
+    );
+    assert_eq!(rungs[2].score, Some(0.25));
+    assert_eq!(rungs[2].worker.as_deref(), Some("w1"));
+    // An interrupted in-process run: running rungs back to pending.
+    let c = s.claim_rung("r", "w3", 700).unwrap().unwrap();
+    s.start_rung(&c, 700).unwrap();
+    assert_eq!(s.requeue_running_rungs("r").unwrap(), 1);
+}
+
+#[test]
+fn sqlite_rung_lifecycle() {
+    let dir = tempfile::tempdir().unwrap();
+    rung_lifecycle(&mut SqliteStore::open(&dir.path().join("s.sqlite")).unwrap());
+}
+
+#[test]
+fn postgres_rung_lifecycle() {
+    let pg = Pg::new();
+    rung_lifecycle(&mut PostgresStore::connect(&pg.url).unwrap());
+}
+
 #[test]
 fn sqlite_lease_lifecycle() {
     let dir = tempfile::tempdir().unwrap();
@@ -149,14 +221,14 @@ fn postgres_lease_lifecycle_and_migrations() {
     // Reconnecting applies nothing again.
     drop(s);
     let mut s = PostgresStore::connect(&pg.url).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 3);
+    assert_eq!(s.schema_version().unwrap(), 4);
     assert_eq!(s.study_names().unwrap(), vec!["a".to_string()]);
     let mut c = postgres::Client::connect(&pg.url, postgres::NoTls).unwrap();
     let n: i64 = c
         .query_one("SELECT COUNT(*) FROM schema_version", &[])
         .unwrap()
         .get(0);
-    assert_eq!(n, 3);
+    assert_eq!(n, 4);
     // The server clock is used for leases.
     let clock = s.clock_ms().unwrap();
     assert!(
@@ -259,6 +331,7 @@ fn assert_same(a: &mut dyn Store, b: &mut dyn Store, name: &str) {
     assert_eq!(a.study(name).unwrap(), b.study(name).unwrap());
     assert_eq!(a.trials(name).unwrap(), b.trials(name).unwrap());
     assert_eq!(a.leases(name).unwrap(), b.leases(name).unwrap());
+    assert_eq!(a.rungs(name).unwrap(), b.rungs(name).unwrap());
 }
 
 #[test]
@@ -291,6 +364,11 @@ fn copy_sqlite_to_postgres_and_back_loses_nothing() {
         f.status = TrialStatus::Failed;
         f.error = Some("synthetic failure with 'quotes' and ünïcode".into());
         src.finish_trial(&f).unwrap();
+        let mut r = RungRecord::pending(name, 0, 1);
+        (r.status, r.score, r.worker) = (TrialStatus::Done, Some(0.1 + 0.2), Some("w".into()));
+        (r.quality, r.heartbeat_ms, r.finished_ms) = (Some("{\"q\":2}".into()), Some(5), Some(9));
+        src.insert_rung(&r).unwrap();
+        src.insert_rung(&RungRecord::pending(name, 3, 1)).unwrap();
     }
     let mut to = PostgresStore::connect(&pg.url).unwrap();
     let summary = copy_store(&mut src, &mut to, &[]).unwrap();

@@ -276,6 +276,22 @@ pub fn run(a: WorkerArgs) -> CmdResult {
                         t.latency_s.unwrap_or(0.0) + t.quality_s.unwrap_or(0.0)
                     );
                 }
+                WorkerEvent::ClaimedRung(r) => {
+                    idle_said = false;
+                    eprintln!(
+                        "trial {} rung {}: claimed (attempt {})",
+                        r.number, r.rung, r.attempts
+                    )
+                }
+                WorkerEvent::FinishedRung(r) => match (r.score, &r.error) {
+                    (Some(q), _) => eprintln!("trial {} rung {}: quality {q:.4}", r.number, r.rung),
+                    (None, e) => eprintln!(
+                        "trial {} rung {}: failed: {}",
+                        r.number,
+                        r.rung,
+                        e.as_deref().unwrap_or("no score")
+                    ),
+                },
                 WorkerEvent::Discarded(n) => eprintln!(
                     "trial {n}: result discarded: the lease was lost (the trial was given to \
                      another worker)"

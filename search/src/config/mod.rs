@@ -171,6 +171,26 @@ pub struct ConstraintsConfig {
     pub max_macs: Option<u64>,
 }
 
+/// Successive halving, asynchronous (ASHA, Li et al. 2020; Optuna's `SuccessiveHalvingPruner`
+/// is the synchronous reference): rung 0 is every trial's own evaluation; whenever a runner
+/// or worker is free, the first trial of the best `1/reduction` of a rung's finished scores
+/// that is not yet at the next rung is promoted (the highest rung first), else a new trial
+/// starts. The quality evaluator says what each rung measures (e.g. the supernet score, then
+/// after K fine-tuning steps).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HalvingConfig {
+    /// Rungs, rung 0 included (at least 2).
+    pub rungs: usize,
+    /// Reduction factor η (default 3, at least 2): a rung promotes its best 1/η.
+    #[serde(default = "default_reduction")]
+    pub reduction: usize,
+}
+
+fn default_reduction() -> usize {
+    3
+}
+
 /// A whole study.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -210,6 +230,10 @@ pub struct StudyConfig {
     /// [`ProxyConfig`] default).
     #[serde(default)]
     pub quality: ProxyConfig,
+    /// Successive halving (the `[halving]` table; default: none): each trial's quality at
+    /// rung 0, the best of each rung re-scored at the next (ASHA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halving: Option<HalvingConfig>,
     /// Reference architectures (preset names such as `tiny`, `tiny-nas`, or arch files)
     /// evaluated like trials and shown in reports, but outside the trial budget and never
     /// parents (default: none).
@@ -291,6 +315,14 @@ impl StudyConfig {
                 }
             }
             ControllerConfig::Random => {}
+        }
+        if let Some(h) = &self.halving {
+            if h.rungs < 2 {
+                return bad("halving.rungs", "must be at least 2 (rung 0 and one more)");
+            }
+            if h.reduction < 2 {
+                return bad("halving.reduction", "must be at least 2");
+            }
         }
         if let Some(q) = self.quality_reference {
             if !q.is_finite() {

@@ -19,6 +19,7 @@
 //! Duplicates: a proposal whose hash an earlier trial already has is recorded with
 //! `duplicate_of` and receives that trial's result once it is final; it is never evaluated.
 
+pub mod halving;
 pub(crate) mod ledger;
 mod progress;
 mod results;
@@ -35,7 +36,7 @@ pub use settings::StoredSettings;
 
 use crate::config::StudyConfig;
 use crate::error::SearchError;
-use crate::store::{now_ms, SqliteStore, Store, StudyRecord, TrialRecord};
+use crate::store::{now_ms, RungRecord, SqliteStore, Store, StudyRecord, TrialRecord};
 use settings::first_difference;
 
 /// Suffix of the companion study that holds a study's reference archs (`<name>::references`).
@@ -187,6 +188,12 @@ impl Study {
     pub fn trials(&mut self) -> Result<Vec<TrialRecord>, SearchError> {
         let name = self.config.name.clone();
         self.store.trials(&name)
+    }
+
+    /// Every rung row (successive halving; empty without), by (number, rung).
+    pub fn rungs(&mut self) -> Result<Vec<RungRecord>, SearchError> {
+        let name = self.config.name.clone();
+        self.store.rungs(&name)
     }
 
     /// Name of the companion study holding the reference archs.

@@ -76,8 +76,11 @@ pub struct RunSummary {
     pub failed: usize,
     /// Trials infeasible by prediction.
     pub infeasible: usize,
-    /// Trials returned from `running` to `pending` at the start (interrupted earlier).
+    /// Trials (and rungs) returned from `running` to `pending` at the start (interrupted
+    /// earlier), or from lost workers.
     pub requeued: usize,
+    /// Quality evaluations at rungs above 0 (successive halving).
+    pub rung_evaluations: usize,
 }
 
 impl RunSummary {

@@ -62,8 +62,11 @@ impl Study {
 
     /// The Pareto front (or, with no feasible trial, the least-violating trials), its knee and
     /// hypervolume.
+    /// With successive halving, each trial's quality is that of its highest finished rung.
     pub fn results(&mut self) -> Result<StudyResults, SearchError> {
         let trials = self.trials()?;
+        let rungs = self.rungs()?;
+        let trials = super::halving::with_top_rungs(&trials, &rungs);
         Ok(Self::results_of(&self.config, &trials))
     }
 

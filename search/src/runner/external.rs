@@ -16,9 +16,11 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use crate::engine::halving::Halving;
 use crate::engine::ledger::Ledger;
 use crate::engine::{Progress, RunSummary, Study};
 use crate::error::SearchError;
+use crate::store::RungRecord;
 use crate::strategy::Controller;
 
 /// Settings of [`Study::run_external`] and of workers' lease handling.
@@ -45,7 +47,8 @@ impl Default for ExternalOptions {
 
 impl Study {
     /// Runs the study's controller against external workers until the trial budget is final
-    /// (see the module docs). `progress` is called for every trial that becomes final while
+    /// and, with successive halving, no rung is pending or promotable (see the module docs);
+    /// promotions are written as pending rungs, which the workers claim before new trials. `progress` is called for every trial that becomes final while
     /// it runs (in trial-number order within one poll). Counts in the summary: `finished`,
     /// `failed`, `infeasible`, `reused` (duplicates) and `requeued` (lost workers' trials);
     /// `evaluated` counts trials finished by workers.
@@ -66,13 +69,26 @@ impl Study {
         let start = Instant::now();
         let mut summary = RunSummary::default();
         let mut seen_final: Option<HashSet<u64>> = None;
+        let halving = Halving::of(cfg.halving.as_ref());
+        let mut rungs_before: Option<usize> = None;
         loop {
             let store = self.store.as_mut();
             let now = store.clock_ms()?;
             let r = store.requeue_stale(&name, now - grace_ms, opts.max_attempts, now)?;
             summary.requeued += r.pending;
+            let r = store.requeue_stale_rungs(&name, now - grace_ms, opts.max_attempts, now)?;
+            summary.requeued += r.pending;
             let mut ledger = Ledger::load(store, &name)?;
             let resolved = ledger.ready(store, &cfg, &mut controller)?;
+            // Successive halving: every promotion due now, as pending rungs for the workers.
+            let mut rungs = store.rungs(&name)?;
+            if let Some(h) = halving {
+                while let Some((number, k)) = h.next_promotion(&ledger.trials, &rungs) {
+                    let r = RungRecord::pending(&name, number, k);
+                    store.insert_rung(&r)?;
+                    rungs.push(r);
+                }
+            }
             let trials = &ledger.trials;
             // Trials final before this run started are not reported.
             let seen = seen_final.get_or_insert_with(|| {
@@ -88,7 +104,11 @@ impl Study {
                     progress(&Progress::of(&cfg, trials, i, start, summary.finished));
                 }
             }
-            if ledger.complete(cfg.trials) {
+            let finished_rungs = rungs.iter().filter(|r| r.status.is_final()).count();
+            let before = *rungs_before.get_or_insert(finished_rungs);
+            summary.rung_evaluations = finished_rungs - before;
+            let settled = halving.is_none_or(|h| h.settled(&ledger.trials, &rungs));
+            if ledger.complete(cfg.trials) && settled {
                 return Ok(summary);
             }
             std::thread::sleep(opts.poll);

@@ -1,42 +1,127 @@
-//! The in-process runner: [`Study::run`] evaluates the trials on `jobs` threads of this
-//! process, over the engine's steps ([`crate::engine`]).
+//! The in-process runner: [`Study::run`] evaluates the trials (and, with successive halving,
+//! their promotions to higher rungs) on `jobs` threads of this process, over the engine's
+//! steps ([`crate::engine`]).
 
 use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
 use unas_space::UNetArch;
 
+use crate::engine::halving::Halving;
 use crate::engine::ledger::{self, Ledger};
 use crate::engine::{Progress, RunSummary, Study};
 use crate::error::SearchError;
-use crate::objective::{evaluate_candidate, Evaluators, Outcome};
-use crate::store::TrialStatus;
+use crate::objective::{evaluate_candidate, evaluate_rung, Evaluators, Outcome};
+use crate::store::{now_ms, RungRecord, Store, TrialStatus};
 use crate::strategy::Controller;
 
-/// One evaluation handed to a thread.
+/// One evaluation handed to a thread: a trial (rung 0), or a trial at a higher rung.
 struct Job {
     number: u64,
     arch: UNetArch,
     eval_seed: u64,
+    rung: Option<RungRecord>,
+}
+
+/// What a thread hands back.
+enum Done {
+    Trial(u64, Outcome),
+    Rung(RungRecord),
+}
+
+impl Job {
+    fn run(mut self, cfg: &crate::StudyConfig, ev: Evaluators<'_>) -> Done {
+        match self.rung.take() {
+            None => Done::Trial(
+                self.number,
+                evaluate_candidate(
+                    &self.arch,
+                    self.eval_seed,
+                    &cfg.latency,
+                    &cfg.constraints,
+                    ev,
+                ),
+            ),
+            Some(mut r) => {
+                evaluate_rung(&self.arch, self.eval_seed, &mut r, ev);
+                Done::Rung(r)
+            }
+        }
+    }
+}
+
+/// The next evaluation for a free thread, started in the store: a pending rung (resumed; the
+/// highest first), else a promotion, else the lowest-numbered pending trial.
+fn next_job(
+    store: &mut dyn Store,
+    ledger: &mut Ledger,
+    rungs: &mut Vec<RungRecord>,
+    halving: Option<Halving>,
+) -> Result<Option<Job>, SearchError> {
+    let pending = |rungs: &[RungRecord]| {
+        (0..rungs.len())
+            .filter(|&i| rungs[i].status == TrialStatus::Pending)
+            .min_by_key(|&i| (std::cmp::Reverse(rungs[i].rung), rungs[i].number))
+    };
+    if let (None, Some(h)) = (pending(rungs), halving) {
+        if let Some((number, k)) = h.next_promotion(&ledger.trials, rungs) {
+            let r = RungRecord::pending(&ledger.trials[number as usize].study, number, k);
+            store.insert_rung(&r)?;
+            rungs.push(r);
+        }
+    }
+    if let Some(i) = pending(rungs) {
+        let now = now_ms();
+        store.start_rung(&rungs[i], now)?;
+        let r = &mut rungs[i];
+        (r.status, r.started_ms, r.attempts) = (TrialStatus::Running, Some(now), r.attempts + 1);
+        let t = &ledger.trials[r.number as usize];
+        return Ok(Some(Job {
+            number: t.number,
+            arch: t.arch.clone(),
+            eval_seed: t.eval_seed,
+            rung: Some(r.clone()),
+        }));
+    }
+    let next = ledger
+        .trials
+        .iter_mut()
+        .find(|t| t.status == TrialStatus::Pending && t.duplicate_of.is_none());
+    let Some(t) = next else {
+        return Ok(None);
+    };
+    ledger::start(store, t)?;
+    Ok(Some(Job {
+        number: t.number,
+        arch: t.arch.clone(),
+        eval_seed: t.eval_seed,
+        rung: None,
+    }))
 }
 
 impl Study {
-    /// Runs the study until its trial budget is final; resumes an interrupted run (trials left
+    /// Runs the study until its trial budget is final (and, with successive halving, no rung
+    /// is pending and none promotable); resumes an interrupted run (trials and rungs left
     /// `running` are requeued first). The reference archs are evaluated first
-    /// ([`Study::run_references`]). Pending trials go to free threads lowest number first.
-    /// `progress` is called after every trial that becomes final.
+    /// ([`Study::run_references`]). A free thread takes a pending rung (the highest first),
+    /// else a promotion, else the lowest-numbered pending trial. `progress` is called after
+    /// every trial or rung that becomes final.
     pub fn run(
         &mut self,
         ev: Evaluators<'_>,
         progress: &mut dyn FnMut(&Progress<'_>),
     ) -> Result<RunSummary, SearchError> {
+        let halving = Halving::of(self.config.halving.as_ref());
+        self.check_rungs(halving, ev)?;
         self.run_references(ev, &mut |_| {})?;
         let name = self.config.name.clone();
         let mut summary = RunSummary {
             requeued: self.store.requeue_running(&name)?,
             ..Default::default()
         };
+        summary.requeued += self.store.requeue_running_rungs(&name)?;
         let mut ledger = Ledger::load(self.store.as_mut(), &name)?;
+        let mut rungs = self.store.rungs(&name)?;
         let mut controller = Controller::new(
             self.config.controller.clone(),
             self.space.clone(),
@@ -53,7 +138,7 @@ impl Study {
         let (job_tx, job_rx) = mpsc::channel::<Job>();
         let job_rx = Mutex::new(job_rx);
         std::thread::scope(|scope| -> Result<(), SearchError> {
-            let (res_tx, res_rx) = mpsc::channel::<(u64, Outcome)>();
+            let (res_tx, res_rx) = mpsc::channel::<Done>();
             for _ in 0..jobs {
                 let res_tx = res_tx.clone();
                 let job_rx = &job_rx;
@@ -62,14 +147,7 @@ impl Study {
                     let Ok(Ok(job)) = job_rx.lock().map(|rx| rx.recv()) else {
                         return;
                     };
-                    let out = evaluate_candidate(
-                        &job.arch,
-                        job.eval_seed,
-                        &cfg.latency,
-                        &cfg.constraints,
-                        ev,
-                    );
-                    if res_tx.send((job.number, out)).is_err() {
+                    if res_tx.send(job.run(cfg, ev)).is_err() {
                         return;
                     }
                 });
@@ -84,25 +162,15 @@ impl Study {
                             Progress::of(&cfg, &ledger.trials, n as usize, start, summary.finished);
                         progress(&p);
                     }
-                    // Dispatch pending evaluations to free threads, lowest number first.
-                    for t in ledger.trials.iter_mut() {
-                        if in_flight >= jobs {
-                            break;
-                        }
-                        if t.status != TrialStatus::Pending || t.duplicate_of.is_some() {
-                            continue;
-                        }
-                        ledger::start(store.as_mut(), t)?;
+                    while in_flight < jobs {
+                        let job = next_job(store.as_mut(), &mut ledger, &mut rungs, halving)?;
+                        let Some(job) = job else { break };
                         in_flight += 1;
-                        let job = Job {
-                            number: t.number,
-                            arch: t.arch.clone(),
-                            eval_seed: t.eval_seed,
-                        };
                         job_tx.send(job).map_err(|_| stopped())?;
                     }
                     if in_flight == 0 {
-                        if ledger.complete(budget) {
+                        let settled = halving.is_none_or(|h| h.settled(&ledger.trials, &rungs));
+                        if ledger.complete(budget) && settled {
                             return Ok(());
                         }
                         return Err(SearchError::Controller(format!(
@@ -110,11 +178,26 @@ impl Study {
                             ledger.trials.len()
                         )));
                     }
-                    let (number, out) = res_rx.recv().map_err(|_| stopped())?;
+                    let done = res_rx.recv().map_err(|_| stopped())?;
                     in_flight -= 1;
-                    let idx = number as usize;
-                    ledger::finish(store.as_mut(), &mut ledger.trials[idx], &out)?;
-                    summary.count(&ledger.trials[idx]);
+                    let idx = match done {
+                        Done::Trial(number, out) => {
+                            let idx = number as usize;
+                            ledger::finish(store.as_mut(), &mut ledger.trials[idx], &out)?;
+                            summary.count(&ledger.trials[idx]);
+                            idx
+                        }
+                        Done::Rung(r) => {
+                            store.finish_rung(&r, None)?;
+                            summary.rung_evaluations += 1;
+                            let i = rungs
+                                .iter()
+                                .position(|x| (x.number, x.rung) == (r.number, r.rung));
+                            let idx = r.number as usize;
+                            rungs[i.expect("a started rung")] = r;
+                            idx
+                        }
+                    };
                     progress(&Progress::of(
                         &cfg,
                         &ledger.trials,
@@ -128,5 +211,25 @@ impl Study {
             result
         })?;
         Ok(summary)
+    }
+
+    /// With successive halving, the quality evaluator must offer every configured rung.
+    pub(crate) fn check_rungs(
+        &self,
+        h: Option<Halving>,
+        ev: Evaluators<'_>,
+    ) -> Result<(), SearchError> {
+        match h {
+            Some(h) if ev.quality.rungs() < h.rungs as usize => Err(SearchError::InvalidConfig {
+                field: "halving.rungs".into(),
+                message: format!(
+                    "{} rungs configured; the quality evaluator ({}) offers {}",
+                    h.rungs,
+                    ev.quality.describe(),
+                    ev.quality.rungs()
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 }

@@ -14,11 +14,12 @@ use std::time::Duration;
 
 use super::external::ExternalOptions;
 use crate::config::StudyConfig;
+use crate::engine::halving::Halving;
 use crate::engine::ledger::apply_outcome;
 use crate::engine::Study;
 use crate::error::SearchError;
-use crate::objective::{evaluate_candidate, Evaluators};
-use crate::store::{now_ms, open_store, Requeued, Store, TrialRecord};
+use crate::objective::{evaluate_candidate, evaluate_rung, Evaluators};
+use crate::store::{now_ms, open_store, Requeued, RungRecord, Store, TrialRecord};
 
 /// How a worker runs.
 #[derive(Clone, Debug, PartialEq)]
@@ -64,7 +65,9 @@ pub fn default_worker_id() -> String {
 pub struct WorkerSummary {
     /// Trials evaluated and written.
     pub evaluated: usize,
-    /// Trials evaluated but discarded because the lease was lost meanwhile.
+    /// Rungs above 0 evaluated and written (successive halving).
+    pub rungs_evaluated: usize,
+    /// Trials or rungs evaluated but discarded because the lease was lost meanwhile.
     pub discarded: usize,
     /// Lost trials this worker returned to pending (or failed at the retry limit).
     pub requeued: Requeued,
@@ -77,6 +80,10 @@ pub enum WorkerEvent<'a> {
     Claimed(&'a TrialRecord),
     /// A trial's result was written.
     Finished(&'a TrialRecord),
+    /// A promoted rung was claimed (successive halving).
+    ClaimedRung(&'a RungRecord),
+    /// A rung's result was written.
+    FinishedRung(&'a RungRecord),
     /// A result was discarded: the lease had been lost (trial number).
     Discarded(u64),
     /// Lost trials were requeued or failed.
@@ -113,8 +120,10 @@ impl Worker {
         self.study.space()
     }
 
-    /// Claims and evaluates trials until the study is complete (every trial of the budget
-    /// final), `max_trials` evaluations, or — with `once` — one trial or none pending.
+    /// Claims and evaluates trials (and, with successive halving, promoted rungs, which go
+    /// first) until the study is complete (every trial of the budget final, no rung pending
+    /// or promotable), `max_trials` evaluations, or — with `once` — one evaluation or none
+    /// pending.
     pub fn run(
         &mut self,
         opts: &WorkerOptions,
@@ -123,6 +132,8 @@ impl Worker {
     ) -> Result<WorkerSummary, SearchError> {
         let cfg = self.study.config().clone();
         let name = cfg.name.clone();
+        let halving = Halving::of(cfg.halving.as_ref());
+        self.study.check_rungs(halving, ev)?;
         let grace_ms = opts.lease.grace.as_millis().min(i64::MAX as u128) as i64;
         let mut summary = WorkerSummary::default();
         let mut beat_store: Option<Box<dyn Store>> = None;
@@ -133,74 +144,113 @@ impl Worker {
             }
             let store = self.study.store();
             let now = store.clock_ms()?;
-            let r = store.requeue_stale(&name, now - grace_ms, opts.lease.max_attempts, now)?;
+            let (max, stale) = (opts.lease.max_attempts, now - grace_ms);
+            let mut r = store.requeue_stale(&name, stale, max, now)?;
+            let rr = store.requeue_stale_rungs(&name, stale, max, now)?;
+            (r.pending, r.failed) = (r.pending + rr.pending, r.failed + rr.failed);
             if r != Requeued::default() {
                 summary.requeued.pending += r.pending;
                 summary.requeued.failed += r.failed;
                 on_event(WorkerEvent::Requeued(r));
             }
             let now = store.clock_ms()?;
-            let Some(mut trial) = store.claim_trial(&name, &opts.id, now)? else {
+            if beat_store.is_none() {
+                beat_store = Some(open_store(&self.spec)?);
+            }
+            let beats = beat_store.as_deref_mut().expect("opened above");
+            let (id, every) = (opts.id.as_str(), opts.heartbeat);
+            if let Some(mut rung) = store.claim_rung(&name, id, now)? {
+                let trials = store.trials(&name)?;
+                let trial = trials.get(rung.number as usize).ok_or_else(|| {
+                    SearchError::Controller(format!("rung of a missing trial {}", rung.number))
+                })?;
+                on_event(WorkerEvent::ClaimedRung(&rung));
+                let key = rung.clone();
+                let beat = move |s: &mut dyn Store, now| s.rung_heartbeat(&key, id, now);
+                let (_, errors) = heart_beating(beats, every, beat, || {
+                    evaluate_rung(&trial.arch, trial.eval_seed, &mut rung, ev)
+                });
+                for e in &errors {
+                    on_event(WorkerEvent::HeartbeatError(e));
+                }
+                done_here += 1;
+                if self.study.store().finish_rung(&rung, Some(id))? {
+                    summary.rungs_evaluated += 1;
+                    on_event(WorkerEvent::FinishedRung(&rung));
+                } else {
+                    summary.discarded += 1;
+                    on_event(WorkerEvent::Discarded(rung.number));
+                }
+            } else if let Some(mut trial) = store.claim_trial(&name, id, now)? {
+                on_event(WorkerEvent::Claimed(&trial));
+                let (study, number) = (name.as_str(), trial.number);
+                let beat = move |s: &mut dyn Store, now| s.heartbeat(study, number, id, now);
+                let (out, errors) = heart_beating(beats, every, beat, || {
+                    let (lat, cons) = (&cfg.latency, &cfg.constraints);
+                    evaluate_candidate(&trial.arch, trial.eval_seed, lat, cons, ev)
+                });
+                for e in &errors {
+                    on_event(WorkerEvent::HeartbeatError(e));
+                }
+                apply_outcome(&mut trial, &out);
+                done_here += 1;
+                if self.study.store().finish_claimed(&trial, id)? {
+                    summary.evaluated += 1;
+                    on_event(WorkerEvent::Finished(&trial));
+                } else {
+                    summary.discarded += 1;
+                    on_event(WorkerEvent::Discarded(trial.number));
+                }
+            } else {
                 if opts.once {
                     return Ok(summary);
                 }
                 let trials = store.trials(&name)?;
-                if trials.len() >= cfg.trials && trials.iter().all(|t| t.status.is_final()) {
+                let complete =
+                    trials.len() >= cfg.trials && trials.iter().all(|t| t.status.is_final());
+                let settled = match halving {
+                    Some(h) => h.settled(&trials, &store.rungs(&name)?),
+                    None => true,
+                };
+                if complete && settled {
                     return Ok(summary);
                 }
                 on_event(WorkerEvent::Idle);
                 std::thread::sleep(opts.lease.poll);
                 continue;
-            };
-            on_event(WorkerEvent::Claimed(&trial));
-            if beat_store.is_none() {
-                beat_store = Some(open_store(&self.spec)?);
-            }
-            let beats = beat_store.as_deref_mut().expect("opened above");
-            let (stop_tx, stop_rx) = mpsc::channel::<()>();
-            let (number, id, every) = (trial.number, opts.id.as_str(), opts.heartbeat);
-            let name_ref = name.as_str();
-            let (out, beat_errors) = std::thread::scope(|scope| {
-                let beating = scope.spawn(move || {
-                    let mut errors = Vec::new();
-                    while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(every) {
-                        let r = beats
-                            .clock_ms()
-                            .and_then(|now| beats.heartbeat(name_ref, number, id, now));
-                        match r {
-                            Ok(true) => {}
-                            // Lost: stop renewing; the result will be discarded.
-                            Ok(false) => break,
-                            Err(e) => errors.push(e),
-                        }
-                    }
-                    errors
-                });
-                let out = evaluate_candidate(
-                    &trial.arch,
-                    trial.eval_seed,
-                    &cfg.latency,
-                    &cfg.constraints,
-                    ev,
-                );
-                drop(stop_tx);
-                (out, beating.join().unwrap_or_default())
-            });
-            for e in &beat_errors {
-                on_event(WorkerEvent::HeartbeatError(e));
-            }
-            apply_outcome(&mut trial, &out);
-            done_here += 1;
-            if self.study.store().finish_claimed(&trial, &opts.id)? {
-                summary.evaluated += 1;
-                on_event(WorkerEvent::Finished(&trial));
-            } else {
-                summary.discarded += 1;
-                on_event(WorkerEvent::Discarded(trial.number));
             }
             if opts.once {
                 return Ok(summary);
             }
         }
     }
+}
+
+/// Runs `work` while a second thread renews the lease through `beats` every `every` (`beat`
+/// returns `false` once the lease is lost, which stops the renewals); returns the work's
+/// result and the renewals' errors.
+fn heart_beating<T>(
+    beats: &mut dyn Store,
+    every: Duration,
+    beat: impl Fn(&mut dyn Store, i64) -> Result<bool, SearchError> + Send,
+    work: impl FnOnce() -> T,
+) -> (T, Vec<SearchError>) {
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        let beating = scope.spawn(move || {
+            let mut errors = Vec::new();
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(every) {
+                match beats.clock_ms().and_then(|now| beat(beats, now)) {
+                    Ok(true) => {}
+                    // Lost: stop renewing; the result will be discarded.
+                    Ok(false) => break,
+                    Err(e) => errors.push(e),
+                }
+            }
+            errors
+        });
+        let out = work();
+        drop(stop_tx);
+        (out, beating.join().unwrap_or_default())
+    })
 }

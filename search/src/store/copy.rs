@@ -12,9 +12,10 @@ pub struct CopySummary {
     pub trials: usize,
 }
 
-/// Copies studies (all when `only` is empty) with every trial, column and lease from one store
-/// to another, each study in one transaction, then reads the copy back and checks it equals
-/// the source. Refuses studies that already exist in the target.
+/// Copies studies (all when `only` is empty) with every trial, column, lease and rung from one
+/// store to another, each study's trials in one transaction (its rungs after them), then reads
+/// the copy back and checks it equals the source. Refuses studies that already exist in the
+/// target.
 pub fn copy_store(
     from: &mut dyn Store,
     to: &mut dyn Store,
@@ -39,9 +40,14 @@ pub fn copy_store(
         }
         let trials = from.trials(name)?;
         let leases = from.leases(name)?;
+        let rungs = from.rungs(name)?;
         to.import_study(&study, &trials, &leases)?;
+        // Then the successive-halving rungs (after the trials they reference).
+        for r in &rungs {
+            to.insert_rung(r)?;
+        }
         let (s2, t2, l2) = (to.study(name)?, to.trials(name)?, to.leases(name)?);
-        if s2.as_ref() != Some(&study) || t2 != trials || l2 != leases {
+        if s2.as_ref() != Some(&study) || t2 != trials || l2 != leases || to.rungs(name)? != rungs {
             return Err(SearchError::Store {
                 location: to.location(),
                 message: format!("study `{name}`: the copy reads back differently from the source"),

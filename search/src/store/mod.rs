@@ -18,6 +18,7 @@ mod copy;
 mod lease;
 mod postgres;
 mod record;
+mod rung;
 pub mod sql;
 mod sqlite;
 mod url;
@@ -27,6 +28,7 @@ pub(crate) use lease::stale_reason;
 pub use lease::{Lease, Requeued};
 pub use postgres::PostgresStore;
 pub use record::{StudyRecord, TrialRecord, TrialStatus};
+pub use rung::{RungRecord, RungStore};
 pub use sql::sqlite_placeholders;
 pub use sqlite::SqliteStore;
 pub use url::{open_store, redact_url};
@@ -37,7 +39,7 @@ use crate::error::SearchError;
 
 /// Persistent storage of studies and trials. Every write is durable when the call returns, so
 /// a process killed at any moment loses nothing that was reported as written.
-pub trait Store: Send {
+pub trait Store: RungStore + Send {
     /// The database file or URL (for messages; never contains credentials).
     fn location(&self) -> String;
     /// Applied schema version.

@@ -14,10 +14,11 @@ use postgres::{Client, Config, NoTls, Row};
 
 use super::{redact_url, sql, stale_reason, Lease, Requeued, Store, StudyRecord, TrialRecord};
 use crate::error::SearchError;
-use rows::{row_to_trial, TrialParams};
+use rows::{row_to_trial, Param, TrialParams};
 use secrets::{chain, password_of, scrub};
 
 mod rows;
+mod rungs;
 mod secrets;
 #[cfg(test)]
 mod tests;
@@ -129,6 +130,44 @@ impl PostgresStore {
             location: self.location.clone(),
             message: scrub(&message, self.password.as_deref()),
         }
+    }
+
+    /// Runs `f` in a transaction, committed when `f` succeeds; errors name `what` (without
+    /// the password).
+    pub(super) fn in_transaction<T>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, postgres::Error>,
+    ) -> Result<T, SearchError> {
+        let client = &mut self.client;
+        let run = || {
+            let mut tx = client.transaction()?;
+            let out = f(&mut tx)?;
+            tx.commit()?;
+            Ok(out)
+        };
+        run().map_err(|e: postgres::Error| self.err(what, e))
+    }
+
+    /// Lost workers' rows of a study (trials or rungs: `[fail, requeue]` statements): failed at
+    /// the retry limit, else back to pending, in one transaction.
+    pub(super) fn requeue_stale_in(
+        &mut self,
+        study: &str,
+        (stale_before_ms, max_attempts, now_ms): (i64, u32, i64),
+        [fail, requeue]: [&str; 2],
+    ) -> Result<Requeued, SearchError> {
+        let (prefix, suffix) = stale_reason(max_attempts, now_ms - stale_before_ms);
+        let max = max_attempts.min(i32::MAX as u32) as i32;
+        self.in_transaction("requeueing lost workers' work", |tx| {
+            let args: [Param<'_>; 6] = [&prefix, &suffix, &now_ms, &study, &stale_before_ms, &max];
+            let failed = tx.execute(fail, &args)?;
+            let pending = tx.execute(requeue, &[&study, &stale_before_ms])?;
+            Ok(Requeued {
+                pending: pending as usize,
+                failed: failed as usize,
+            })
+        })
     }
 
     /// Applies migrations up to `target`, each in its own transaction under an advisory lock
@@ -284,23 +323,14 @@ impl Store for PostgresStore {
         now_ms: i64,
     ) -> Result<Option<TrialRecord>, SearchError> {
         let claim = format!("{} FOR UPDATE SKIP LOCKED", sql::CLAIM_SELECT);
-        let location = self.location.clone();
-        let password = self.password.clone();
-        let err = |e: postgres::Error| SearchError::Store {
-            location: location.clone(),
-            message: scrub(&format!("claiming a trial: {e}"), password.as_deref()),
-        };
-        let mut tx = self.client.transaction().map_err(err)?;
-        let Some(row) = tx.query_opt(claim.as_str(), &[&study]).map_err(err)? else {
-            return Ok(None);
-        };
-        let number: i64 = row.get(0);
-        tx.execute(sql::CLAIM_UPDATE, &[&now_ms, &worker, &study, &number])
-            .map_err(err)?;
-        let rows = tx
-            .query(sql::SELECT_TRIAL, &[&study, &number])
-            .map_err(err)?;
-        tx.commit().map_err(err)?;
+        let rows = self.in_transaction("claiming a trial", |tx| {
+            let Some(row) = tx.query_opt(claim.as_str(), &[&study])? else {
+                return Ok(Vec::new());
+            };
+            let number: i64 = row.get(0);
+            tx.execute(sql::CLAIM_UPDATE, &[&now_ms, &worker, &study, &number])?;
+            tx.query(sql::SELECT_TRIAL, &[&study, &number])
+        })?;
         Ok(self.rows_to_trials(study, &rows)?.pop())
     }
 
@@ -340,32 +370,8 @@ impl Store for PostgresStore {
         max_attempts: u32,
         now_ms: i64,
     ) -> Result<Requeued, SearchError> {
-        let (prefix, suffix) = stale_reason(max_attempts, now_ms - stale_before_ms);
-        let max = max_attempts.min(i32::MAX as u32) as i32;
-        let location = self.location.clone();
-        let password = self.password.clone();
-        let err = |e: postgres::Error| SearchError::Store {
-            location: location.clone(),
-            message: scrub(
-                &format!("requeueing stale trials: {e}"),
-                password.as_deref(),
-            ),
-        };
-        let mut tx = self.client.transaction().map_err(err)?;
-        let failed = tx
-            .execute(
-                sql::FAIL_STALE,
-                &[&prefix, &suffix, &now_ms, &study, &stale_before_ms, &max],
-            )
-            .map_err(err)?;
-        let pending = tx
-            .execute(sql::REQUEUE_STALE, &[&study, &stale_before_ms])
-            .map_err(err)?;
-        tx.commit().map_err(err)?;
-        Ok(Requeued {
-            pending: pending as usize,
-            failed: failed as usize,
-        })
+        let stale = (stale_before_ms, max_attempts, now_ms);
+        self.requeue_stale_in(study, stale, [sql::FAIL_STALE, sql::REQUEUE_STALE])
     }
 
     fn leases(&mut self, study: &str) -> Result<Vec<Lease>, SearchError> {
@@ -389,39 +395,27 @@ impl Store for PostgresStore {
         trials: &[TrialRecord],
         leases: &[Lease],
     ) -> Result<(), SearchError> {
-        let location = self.location.clone();
-        let password = self.password.clone();
-        let name = study.name.clone();
-        let err = |e: &dyn std::fmt::Display| SearchError::Store {
-            location: location.clone(),
-            message: scrub(
-                &format!("importing study `{name}`: {e}"),
-                password.as_deref(),
-            ),
-        };
-        let mut tx = self.client.transaction().map_err(|e| err(&e))?;
-        tx.execute(
-            sql::INSERT_STUDY,
-            &[
-                &study.name,
-                &study.settings,
-                &(study.seed as i64),
-                &study.created_ms,
-            ],
-        )
-        .map_err(|e| err(&e))?;
-        let insert = tx.prepare(sql::INSERT_TRIAL).map_err(|e| err(&e))?;
-        for t in trials {
-            let p = TrialParams::of(t).map_err(|e| err(&e))?;
-            tx.execute(&insert, &p.insert(t)).map_err(|e| err(&e))?;
-        }
-        for l in leases {
-            tx.execute(
-                sql::SET_LEASE,
-                &[&l.worker, &l.heartbeat_ms, &study.name, &(l.number as i64)],
-            )
-            .map_err(|e| err(&e))?;
-        }
-        tx.commit().map_err(|e| err(&e))
+        // The rows' parameters first: a trial that cannot be written stops the copy before it
+        // starts.
+        let params = trials
+            .iter()
+            .map(TrialParams::of)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(&format!("importing study `{}`", study.name), e))?;
+        self.in_transaction(&format!("importing study `{}`", study.name), |tx| {
+            let seed = study.seed as i64;
+            let args: [Param<'_>; 4] = [&study.name, &study.settings, &seed, &study.created_ms];
+            tx.execute(sql::INSERT_STUDY, &args)?;
+            let insert = tx.prepare(sql::INSERT_TRIAL)?;
+            for (t, p) in trials.iter().zip(&params) {
+                tx.execute(&insert, &p.insert(t))?;
+            }
+            for l in leases {
+                let number = l.number as i64;
+                let args: [Param<'_>; 4] = [&l.worker, &l.heartbeat_ms, &study.name, &number];
+                tx.execute(sql::SET_LEASE, &args)?;
+            }
+            Ok(())
+        })
     }
 }

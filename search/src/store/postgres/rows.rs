@@ -48,7 +48,7 @@ pub(super) fn row_to_trial(r: &Row) -> Result<TrialRecord, (u64, String)> {
 }
 
 /// One statement parameter.
-type Param<'a> = &'a (dyn ToSql + Sync);
+pub(super) type Param<'a> = &'a (dyn ToSql + Sync);
 
 /// Parameters of [`crate::store::sql::INSERT_TRIAL`] (the arch as JSON).
 pub(super) struct TrialParams {

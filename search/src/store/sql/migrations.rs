@@ -61,6 +61,26 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "ALTER TABLE trials ADD COLUMN heartbeat_ms BIGINT",
         ],
     ),
+    (
+        4,
+        &["CREATE TABLE rungs (\
+            study TEXT NOT NULL, \
+            number BIGINT NOT NULL, \
+            rung INTEGER NOT NULL, \
+            status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'done', 'failed')), \
+            score DOUBLE PRECISION, \
+            quality TEXT, \
+            quality_s DOUBLE PRECISION, \
+            attempts INTEGER NOT NULL DEFAULT 0, \
+            error TEXT, \
+            worker TEXT, \
+            heartbeat_ms BIGINT, \
+            created_ms BIGINT NOT NULL, \
+            started_ms BIGINT, \
+            finished_ms BIGINT, \
+            PRIMARY KEY (study, number, rung), \
+            FOREIGN KEY (study, number) REFERENCES trials (study, number))"],
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -3,9 +3,11 @@
 
 mod migrations;
 mod queries;
+mod rung_queries;
 
 pub use migrations::*;
 pub use queries::*;
+pub use rung_queries::*;
 
 /// Rewrites PostgreSQL placeholders (`$1`) into SQLite's numbered ones (`?1`).
 pub fn sqlite_placeholders(query: &str) -> String {

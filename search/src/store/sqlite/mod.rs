@@ -14,6 +14,7 @@ use crate::error::SearchError;
 use rows::{insert_trial, row_to_trial, TrialValues};
 
 mod rows;
+mod rungs;
 #[cfg(test)]
 mod tests;
 
@@ -79,6 +80,44 @@ impl SqliteStore {
             .pragma_update(None, "foreign_keys", "ON")
             .map_err(|e| self.err(e))?;
         self.migrate(i64::MAX)
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction (the write lock taken at once, so
+    /// concurrent writers queue instead of failing), committed when `f` succeeds; errors name
+    /// `what`.
+    pub(super) fn immediate<T>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, SearchError> {
+        let run = || {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        };
+        run().map_err(|e: rusqlite::Error| self.err(format!("{what}: {e}")))
+    }
+
+    /// Lost workers' rows of a study (trials or rungs: `[fail, requeue]` statements): failed at
+    /// the retry limit, else back to pending, in one transaction.
+    pub(super) fn requeue_stale_in(
+        &mut self,
+        study: &str,
+        (stale_before_ms, max_attempts, now_ms): (i64, u32, i64),
+        [fail, requeue]: [&str; 2],
+    ) -> Result<Requeued, SearchError> {
+        let (prefix, suffix) = stale_reason(max_attempts, now_ms - stale_before_ms);
+        let limit = max_attempts as i64;
+        self.immediate("requeueing lost workers' work", |tx| {
+            let args = params![prefix, suffix, now_ms, study, stale_before_ms, limit];
+            let failed = tx.execute(&sqlite_placeholders(fail), args)?;
+            let args = params![study, stale_before_ms];
+            let pending = tx.execute(&sqlite_placeholders(requeue), args)?;
+            Ok(Requeued { pending, failed })
+        })
     }
 
     /// Applies migrations up to `target` (each in its own transaction, skipping those already
@@ -249,31 +288,19 @@ impl Store for SqliteStore {
         worker: &str,
         now_ms: i64,
     ) -> Result<Option<TrialRecord>, SearchError> {
-        let location = self.location.clone();
-        let err = |e: rusqlite::Error| SearchError::Store {
-            location: location.clone(),
-            message: format!("claiming a trial: {e}"),
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
-        let number: Option<i64> = tx
-            .query_row(&sqlite_placeholders(sql::CLAIM_SELECT), [study], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(err)?;
-        let Some(number) = number else {
-            return Ok(None);
-        };
-        tx.execute(
-            &sqlite_placeholders(sql::CLAIM_UPDATE),
-            params![now_ms, worker, study, number],
-        )
-        .map_err(err)?;
-        tx.commit().map_err(err)?;
-        self.trial(study, number as u64)
+        let claimed = self.immediate("claiming a trial", |tx| {
+            let select = sqlite_placeholders(sql::CLAIM_SELECT);
+            let number: Option<i64> = tx.query_row(&select, [study], |r| r.get(0)).optional()?;
+            if let Some(n) = number {
+                let update = sqlite_placeholders(sql::CLAIM_UPDATE);
+                tx.execute(&update, params![now_ms, worker, study, n])?;
+            }
+            Ok(number)
+        })?;
+        match claimed {
+            Some(n) => self.trial(study, n as u64),
+            None => Ok(None),
+        }
     }
 
     fn heartbeat(
@@ -314,37 +341,8 @@ impl Store for SqliteStore {
         max_attempts: u32,
         now_ms: i64,
     ) -> Result<Requeued, SearchError> {
-        let location = self.location.clone();
-        let err = |e: rusqlite::Error| SearchError::Store {
-            location: location.clone(),
-            message: format!("requeueing stale trials: {e}"),
-        };
-        let (prefix, suffix) = stale_reason(max_attempts, now_ms - stale_before_ms);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
-        let failed = tx
-            .execute(
-                &sqlite_placeholders(sql::FAIL_STALE),
-                params![
-                    prefix,
-                    suffix,
-                    now_ms,
-                    study,
-                    stale_before_ms,
-                    max_attempts as i64
-                ],
-            )
-            .map_err(err)?;
-        let pending = tx
-            .execute(
-                &sqlite_placeholders(sql::REQUEUE_STALE),
-                params![study, stale_before_ms],
-            )
-            .map_err(err)?;
-        tx.commit().map_err(err)?;
-        Ok(Requeued { pending, failed })
+        let stale = (stale_before_ms, max_attempts, now_ms);
+        self.requeue_stale_in(study, stale, [sql::FAIL_STALE, sql::REQUEUE_STALE])
     }
 
     fn leases(&mut self, study: &str) -> Result<Vec<Lease>, SearchError> {
@@ -370,35 +368,23 @@ impl Store for SqliteStore {
         trials: &[TrialRecord],
         leases: &[Lease],
     ) -> Result<(), SearchError> {
-        let location = self.location.clone();
-        let err = |e: rusqlite::Error| SearchError::Store {
-            location: location.clone(),
-            message: format!("importing study `{}`: {e}", study.name),
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
-        tx.execute(
-            &sqlite_placeholders(sql::INSERT_STUDY),
-            params![
-                study.name,
-                study.settings,
-                study.seed as i64,
-                study.created_ms
-            ],
-        )
-        .map_err(err)?;
-        for t in trials {
-            insert_trial(&tx, t).map_err(err)?;
-        }
-        for l in leases {
+        let what = format!("importing study `{}`", study.name);
+        self.immediate(&what, |tx| {
+            let insert = sqlite_placeholders(sql::INSERT_STUDY);
+            let seed = study.seed as i64;
             tx.execute(
-                &sqlite_placeholders(sql::SET_LEASE),
-                params![l.worker, l.heartbeat_ms, study.name, l.number as i64],
-            )
-            .map_err(err)?;
-        }
-        tx.commit().map_err(err)
+                &insert,
+                params![study.name, study.settings, seed, study.created_ms],
+            )?;
+            for t in trials {
+                insert_trial(tx, t)?;
+            }
+            let set = sqlite_placeholders(sql::SET_LEASE);
+            for l in leases {
+                let number = l.number as i64;
+                tx.execute(&set, params![l.worker, l.heartbeat_ms, study.name, number])?;
+            }
+            Ok(())
+        })
     }
 }

@@ -29,10 +29,10 @@ fn migrations_are_idempotent_and_ordered() {
     let path = dir.path().join("s.sqlite");
     {
         let mut s = SqliteStore::open(&path).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 3);
+        assert_eq!(s.schema_version().unwrap(), 4);
         s.migrate(i64::MAX).unwrap();
         s.migrate(i64::MAX).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 3);
+        assert_eq!(s.schema_version().unwrap(), 4);
     }
     // Reopening applies nothing again; one row per version.
     let mut s = SqliteStore::open(&path).unwrap();
@@ -40,8 +40,8 @@ fn migrations_are_idempotent_and_ordered() {
         .conn
         .query_row("SELECT COUNT(*) FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(n, 3);
-    assert_eq!(s.schema_version().unwrap(), 3);
+    assert_eq!(n, 4);
+    assert_eq!(s.schema_version().unwrap(), 4);
 }
 
 #[test]
@@ -57,7 +57,7 @@ fn upgrades_from_an_older_version() {
     assert_eq!(old.schema_version().unwrap(), 1);
     drop(old);
     let mut s = SqliteStore::open(&path).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 3);
+    assert_eq!(s.schema_version().unwrap(), 4);
     let idx: i64 = s
         .conn
         .query_row(
@@ -67,6 +67,16 @@ fn upgrades_from_an_older_version() {
         )
         .unwrap();
     assert_eq!(idx, 1);
+    // Version 4 added the successive-halving rungs.
+    let rungs: i64 = s
+        .conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'rungs'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rungs, 1);
 }
 
 #[test]
