@@ -9,7 +9,7 @@ use unas_evaluator::EvalError;
 use unas_space::UNetArch;
 
 use crate::error::SearchError;
-use crate::objective::{QualityError, QualityEvaluator, QualityResult};
+use crate::objective::{QualityError, QualityEvaluator, QualityResult, Scored};
 
 /// A prepared [`Proxy`] scoring candidates. With `objective = "fd"`: score = Fréchet distance
 /// (lower is better), metric = the proxy's label, details = KID (and its spread), prompt
@@ -96,9 +96,35 @@ impl QualityEvaluator for ProxyQuality {
     }
 
     fn evaluate(&self, arch: &UNetArch, seed: u64) -> Result<QualityResult, QualityError> {
+        self.evaluate_rung(arch, seed, 0)
+    }
+
+    /// With a supernet objective: 1 + `rung_finetune_steps` rungs.
+    fn rungs(&self) -> usize {
+        match &self.supernets {
+            Some(_) => 1 + self.proxy.config().rung_finetune_steps.len(),
+            None => 1,
+        }
+    }
+
+    /// Rung `r ≥ 1`: the supernet score after `rung_finetune_steps[r - 1]` fine-tuning steps.
+    fn evaluate_rung(&self, arch: &UNetArch, seed: u64, rung: usize) -> Scored {
+        if rung >= self.rungs() {
+            return Err(QualityError::Failed(format!(
+                "{} has no rung {rung}",
+                self.describe()
+            )));
+        }
         if let Some(s) = &self.supernets {
             // Deterministic: the evaluation seed plays no part.
-            let score = s.score(&self.proxy, arch).map_err(quality_error)?;
+            let score = match rung {
+                0 => s.score(&self.proxy, arch),
+                r => {
+                    let k = self.proxy.config().rung_finetune_steps[r - 1];
+                    s.score_with(&self.proxy, arch, Some(k))
+                }
+            }
+            .map_err(quality_error)?;
             let details = score
                 .loss
                 .bands

@@ -124,6 +124,17 @@ impl SupernetScorer {
     /// whose seed-to-seed noise shrinks with their number. Supernets of another topology are
     /// never mixed in (each supernet has its own loss level).
     pub fn score(&self, proxy: &Proxy, arch: &UNetArch) -> Result<SupernetScore, EvalError> {
+        self.score_with(proxy, arch, self.finetune)
+    }
+
+    /// [`Self::score`] with `finetune` fine-tuning steps instead of the scorer's own (a higher
+    /// rung of successive halving).
+    pub fn score_with(
+        &self,
+        proxy: &Proxy,
+        arch: &UNetArch,
+        finetune: Option<usize>,
+    ) -> Result<SupernetScore, EvalError> {
         let mut why = Vec::new();
         let mut topology: Option<&str> = None;
         let mut members = Vec::new();
@@ -149,12 +160,12 @@ impl SupernetScorer {
         };
         let mut losses = Vec::with_capacity(members.len());
         for (info, unet) in &members {
-            losses.push(match self.finetune {
+            losses.push(match finetune {
                 None => supernet_store::score(info, unet, arch, &self.val, VAL_BATCH)?,
                 Some(k) => finetuned(proxy, info, unet, arch, k, &self.val)?,
             });
         }
-        let name = match self.finetune {
+        let name = match finetune {
             None => "supernet-val-loss".to_string(),
             Some(k) => format!("supernet-finetune@{k}"),
         };

@@ -65,6 +65,35 @@ fn bad_values_are_named() {
 }
 
 #[test]
+fn halving_parses_and_bad_values_are_named() {
+    let c = StudyConfig::from_source(&src(&format!("{OK}\n[halving]\nrungs = 3\n"))).unwrap();
+    let h = c.halving.unwrap();
+    assert_eq!((h.rungs, h.reduction), (3, 3));
+    for (table, field) in [
+        ("[halving]\nrungs = 1\n", "halving.rungs"),
+        ("[halving]\nrungs = 2\nreduction = 1\n", "halving.reduction"),
+        ("[halving]\nrungs = 2\nsteps = 4\n", "steps"),
+        (
+            "[quality]\nobjective = \"fd\"\nrung_finetune_steps = [50]\n",
+            "quality.rung_finetune_steps",
+        ),
+        (
+            "[quality]\nobjective = \"supernet-val-loss\"\nsupernets = \"sn\"\n\
+             rung_finetune_steps = [50, 50]\n",
+            "quality.rung_finetune_steps",
+        ),
+    ] {
+        let e = StudyConfig::from_source(&src(&format!("{OK}\n{table}")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(field), "{table}: {e}");
+    }
+    // Without [halving], the stored settings are those of a study made before it existed.
+    let c = StudyConfig::from_source(&src(OK)).unwrap();
+    assert!(!serde_json::to_string(&c).unwrap().contains("halving"));
+}
+
+#[test]
 fn builds_profile_models() {
     let mut c = StudyConfig::from_source(&src(OK)).unwrap();
     assert!(c.latency.build().unwrap().describe().contains("a10g"));

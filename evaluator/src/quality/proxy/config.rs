@@ -102,6 +102,10 @@ pub struct ProxyConfig {
     /// setting of docs/calibration/).
     #[serde(default = "default_finetune_steps")]
     pub finetune_steps: usize,
+    /// Successive halving with a supernet objective: the fine-tuning steps of rungs 1, 2, …
+    /// (rung 0 is `objective` itself), increasing — e.g. `[50, 150]` (default none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rung_finetune_steps: Vec<usize>,
     /// A folder of prepared proxy data (`proxy-HASH/` folders as the cache holds them, e.g.
     /// `configs/data`): when the cache has no folder for these settings but this one does, it
     /// is checked (its recorded settings key and `SHA256SUMS`) and copied into the cache
@@ -251,6 +255,31 @@ impl ProxyConfig {
             self.recipe
                 .ema_window(self.finetune_steps)
                 .map_err(|m| config_err("finetune_steps", m))?;
+        }
+        if !self.rung_finetune_steps.is_empty() {
+            if !self.objective.uses_supernets() {
+                return Err(config_err(
+                    "rung_finetune_steps",
+                    "the rungs fine-tune a supernet's candidate: use a supernet objective",
+                ));
+            }
+            let first = match self.objective {
+                Objective::SupernetFinetune => self.finetune_steps,
+                _ => 0,
+            };
+            let mut last = first;
+            for &k in &self.rung_finetune_steps {
+                if k <= last {
+                    return Err(config_err(
+                        "rung_finetune_steps",
+                        format!("must increase, each above {first} (rung 0's steps)"),
+                    ));
+                }
+                self.recipe
+                    .ema_window(k)
+                    .map_err(|m| config_err("rung_finetune_steps", m))?;
+                last = k;
+            }
         }
         if self.val_items >= self.images {
             return Err(config_err(
