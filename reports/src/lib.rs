@@ -77,12 +77,17 @@ pub struct ReportInput {
 
 impl ReportInput {
     /// Reads a study's settings, trials and references from its store.
+    /// With successive halving, each trial's and reference's quality is that of its highest
+    /// finished rung (docs/halving.md).
     pub fn from_study(study: &mut Study) -> Result<Self, SearchError> {
+        use unas_search::engine::halving::with_top_rungs;
+        let (trials, rungs) = (study.trials()?, study.rungs()?);
+        let (references, reference_rungs) = (study.references()?, study.reference_rungs()?);
         Ok(Self {
             config: study.config().clone(),
             space_name: study.space().name.clone(),
-            trials: study.trials()?,
-            references: study.references()?,
+            trials: with_top_rungs(&trials, &rungs),
+            references: with_top_rungs(&references, &reference_rungs),
         })
     }
 

@@ -128,6 +128,36 @@ fn settings_table(input: &ReportInput) -> Table {
         ),
         ("quality metric", input.metric()),
         (
+            "successive halving",
+            match &c.halving {
+                None => "none".into(),
+                Some(h) => {
+                    let at = |k: u32| {
+                        let n = input
+                            .trials
+                            .iter()
+                            .filter(|t| unas_search::engine::halving::top_rung(t) == k)
+                            .filter(|t| t.quality.is_some())
+                            .count();
+                        format!("{n} at rung {k}")
+                    };
+                    let reached: Vec<String> = (0..h.rungs as u32).map(at).collect();
+                    let steps = &c.quality.rung_finetune_steps;
+                    format!(
+                        "{} rungs, reduction {} (rungs 1..: {} fine-tuning steps); scored trials                          by highest rung: {}; the front takes each trial's highest rung",
+                        h.rungs,
+                        h.reduction,
+                        steps
+                            .iter()
+                            .map(|k| k.to_string())
+                            .collect::<Vec<_>>()
+                            .join(" / "),
+                        reached.join(", ")
+                    )
+                }
+            },
+        ),
+        (
             "reference archs",
             if c.references.is_empty() {
                 "none".into()

@@ -101,7 +101,9 @@ fn a_halving_study_promotes_by_the_reduction_factor_and_evaluates_each_rung_once
     let profile = DeviceProfile::load("a10g").unwrap();
     let q = CountingQuality::default();
     let dir = tempfile::tempdir().unwrap();
-    let mut study = Study::create(dir.path(), config("asha", 30, 2)).unwrap();
+    let mut cfg = config("asha", 30, 2);
+    cfg.references = vec!["tiny".into()];
+    let mut study = Study::create(dir.path(), cfg).unwrap();
     let ev = Evaluators {
         latency: &profile,
         quality: &q,
@@ -113,6 +115,7 @@ fn a_halving_study_promotes_by_the_reduction_factor_and_evaluates_each_rung_once
     // Each (arch, rung) scored once; every rung row's arch scored once at that rung.
     let seen = q.seen.lock().unwrap().clone();
     assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+    // (The reference `tiny` is scored at rungs 0, 1 and 2 too: counted above, once each.)
     for r in &rungs {
         let key = format!("{}@{}", trials[r.number as usize].hash, r.rung);
         assert_eq!(seen.get(&key), Some(&1), "{key}");
@@ -127,6 +130,10 @@ fn a_halving_study_promotes_by_the_reduction_factor_and_evaluates_each_rung_once
         let want = top.map_or(trials[t.number as usize].quality, |r| r.score);
         assert_eq!(t.quality, want, "trial {}", t.number);
     }
+    // The reference is scored at every rung, to compare with the trials at theirs.
+    let reference_rungs = study.reference_rungs().unwrap();
+    let got: Vec<(u32, TrialStatus)> = reference_rungs.iter().map(|r| (r.rung, r.status)).collect();
+    assert_eq!(got, vec![(1, TrialStatus::Done), (2, TrialStatus::Done)]);
     // A rerun finds nothing to do.
     let again = study.run(ev, &mut |_| {}).unwrap();
     assert_eq!((again.evaluated, again.rung_evaluations), (0, 0));

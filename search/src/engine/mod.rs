@@ -201,6 +201,15 @@ impl Study {
         format!("{}{REFERENCES_SUFFIX}", self.config.name)
     }
 
+    /// The reference archs' rung rows (successive halving; empty without).
+    pub fn reference_rungs(&mut self) -> Result<Vec<RungRecord>, SearchError> {
+        let name = self.references_study();
+        if self.store.study(&name)?.is_none() {
+            return Ok(Vec::new());
+        }
+        self.store.rungs(&name)
+    }
+
     /// The reference archs' records (see [`StudyConfig::references`]), numbered in the
     /// configured order; empty before [`Study::run_references`] first ran.
     pub fn references(&mut self) -> Result<Vec<TrialRecord>, SearchError> {

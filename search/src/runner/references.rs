@@ -9,8 +9,8 @@ use crate::config::{ConstraintsConfig, StudyConfig};
 use crate::engine::ledger::{self, eval_seed};
 use crate::engine::Study;
 use crate::error::SearchError;
-use crate::objective::{evaluate_candidate, Evaluators, Outcome, Violations};
-use crate::store::{now_ms, StudyRecord, TrialRecord, TrialStatus};
+use crate::objective::{evaluate_candidate, evaluate_rung, Evaluators, Outcome, Violations};
+use crate::store::{now_ms, RungRecord, StudyRecord, TrialRecord, TrialStatus};
 use crate::strategy::Origin;
 
 /// Evaluates a reference arch like a trial, except that its quality is scored even when it
@@ -109,6 +109,7 @@ impl Study {
         let next = Mutex::new(todo.clone().into_iter());
         let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
         let store = &mut self.store;
+        let mut finished = Vec::new();
         std::thread::scope(|scope| -> Result<(), SearchError> {
             for _ in 0..self.jobs.max(1).min(todo.len()) {
                 let tx = tx.clone();
@@ -130,9 +131,51 @@ impl Study {
                 let mut t = records[i].clone();
                 ledger::finish(store.as_mut(), &mut t, &out)?;
                 done(&t);
+                finished.push(t);
             }
             Ok(())
         })?;
+        for t in finished {
+            let i = t.number as usize;
+            records[i] = t;
+        }
+        self.score_reference_rungs(&name, &records, ev)?;
         Ok(todo.len())
+    }
+
+    /// With successive halving, every scored reference is also scored at every higher rung
+    /// (one after the other; resumable: finished rungs are kept), so the report compares it
+    /// with the trials at the rung they reached.
+    fn score_reference_rungs(
+        &mut self,
+        name: &str,
+        records: &[TrialRecord],
+        ev: Evaluators<'_>,
+    ) -> Result<(), SearchError> {
+        let Some(h) = crate::engine::halving::Halving::of(self.config.halving.as_ref()) else {
+            return Ok(());
+        };
+        self.store.requeue_running_rungs(name)?;
+        let mut rungs = self.store.rungs(name)?;
+        for t in records.iter().filter(|t| t.quality.is_some()) {
+            for k in 1..h.rungs {
+                let at = |r: &RungRecord| (r.number, r.rung) == (t.number, k);
+                let mut r = match rungs.iter().find(|r| at(r)) {
+                    Some(r) if r.status.is_final() => continue,
+                    Some(r) => r.clone(),
+                    None => {
+                        let r = RungRecord::pending(name, t.number, k);
+                        self.store.insert_rung(&r)?;
+                        rungs.push(r.clone());
+                        r
+                    }
+                };
+                self.store.start_rung(&r, now_ms())?;
+                r.attempts += 1;
+                evaluate_rung(&t.arch, t.eval_seed, &mut r, ev);
+                self.store.finish_rung(&r, None)?;
+            }
+        }
+        Ok(())
     }
 }
