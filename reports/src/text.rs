@@ -144,7 +144,8 @@ fn settings_table(input: &ReportInput) -> Table {
                     let reached: Vec<String> = (0..h.rungs as u32).map(at).collect();
                     let steps = &c.quality.rung_finetune_steps;
                     format!(
-                        "{} rungs, reduction {} (rungs 1..: {} fine-tuning steps); scored trials                          by highest rung: {}; the front takes each trial's highest rung",
+                        "{} rungs, reduction {} (rungs 1..: {} fine-tuning steps); scored trials by \
+                         highest rung: {}; the front takes each trial's highest rung",
                         h.rungs,
                         h.reduction,
                         steps

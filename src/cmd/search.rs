@@ -307,7 +307,16 @@ fn search(a: RunArgs) -> CmdResult {
                 format!("best {q:.4} (#{n}, {l:.2} ms)")
             });
             let msg = format!("{best}, HV {:.4}", p.hypervolume);
-            if lines {
+            if let (true, Some(r)) = (lines, p.rung) {
+                let what = match (r.score, &r.error) {
+                    (Some(q), _) => format!("quality {q:.4}"),
+                    (None, e) => format!("failed: {}", e.as_deref().unwrap_or("no score")),
+                };
+                eprintln!(
+                    "trial {} rung {}: {what} | {:.0} s",
+                    r.number, r.rung, p.elapsed_s
+                );
+            } else if lines {
                 let left = p.total.saturating_sub(p.finished) as f64;
                 let per_trial = p.elapsed_s / p.finished_this_run.max(1) as f64;
                 eprintln!(
@@ -325,11 +334,15 @@ fn search(a: RunArgs) -> CmdResult {
         .map_err(search_err)?;
     bar.finish_and_clear();
     eprintln!(
-        "search finished in {:.1} s: {} trials this run ({} quality evaluations, {} duplicates \
+        "search finished in {:.1} s: {} trials this run ({} quality evaluations{}, {} duplicates \
          reused, {} infeasible, {} failed, {} re-run after an interruption)",
         t0.elapsed().as_secs_f64(),
         summary.finished,
         summary.quality_evaluations,
+        match summary.rung_evaluations {
+            0 => String::new(),
+            n => format!(" and {n} at higher rungs"),
+        },
         summary.reused,
         summary.infeasible,
         summary.failed,

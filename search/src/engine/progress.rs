@@ -5,9 +5,9 @@ use std::time::Instant;
 use super::results::quality_reference;
 use super::Study;
 use crate::config::StudyConfig;
-use crate::store::{TrialRecord, TrialStatus};
+use crate::store::{RungRecord, TrialRecord, TrialStatus};
 
-/// Reported after every trial that becomes final.
+/// Reported after every trial (or, with successive halving, rung) that becomes final.
 #[derive(Debug)]
 pub struct Progress<'a> {
     /// The trial just finished.
@@ -27,6 +27,9 @@ pub struct Progress<'a> {
     pub elapsed_s: f64,
     /// Trials finished by this run (others came from earlier runs).
     pub finished_this_run: usize,
+    /// With successive halving: the rung of `trial` that just finished (`None`: the trial's
+    /// own evaluation, rung 0).
+    pub rung: Option<&'a RungRecord>,
 }
 
 impl<'a> Progress<'a> {
@@ -57,6 +60,7 @@ impl<'a> Progress<'a> {
             hypervolume: Study::hypervolume_of(trials, [cfg.latency.budget_ms, qref]),
             elapsed_s: start.elapsed().as_secs_f64(),
             finished_this_run,
+            rung: None,
         }
     }
 }

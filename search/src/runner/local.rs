@@ -180,31 +180,27 @@ impl Study {
                     }
                     let done = res_rx.recv().map_err(|_| stopped())?;
                     in_flight -= 1;
-                    let idx = match done {
+                    let (idx, rung) = match done {
                         Done::Trial(number, out) => {
                             let idx = number as usize;
                             ledger::finish(store.as_mut(), &mut ledger.trials[idx], &out)?;
                             summary.count(&ledger.trials[idx]);
-                            idx
+                            (idx, None)
                         }
                         Done::Rung(r) => {
                             store.finish_rung(&r, None)?;
                             summary.rung_evaluations += 1;
                             let i = rungs
                                 .iter()
-                                .position(|x| (x.number, x.rung) == (r.number, r.rung));
-                            let idx = r.number as usize;
-                            rungs[i.expect("a started rung")] = r;
-                            idx
+                                .position(|x| (x.number, x.rung) == (r.number, r.rung))
+                                .expect("a started rung");
+                            rungs[i] = r;
+                            (rungs[i].number as usize, Some(i))
                         }
                     };
-                    progress(&Progress::of(
-                        &cfg,
-                        &ledger.trials,
-                        idx,
-                        start,
-                        summary.finished,
-                    ));
+                    let mut p = Progress::of(&cfg, &ledger.trials, idx, start, summary.finished);
+                    p.rung = rung.map(|i| &rungs[i]);
+                    progress(&p);
                 }
             })();
             drop(job_tx);
