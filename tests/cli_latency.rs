@@ -117,6 +117,8 @@ fn lookup_tables_cover_their_space_and_name_missing_variants() {
         "1",
         "--overhead-archs",
         "1",
+        "--max-noise",
+        "0",
     ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let table = std::fs::read_to_string(&lut).unwrap();
@@ -126,6 +128,9 @@ fn lookup_tables_cover_their_space_and_name_missing_variants() {
         "burn_version = \"0.21.0\"",
         "date =",
         "latent = 8",
+        "statistic = \"lower-quartile\"",
+        "threads =",
+        "load =",
     ] {
         assert!(table.contains(field), "table lacks {field}");
     }
@@ -162,4 +167,47 @@ fn lookup_tables_cover_their_space_and_name_missing_variants() {
     assert_eq!(o.status.code(), Some(2));
     let err = text(&o.stderr);
     assert!(err.contains("no entry for block variant"), "{err}");
+}
+
+/// A host noisier than the limit is refused with the measured levels (exit 1), writing
+/// nothing; a CUDA device in a build without the `cuda` feature is bad input naming it.
+#[test]
+fn profile_refuses_a_noisy_host_and_a_missing_cuda() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = dir.path().join("space.toml");
+    std::fs::write(&space, ONE_FAMILY).unwrap();
+    let lut = dir.path().join("t.lut.toml");
+    let args = |extra: &[&'static str]| {
+        let mut v = vec![
+            "profile".to_string(),
+            "--space".into(),
+            space.display().to_string(),
+            "--out".into(),
+            lut.display().to_string(),
+            "--repeats".into(),
+            "1".into(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    // No real host has a spread below a millionth of a percent.
+    let a = args(&["--max-noise", "0.00000001"]);
+    let o = unas(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("too noisy to time") && err.contains("readings"),
+        "{err}"
+    );
+    assert!(!lut.exists());
+    if !cfg!(feature = "cuda") {
+        let a = args(&["--device", "cuda"]);
+        let o = unas(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+        assert!(
+            text(&o.stderr).contains("--features cuda"),
+            "{}",
+            text(&o.stderr)
+        );
+    }
 }

@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 use indicatif::ProgressBar;
 use unas_evaluator::latency::calibrate::fit_matmul_efficiency;
 use unas_evaluator::latency::lut::{LookupTable, LutProgress};
+use unas_evaluator::latency::lut_build::ProfileOptions;
 use unas_evaluator::latency::measured::{MeasuredModel, Repeats};
 use unas_evaluator::latency::profile::DeviceProfile;
 use unas_evaluator::latency::{Dtype, LatencyModel, LatencySetting};
@@ -123,7 +124,8 @@ struct CalibrateArgs {
 /// `unas profile`: build a per-block lookup table.
 #[derive(Args)]
 pub struct ProfileArgs {
-    /// Device to measure on (cpu; lookup tables are built on the device at hand).
+    /// Device to measure on: cpu, or cuda / cuda:N (a build with `--features cuda`; f16 and
+    /// bf16 via --dtype). A table holds for the device, backend and dtype it was made on.
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Search space whose block variants are measured (preset or TOML file).
@@ -146,6 +148,11 @@ pub struct ProfileArgs {
     /// Seed of those architectures.
     #[arg(long, default_value_t = 1000)]
     seed: u64,
+    /// Refuse to measure when the host is noisier than this: the spread (IQR / lower quartile)
+    /// of a reference forward's 15 repeats, read up to 3 times 5 s apart; 0 turns the check
+    /// off.
+    #[arg(long, default_value_t = 0.10)]
+    max_noise: f64,
 }
 
 fn eval_err(e: EvalError) -> CliError {
@@ -204,6 +211,7 @@ fn predict(a: PredictArgs) -> CmdResult {
                     device,
                     repeats,
                     breakdown: a.breakdown,
+                    statistic: Default::default(),
                 }),
                 a.setting.resolve(cpu_setting(None)),
             )
@@ -330,14 +338,19 @@ fn calibrate(a: CalibrateArgs) -> CmdResult {
     Ok(())
 }
 
+/// A `--device` value, parsed and probed: a CUDA device without its driver (or in a build
+/// without the `cuda` feature) is bad input (exit 2) with a message naming what is missing.
+pub(crate) fn checked_device(spec: &str) -> Result<Device, CliError> {
+    let device: Device = spec.parse().map_err(CliError::input)?;
+    device
+        .check()
+        .map_err(|e| CliError::input(format!("--device {spec}: {e}")))?;
+    Ok(device)
+}
+
 /// Runs `unas profile`.
 pub fn run_profile(a: ProfileArgs) -> CmdResult {
-    let device: Device = a.device.parse().map_err(CliError::input)?;
-    if device != Device::Cpu {
-        return Err(CliError::input(
-            "lookup tables are measured on the CPU in this build; --device cpu",
-        ));
-    }
+    let device = checked_device(&a.device)?;
     let space = SearchSpace::load(&a.space)?;
     let setting = a.setting.resolve(cpu_setting(Some(&space)));
     let repeats = Repeats {
@@ -357,35 +370,42 @@ pub fn run_profile(a: ProfileArgs) -> CmdResult {
     }
     let pb = bar(0, "timing block variants");
     let mut every = progress::Every::new(progress::LOG_EVERY);
-    let table = LookupTable::build(
-        &space,
-        &setting,
+    let options = ProfileOptions {
         repeats,
-        a.overhead_archs,
-        a.seed,
-        &mut |p| {
-            match p {
-                LutProgress::Archs { total } => pb.set_length(total as u64),
-                LutProgress::ArchDone => pb.inc(1),
-                LutProgress::Overhead { total } => {
-                    pb.set_prefix("overhead fit");
-                    pb.set_position(0);
-                    pb.set_length(total as u64);
-                    pb.set_message("");
-                }
-                LutProgress::OverheadDone => pb.inc(1),
-            }
-            let finished = pb.length().is_some_and(|n| pb.position() == n);
-            if pb.is_hidden() && (every.due() || finished) {
+        overhead_archs: a.overhead_archs,
+        seed: a.seed,
+        device,
+        max_noise: (a.max_noise > 0.0).then_some(a.max_noise),
+    };
+    let table = LookupTable::build(&space, &setting, &options, &mut |p| {
+        match p {
+            LutProgress::Noise { level } => pb.suspend(|| {
                 eprintln!(
-                    "{}: {}/{}",
-                    pb.prefix(),
-                    pb.position(),
-                    pb.length().unwrap_or(0)
-                );
+                    "host noise: {:.1} % (limit {:.1} %)",
+                    level * 100.0,
+                    a.max_noise * 100.0
+                )
+            }),
+            LutProgress::Archs { total } => pb.set_length(total as u64),
+            LutProgress::ArchDone => pb.inc(1),
+            LutProgress::Overhead { total } => {
+                pb.set_prefix("overhead fit");
+                pb.set_position(0);
+                pb.set_length(total as u64);
+                pb.set_message("");
             }
-        },
-    );
+            LutProgress::OverheadDone => pb.inc(1),
+        }
+        let finished = pb.length().is_some_and(|n| pb.position() == n);
+        if pb.is_hidden() && (every.due() || finished) {
+            eprintln!(
+                "{}: {}/{}",
+                pb.prefix(),
+                pb.position(),
+                pb.length().unwrap_or(0)
+            );
+        }
+    });
     pb.finish_and_clear();
     let mut table = table.map_err(eval_err)?;
     table.file = a.out.clone();

@@ -10,19 +10,17 @@
 //! enumerates every (stage count, layout, widths) combination with the most layers per stage,
 //! which covers every architecture of the space exactly.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use unas_space::rng::Rng;
 use unas_space::{
     DownStage, Layout, MidBlock, ModuleKind, Plan, SearchSpace, Source, Step, UNetArch, UpStage,
 };
 
-use super::measured::{step_medians, MeasuredModel, Repeats};
+use super::measured::Repeats;
+use super::robust::Statistic;
 use super::{BlockLatency, LatencyModel, LatencyReport, LatencySetting};
 use crate::EvalError;
-use unas_runtime::bench::Timing;
 
 /// One measured block variant.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -54,6 +52,21 @@ pub struct LutProvenance {
     pub repeats: Repeats,
     /// Architectures measured end to end to fit the overhead.
     pub overhead_fit_archs: usize,
+    /// The statistic of the repeats (median in tables made before the robust protocol).
+    #[serde(default, skip_serializing_if = "Statistic::is_median")]
+    pub statistic: Statistic,
+    /// The host's noise level when the table was made (spread of a reference forward).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<f64>,
+    /// The CPU model (`/proc/cpuinfo`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    /// Worker threads of the CPU backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// The 1-minute load average before and after measuring (`/proc/loadavg`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<String>,
 }
 
 /// A lookup table file (`configs/devices/NAME.lut.toml`).
@@ -186,6 +199,11 @@ fn covering_arch(space: &SearchSpace, layout: Layout, widths: &[usize]) -> UNetA
 /// Progress of building a table.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LutProgress {
+    /// A noise-check reading of the host (spread of a reference forward's repeats).
+    Noise {
+        /// The reading (0.05 = 5 %).
+        level: f64,
+    },
     /// `total` covering architectures will be timed step by step.
     Archs {
         /// Architectures to time.
@@ -203,85 +221,6 @@ pub enum LutProgress {
 }
 
 impl LookupTable {
-    /// Measures every block variant of `space` at `setting` on the CPU (inside the covering
-    /// architectures, synchronising around each step) and fits the overhead on
-    /// `overhead_archs` random architectures of the space (seeded).
-    pub fn build(
-        space: &SearchSpace,
-        setting: &LatencySetting,
-        repeats: Repeats,
-        overhead_archs: usize,
-        seed: u64,
-        progress: &mut dyn FnMut(LutProgress),
-    ) -> Result<Self, EvalError> {
-        let device = unas_runtime::device::Device::Cpu;
-        // Every variant is timed inside the covering architectures (per-step medians); a
-        // variant that occurs several times gets the median of its occurrences.
-        let archs = covering_archs(space);
-        progress(LutProgress::Archs { total: archs.len() });
-        let mut times: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        for arch in &archs {
-            let plan = arch.plan()?;
-            let medians = step_medians(arch, setting, repeats)?;
-            for (step, ms) in plan.steps.iter().zip(medians) {
-                let key = variant_key(&plan.modules[step.module].kind, step, setting);
-                times.entry(key).or_default().push(ms);
-            }
-            progress(LutProgress::ArchDone);
-        }
-        let entry: Vec<LutEntry> = times
-            .into_iter()
-            .map(|(variant, ms)| {
-                let t = Timing::from_samples(ms);
-                LutEntry {
-                    variant,
-                    ms: t.median_ms,
-                    iqr_ms: t.iqr_ms(),
-                }
-            })
-            .collect();
-        let mut table = LookupTable {
-            measured: LutProvenance {
-                device: device.describe(),
-                backend: "burn flex (CPU)".into(),
-                burn_version: "0.21.0".into(),
-                date: today(),
-                space: space.name.clone(),
-                repeats,
-                overhead_fit_archs: overhead_archs,
-            },
-            setting: *setting,
-            overhead_ms: 0.0,
-            entry,
-            file: PathBuf::new(),
-        };
-        // Overhead: median of (end to end - sum of entries).
-        progress(LutProgress::Overhead {
-            total: overhead_archs,
-        });
-        let measured = MeasuredModel {
-            device,
-            repeats,
-            breakdown: false,
-        };
-        let mut rng = Rng::seed(seed);
-        let mut gaps = Vec::with_capacity(overhead_archs);
-        for _ in 0..overhead_archs {
-            let arch = space.decode(&space.sample(&mut rng)?);
-            let sum = table.predict(&arch, setting)?.total_ms;
-            let real = measured.predict(&arch, setting)?.total_ms;
-            gaps.push(real - sum);
-            progress(LutProgress::OverheadDone);
-        }
-        gaps.sort_by(f64::total_cmp);
-        table.overhead_ms = if gaps.is_empty() {
-            0.0
-        } else {
-            gaps[gaps.len() / 2]
-        };
-        Ok(table)
-    }
-
     /// Reads a table.
     pub fn load(path: &Path) -> Result<Self, EvalError> {
         let src = Source::read(path)?;

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
-use unas_runtime::bench::{bench_on, BenchConfig, Timing};
+use unas_runtime::bench::{BenchConfig, Timing};
 use unas_runtime::device::{Cpu, Device};
 use unas_runtime::UNet2DConditionModel;
 use unas_space::UNetArch;
@@ -34,7 +34,8 @@ impl Default for Repeats {
     }
 }
 
-/// The measured latency model. The total is the median end-to-end forward time; with
+/// The measured latency model. The total is the median (or lower quartile) of the end-to-end
+/// forward times; with
 /// `breakdown`, a second series of passes synchronises after every module to attribute time to
 /// blocks (those passes are slower and are not part of the total).
 #[derive(Clone, Debug)]
@@ -43,19 +44,86 @@ pub struct MeasuredModel {
     pub device: Device,
     /// Warm-up and repeats.
     pub repeats: Repeats,
-    /// Also time every module inside the network (CPU only).
+    /// Also time every module inside the network.
     pub breakdown: bool,
+    /// The total reported: the median of the repeats, or their lower quartile (the robust
+    /// protocol of lookup tables and their validation, [`super::robust`]).
+    pub statistic: super::robust::Statistic,
 }
 
 fn check_dtype(device: Device, dtype: Dtype) -> Result<(), EvalError> {
     if dtype != Dtype::F32 {
         return Err(EvalError::Unsupported(format!(
             "measuring on {device} supports f32 only (got {}); f16 is slower than f32 on burn's \
-             CPU backend",
+             CPU backend (f16 and bf16 are measured on CUDA devices)",
             dtype.name()
         )));
     }
     Ok(())
+}
+
+/// Work run on the backend of one device and float type (see [`on_device`]).
+pub(crate) trait OnBackend {
+    /// The result.
+    type Out;
+    /// Runs on backend `B`'s `device`.
+    fn run<B: Backend>(self, device: &B::Device) -> Result<Self::Out, EvalError>;
+}
+
+/// Runs `job` on `device` with floats of `dtype`: burn's CPU backend (f32), or with the `cuda`
+/// feature a CUDA device in f32, f16 or bf16. The device is probed first, so a missing CUDA
+/// driver is an error naming it, not a panic.
+pub(crate) fn on_device<T: OnBackend>(
+    device: Device,
+    dtype: Dtype,
+    job: T,
+) -> Result<T::Out, EvalError> {
+    device.check()?;
+    match device {
+        Device::Cpu => {
+            check_dtype(device, dtype)?;
+            job.run::<Cpu>(&Default::default())
+        }
+        #[cfg(feature = "cuda")]
+        Device::Cuda(i) => {
+            use burn::backend::cuda::CudaDevice;
+            use burn::backend::Cuda;
+            use burn::tensor::{bf16, f16};
+            let d = CudaDevice::new(i);
+            match dtype {
+                Dtype::F32 => job.run::<Cuda<f32>>(&d),
+                Dtype::F16 => job.run::<Cuda<f16>>(&d),
+                Dtype::Bf16 => job.run::<Cuda<bf16>>(&d),
+            }
+        }
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(_) => unreachable!("Device::check rejects CUDA without the feature"),
+    }
+}
+
+/// End-to-end forward times of one architecture (warm-up runs untimed, the device synchronised
+/// before every clock read).
+struct ForwardTimes<'a> {
+    arch: &'a UNetArch,
+    setting: &'a LatencySetting,
+    repeats: Repeats,
+}
+
+impl OnBackend for ForwardTimes<'_> {
+    type Out = Timing;
+    fn run<B: Backend>(self, device: &B::Device) -> Result<Timing, EvalError> {
+        let s = self.setting;
+        let cfg = BenchConfig {
+            latent: s.latent,
+            batch: s.batch,
+            text_len: s.text_len,
+            warmup: self.repeats.warmup,
+            repeats: self.repeats.repeats,
+        };
+        let report = unas_runtime::bench::bench_unet::<B>(self.arch, &cfg, device, &mut |_| {})
+            .map_err(|e| EvalError::Measure(e.to_string()))?;
+        Ok(report.forward)
+    }
 }
 
 impl LatencyModel for MeasuredModel {
@@ -68,40 +136,51 @@ impl LatencyModel for MeasuredModel {
         arch: &UNetArch,
         setting: &LatencySetting,
     ) -> Result<LatencyReport, EvalError> {
-        check_dtype(self.device, setting.dtype)?;
-        let cfg = BenchConfig {
-            latent: setting.latent,
-            batch: setting.batch,
-            text_len: setting.text_len,
-            warmup: self.repeats.warmup,
-            repeats: self.repeats.repeats,
+        let job = ForwardTimes {
+            arch,
+            setting,
+            repeats: self.repeats,
         };
-        let report = bench_on(self.device, arch, &cfg, &mut |_| {})
-            .map_err(|e| EvalError::Measure(e.to_string()))?;
-        let blocks = if self.breakdown && self.device == Device::Cpu {
-            in_network_blocks(arch, setting, self.repeats)?
+        let forward = on_device(self.device, setting.dtype, job)?;
+        let blocks = if self.breakdown {
+            in_network_blocks(arch, setting, self.repeats, self.device)?
         } else {
             Vec::new()
         };
         Ok(LatencyReport {
-            total_ms: report.forward.median_ms,
+            total_ms: self.statistic.of(&forward),
             blocks,
             overhead_ms: 0.0,
-            iqr_ms: Some(report.forward.iqr_ms()),
+            iqr_ms: Some(forward.iqr_ms()),
             source: format!("measured:{}", self.device),
         })
     }
 }
 
-/// Median time of every plan step of `arch` inside the network (CPU backend): passes that
-/// synchronise before and after each step, so each step's time is its own; warm-up passes first.
+/// Median time of every plan step of `arch` inside the network on `device` (at the setting's
+/// dtype): passes that synchronise before and after each step, so each step's time is its own;
+/// warm-up passes first.
 pub fn step_medians(
     arch: &UNetArch,
     s: &LatencySetting,
     repeats: Repeats,
+    device: Device,
 ) -> Result<Vec<f64>, EvalError> {
-    check_dtype(Device::Cpu, s.dtype)?;
-    step_medians_on::<Cpu>(arch, s, repeats, &Default::default())
+    on_device(device, s.dtype, StepMedians { arch, s, repeats })
+}
+
+/// [`step_medians`] as a job.
+struct StepMedians<'a> {
+    arch: &'a UNetArch,
+    s: &'a LatencySetting,
+    repeats: Repeats,
+}
+
+impl OnBackend for StepMedians<'_> {
+    type Out = Vec<f64>;
+    fn run<B: Backend>(self, device: &B::Device) -> Result<Vec<f64>, EvalError> {
+        step_medians_on::<B>(self.arch, self.s, self.repeats, device)
+    }
 }
 
 fn step_medians_on<B: Backend>(
@@ -147,9 +226,10 @@ fn in_network_blocks(
     arch: &UNetArch,
     s: &LatencySetting,
     repeats: Repeats,
+    device: Device,
 ) -> Result<Vec<BlockLatency>, EvalError> {
     let plan = arch.plan()?;
-    let steps = step_medians(arch, s, repeats)?;
+    let steps = step_medians(arch, s, repeats, device)?;
     let mut blocks: Vec<BlockLatency> = plan
         .modules
         .iter()

@@ -5,10 +5,12 @@
 
 pub mod calibrate;
 pub mod lut;
+pub mod lut_build;
 pub mod measured;
 pub mod ops;
 pub mod pipeline;
 pub mod profile;
+pub mod robust;
 
 use serde::{Deserialize, Serialize};
 use unas_space::{Section, UNetArch};

@@ -3,6 +3,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use unas_evaluator::latency::robust::check_noise;
 
 #[derive(Args)]
 pub(super) struct ValidateArgs {
@@ -24,19 +25,43 @@ pub(super) struct ValidateArgs {
     /// Timed runs per architecture.
     #[arg(long, default_value_t = 9)]
     pub(super) repeats: usize,
+    /// Device to measure on (the table's): cpu, or cuda / cuda:N with `--features cuda`.
+    #[arg(long, default_value = "cpu")]
+    pub(super) device: String,
+    /// Refuse to measure when the host is noisier than this (spread of a reference forward's
+    /// repeats, as `unas profile`); 0 turns the check off.
+    #[arg(long, default_value_t = 0.10)]
+    pub(super) max_noise: f64,
 }
 
 pub(super) fn validate(a: ValidateArgs) -> CmdResult {
+    let device = checked_device(&a.device)?;
     let space = SearchSpace::load(&a.space)?;
     let table = LookupTable::load(&a.lut).map_err(eval_err)?;
     let setting = table.setting;
     let measured = MeasuredModel {
-        device: Device::Cpu,
+        device,
         repeats: Repeats {
             warmup: a.warmup,
             repeats: a.repeats,
         },
         breakdown: false,
+        // The table's own statistic (the lower quartile for tables made by this version).
+        statistic: table.measured.statistic,
+    };
+    let reference = &unas_evaluator::latency::lut::covering_archs(&space)[0];
+    let noise = |limit: f64| {
+        check_noise(reference, &setting, device, limit, 3, &mut |n| {
+            eprintln!(
+                "host noise: {:.1} % (limit {:.1} %)",
+                n * 100.0,
+                limit * 100.0
+            )
+        })
+    };
+    let before = match a.max_noise > 0.0 {
+        true => Some(noise(a.max_noise).map_err(eval_err)?),
+        false => None,
     };
     let mut rng = Rng::seed(a.seed);
     let pb = bar(a.count, "measuring");
@@ -59,6 +84,11 @@ pub(super) fn validate(a: ValidateArgs) -> CmdResult {
         rows.push((arch.hash_id(), pred.total_ms, real.total_ms, real.iqr_ms));
     }
     pb.finish_and_clear();
+    // A second reading after: the noise the measurements themselves ran under.
+    let after = match before {
+        Some(_) => Some(noise(f64::INFINITY).map_err(eval_err)?),
+        None => None,
+    };
     println!(
         "lookup table {} ({}, {}) vs end-to-end measurement, {} archs of space `{}` (seed {})",
         a.lut.display(),
@@ -76,6 +106,15 @@ pub(super) fn validate(a: ValidateArgs) -> CmdResult {
         setting.dtype.name(),
         table.overhead_ms
     );
+    if let (Some(b), Some(f)) = (before, after) {
+        println!(
+            "host noise (spread of a reference forward's repeats): {:.1} % before, {:.1} % after; \
+             statistic: {:?}",
+            b * 100.0,
+            f * 100.0,
+            table.measured.statistic
+        );
+    }
     println!();
     println!(
         "{:<18} {:>12} {:>12} {:>9} {:>9}",
