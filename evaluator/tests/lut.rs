@@ -49,6 +49,7 @@ fn table_for(space: &SearchSpace, s: &LatencySetting) -> LookupTable {
             cpu: None,
             threads: None,
             load: None,
+            validation: None,
         },
         setting: *s,
         overhead_ms: 0.5,

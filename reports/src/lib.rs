@@ -136,6 +136,50 @@ impl ReportInput {
     }
 }
 
+impl ReportInput {
+    /// What priced the trials' latency: the configured model, and for `lut:*` models the
+    /// table the trials name (`lut:auto` resolves to this machine's cached table) with its
+    /// provenance when the file is still there.
+    pub fn latency_model(&self) -> String {
+        let model = &self.config.latency.model;
+        if !model.starts_with("lut:") {
+            return model.clone();
+        }
+        let source = self.trials.iter().chain(&self.references).find_map(|t| {
+            let o: ObjectivesJson = serde_json::from_str(t.objectives.as_deref()?).ok()?;
+            o.latency_source
+        });
+        let Some(source) = source else {
+            return model.clone();
+        };
+        let file = source.strip_prefix("lut:").unwrap_or(&source);
+        let mut out = if *model == source {
+            model.clone()
+        } else {
+            format!("{model} → {source}")
+        };
+        if let Ok(t) = unas_evaluator::latency::lut::LookupTable::load(std::path::Path::new(file)) {
+            let m = &t.measured;
+            out.push_str(&format!(
+                " (measured {} on {}",
+                m.date,
+                m.cpu.as_deref().unwrap_or(&m.device)
+            ));
+            if let Some(n) = m.threads {
+                out.push_str(&format!(", {n} threads"));
+            }
+            if let Some(n) = m.noise {
+                out.push_str(&format!(", host noise {:.1} %", n * 100.0));
+            }
+            if let Some(v) = &m.validation {
+                out.push_str(&format!("; check: {v}"));
+            }
+            out.push(')');
+        }
+        out
+    }
+}
+
 /// The quality metric label and details stored with a trial, if it was scored.
 pub fn quality_details(t: &TrialRecord) -> Option<(String, BTreeMap<String, f64>)> {
     let o: ObjectivesJson = serde_json::from_str(t.objectives.as_deref()?).ok()?;

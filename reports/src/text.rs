@@ -100,7 +100,7 @@ fn settings_table(input: &ReportInput) -> Table {
         ("controller", controller),
         ("trial budget", c.trials.to_string()),
         ("seed", c.seed.to_string()),
-        ("latency model", l.model.clone()),
+        ("latency model", input.latency_model()),
         (
             "latency setting",
             format!(

@@ -258,7 +258,10 @@ fn search(a: RunArgs) -> CmdResult {
     if a.workers == "external" {
         return super::worker::search_external(&mut study, &dir, &a.lease, a.quiet);
     }
-    let latency = cfg.latency.build().map_err(|e| in_file(&cfg_name, e))?;
+    let latency = cfg
+        .latency
+        .build_for(study.space(), &mut |l| eprintln!("latency: {l}"))
+        .map_err(|e| in_file(&cfg_name, e))?;
     let quality = prepare_quality(&cfg, study.space().stem.cross_attention_dim, a.quiet)?;
     let ev = Evaluators {
         latency: latency.as_ref(),

@@ -206,7 +206,10 @@ pub fn run(a: WorkerArgs) -> CmdResult {
     }
     let mut worker = Worker::open(&a.store, &a.study).map_err(open_err)?;
     let cfg = worker.config().clone();
-    let latency = cfg.latency.build().map_err(CliError::input)?;
+    let latency = cfg
+        .latency
+        .build_for(worker.space(), &mut |l| eprintln!("latency: {l}"))
+        .map_err(CliError::input)?;
     let fixture = test_fixture_quality()?;
     let proxy;
     let quality: &(dyn QualityEvaluator + Sync) = match &fixture {

@@ -67,6 +67,9 @@ pub struct LutProvenance {
     /// The 1-minute load average before and after measuring (`/proc/loadavg`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<String>,
+    /// The last end-to-end check of the table on its machine (`lut:auto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<String>,
 }
 
 /// A lookup table file (`configs/devices/NAME.lut.toml`).

@@ -99,6 +99,7 @@ impl LookupTable {
                 cpu: cpu_model(),
                 threads: (o.device == Device::Cpu).then(rayon_threads),
                 load: None,
+                validation: None,
             },
             setting: *setting,
             overhead_ms: 0.0,

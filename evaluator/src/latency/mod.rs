@@ -3,6 +3,7 @@
 //! per-block measurements plus a fitted overhead) and [`profile::DeviceProfile`] (a roofline
 //! profile of a GPU one does not have).
 
+pub mod auto;
 pub mod calibrate;
 pub mod lut;
 pub mod lut_build;

@@ -79,7 +79,9 @@ impl ControllerConfig {
 #[serde(deny_unknown_fields)]
 pub struct LatencyConfig {
     /// Latency model: `profile:NAME` or `profile:FILE` (a roofline device profile), `lut:FILE`
-    /// (a per-block lookup table from `unas profile`, whose setting must equal this one), or
+    /// (a per-block lookup table from `unas profile`, whose setting must equal this one),
+    /// `lut:auto` (this machine's own table for the space: profiled on first use, cached,
+    /// checked end to end before every use and profiled again when it is off by over 10 %), or
     /// a bare profile name/file. Default `profile:a10g`. Callers may also pass any other
     /// [`LatencyModel`] to [`crate::Study::run`]; this field then only documents it.
     #[serde(default = "default_model")]
@@ -128,9 +130,41 @@ impl LatencyConfig {
         }
     }
 
-    /// Builds the configured model (roofline device profiles; other model kinds are built by
-    /// the caller and passed to [`crate::Study::run`]).
+    /// [`Self::build`] for a study over `space`: `lut:auto` is this machine's own table for
+    /// the space (profiled on first use, cached, checked before use:
+    /// [`unas_evaluator::latency::auto`]); `progress` gets its log lines.
+    pub fn build_for(
+        &self,
+        space: &SearchSpace,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Box<dyn LatencyModel + Send + Sync>, SearchError> {
+        if self.model != "lut:auto" {
+            return self.build();
+        }
+        if self.dtype != Dtype::F32 {
+            return Err(SearchError::InvalidConfig {
+                field: "latency.dtype".into(),
+                message: "lut:auto profiles this CPU, which is measured in f32".into(),
+            });
+        }
+        let root = unas_evaluator::quality::proxy::default_cache_root();
+        let table =
+            unas_evaluator::latency::auto::auto_table(space, &self.setting(), &root, progress)?;
+        Ok(Box::new(table))
+    }
+
+    /// Builds the configured model (roofline device profiles, lookup tables; `lut:auto` needs
+    /// the space: [`Self::build_for`]; other model kinds are built by the caller and passed to
+    /// [`crate::Study::run`]).
     pub fn build(&self) -> Result<Box<dyn LatencyModel + Send + Sync>, SearchError> {
+        if self.model == "lut:auto" {
+            return Err(SearchError::InvalidConfig {
+                field: "latency.model".into(),
+                message: "lut:auto is this machine's table for the study's space: built with \
+                          the space (LatencyConfig::build_for)"
+                    .into(),
+            });
+        }
         if let Some(file) = self.model.strip_prefix("lut:") {
             let table = LookupTable::load(Path::new(file))?;
             if table.setting != self.setting() {

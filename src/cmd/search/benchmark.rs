@@ -43,8 +43,11 @@ pub(super) fn benchmark(a: BenchmarkArgs) -> CmdResult {
         .unwrap_or_else(|| Path::new("runs").join(format!("{}-benchmark", cfg.name)));
     std::fs::create_dir_all(&out)
         .map_err(|e| CliError::failure(format!("{}: {e}", out.display())))?;
-    let latency = cfg.latency.build().map_err(|e| in_file(&a.config, e))?;
     let space = cfg.load_space().map_err(search_err)?;
+    let latency = cfg
+        .latency
+        .build_for(&space, &mut |l| eprintln!("latency: {l}"))
+        .map_err(|e| in_file(&a.config, e))?;
     let proxy = prepare_quality(&cfg, space.stem.cross_attention_dim, a.quiet)?;
     let on_miss: Option<OnMiss> = (!a.quiet).then(|| {
         Box::new(|hash: &str, s: f64, n: usize| {
