@@ -24,6 +24,7 @@ pub fn config(budget_ms: f64) -> StudyConfig {
         latency: LatencyConfig {
             model: "lut:configs/devices/cpu-tiny.lut.toml".into(),
             budget_ms,
+            budget_quantile: None,
             latent: 16,
             batch: 2,
             text_len: 16,

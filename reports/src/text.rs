@@ -87,7 +87,14 @@ fn settings_table(input: &ReportInput) -> Table {
     };
     let l = &c.latency;
     let q = &c.quality;
-    let mut constraints = vec![format!("latency ≤ {} ms", l.budget_ms)];
+    let mut constraints = vec![match l.budget_quantile {
+        Some(q) => format!(
+            "latency ≤ {} ms (the {q} quantile of the latency model's predictions over 300 \
+             samples of the space, resolved when the study was created)",
+            l.budget_ms
+        ),
+        None => format!("latency ≤ {} ms", l.budget_ms),
+    }];
     if let Some(p) = c.constraints.max_params {
         constraints.push(format!("params ≤ {}", thousands(Some(p))));
     }

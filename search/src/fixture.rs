@@ -192,6 +192,7 @@ pub fn tiny_study(
         latency: crate::LatencyConfig {
             model: "profile:a10g".into(),
             budget_ms: 1.75,
+            budget_quantile: None,
             latent: 16,
             batch: 2,
             text_len: 16,

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use indicatif::ProgressBar;
+use unas_evaluator::latency::LatencyModel;
 use unas_evaluator::EvalError;
 use unas_reports::{Pick, ReportError, ReportInput};
 use unas_search::proxy_quality::ProxyQuality;
@@ -199,12 +200,45 @@ fn describe_trial(t: &TrialRecord) -> String {
     }
 }
 
+/// Resolves a budget given relative to this machine (`latency.budget_quantile`) before the
+/// study is created; the latency model built for it is kept for the run.
+fn resolve_budget(
+    cfg: &mut StudyConfig,
+    file: &Path,
+    prebuilt: &mut Option<Box<dyn LatencyModel + Send + Sync>>,
+) -> Result<(), CliError> {
+    let Some(q) = cfg.latency.budget_quantile else {
+        return Ok(());
+    };
+    if cfg.latency.budget_ms > 0.0 {
+        return Ok(());
+    }
+    let space = cfg.load_space().map_err(|e| in_file(file, e))?;
+    let model = cfg
+        .latency
+        .build_for(&space, &mut |l| eprintln!("latency: {l}"))
+        .map_err(|e| in_file(file, e))?;
+    if let Some(b) = cfg
+        .resolve_budget(&space, model.as_ref())
+        .map_err(|e| in_file(file, e))?
+    {
+        eprintln!(
+            "latency budget: {b:.2} ms, the {q} quantile of this machine's predictions over 300 \
+             uniform samples of the space"
+        );
+    }
+    *prebuilt = Some(model);
+    Ok(())
+}
+
 fn search(a: RunArgs) -> CmdResult {
+    let mut prebuilt = None;
     let (dir, mut study, config_file) = match (&a.resume, &a.config) {
         (Some(dir), config) => {
             let study = match config {
                 Some(file) => {
-                    let cfg = StudyConfig::load(file).map_err(search_err)?;
+                    let mut cfg = StudyConfig::load(file).map_err(search_err)?;
+                    resolve_budget(&mut cfg, file, &mut prebuilt)?;
                     unas_search::run_dir::create_study(a.store.as_deref(), dir, cfg)
                         .map_err(|e| in_file(file, e))?
                 }
@@ -215,7 +249,7 @@ fn search(a: RunArgs) -> CmdResult {
             (dir.clone(), study, config.clone())
         }
         (None, Some(file)) => {
-            let cfg = StudyConfig::load(file).map_err(search_err)?;
+            let mut cfg = StudyConfig::load(file).map_err(search_err)?;
             let dir = a
                 .out
                 .clone()
@@ -228,6 +262,7 @@ fn search(a: RunArgs) -> CmdResult {
                     dir.display()
                 )));
             }
+            resolve_budget(&mut cfg, file, &mut prebuilt)?;
             let study = unas_search::run_dir::create_study(a.store.as_deref(), &dir, cfg)
                 .map_err(|e| in_file(file, e))?;
             let copy = dir.join("study.toml");
@@ -258,10 +293,13 @@ fn search(a: RunArgs) -> CmdResult {
     if a.workers == "external" {
         return super::worker::search_external(&mut study, &dir, &a.lease, a.quiet);
     }
-    let latency = cfg
-        .latency
-        .build_for(study.space(), &mut |l| eprintln!("latency: {l}"))
-        .map_err(|e| in_file(&cfg_name, e))?;
+    let latency = match prebuilt {
+        Some(model) => model,
+        None => cfg
+            .latency
+            .build_for(study.space(), &mut |l| eprintln!("latency: {l}"))
+            .map_err(|e| in_file(&cfg_name, e))?,
+    };
     let quality = prepare_quality(&cfg, study.space().stem.cross_attention_dim, a.quiet)?;
     let ev = Evaluators {
         latency: latency.as_ref(),

@@ -86,9 +86,16 @@ pub struct LatencyConfig {
     /// [`LatencyModel`] to [`crate::Study::run`]; this field then only documents it.
     #[serde(default = "default_model")]
     pub model: String,
-    /// Latency budget per denoising step in milliseconds (required): a candidate predicted
-    /// above it is infeasible and never evaluated for quality.
+    /// Latency budget per denoising step in milliseconds (required unless `budget_quantile` is
+    /// given): a candidate predicted above it is infeasible and never evaluated for quality.
+    #[serde(default)]
     pub budget_ms: f64,
+    /// A budget relative to this machine: the quantile (e.g. 0.5) of the latency model's
+    /// predictions over 300 seeded uniform samples of the space, resolved when the study is
+    /// created and stored as `budget_ms` (a table of another machine, or none, gives another
+    /// number; the study keeps the one it was created with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_quantile: Option<f64>,
     /// Latent side (default 64, i.e. 512 px).
     #[serde(default = "default_latent")]
     pub latent: usize,
@@ -319,11 +326,21 @@ impl StudyConfig {
         if self.window == Some(0) {
             return bad("window", "must be at least 1");
         }
-        if !(self.latency.budget_ms > 0.0 && self.latency.budget_ms.is_finite()) {
-            return bad(
-                "latency.budget_ms",
-                "must be a positive number of milliseconds",
-            );
+        match self.latency.budget_quantile {
+            Some(q) if !(q > 0.0 && q < 1.0) => {
+                return bad(
+                    "latency.budget_quantile",
+                    "must lie strictly between 0 and 1",
+                );
+            }
+            Some(_) if self.latency.budget_ms == 0.0 => {}
+            _ if !(self.latency.budget_ms > 0.0 && self.latency.budget_ms.is_finite()) => {
+                return bad(
+                    "latency.budget_ms",
+                    "must be a positive number of milliseconds (or give budget_quantile)",
+                );
+            }
+            _ => {}
         }
         if self.latency.latent == 0 || self.latency.batch == 0 {
             return bad("latency.latent", "latent and batch must be at least 1");
@@ -372,6 +389,34 @@ impl StudyConfig {
             };
         }
         Ok(())
+    }
+
+    /// Resolves `latency.budget_quantile` (when given and `budget_ms` is not yet set) with
+    /// `model`: `budget_ms` becomes that quantile of its predictions over 300 uniform samples
+    /// of the space (seeded; 0.01 ms resolution). Returns the budget set, if any.
+    pub fn resolve_budget(
+        &mut self,
+        space: &SearchSpace,
+        model: &dyn LatencyModel,
+    ) -> Result<Option<f64>, SearchError> {
+        let Some(q) = self.latency.budget_quantile else {
+            return Ok(None);
+        };
+        if self.latency.budget_ms > 0.0 {
+            return Ok(None);
+        }
+        let setting = self.latency.setting();
+        let mut rng = unas_space::rng::Rng::seed(0x6275_6467_6574);
+        let mut ms = Vec::with_capacity(300);
+        for _ in 0..300 {
+            let arch = space.decode(&space.sample(&mut rng).map_err(SearchError::Sample)?);
+            ms.push(model.predict(&arch, &setting)?.total_ms);
+        }
+        ms.sort_by(f64::total_cmp);
+        let at = ((ms.len() - 1) as f64 * q).round() as usize;
+        let budget = (ms[at] * 100.0).round() / 100.0;
+        self.latency.budget_ms = budget;
+        Ok(Some(budget))
     }
 
     /// The effective proposal window (see [`StudyConfig::window`]).

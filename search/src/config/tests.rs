@@ -94,6 +94,42 @@ fn halving_parses_and_bad_values_are_named() {
 }
 
 #[test]
+fn a_relative_budget_resolves_to_the_quantile_of_the_predictions() {
+    let t = OK.replace("budget_ms = 10.0", "budget_quantile = 0.5");
+    let mut c = StudyConfig::from_source(&src(&t)).unwrap();
+    assert_eq!(c.latency.budget_ms, 0.0);
+    let space = c.load_space().unwrap();
+    let model = c.latency.build().unwrap();
+    let b = c.resolve_budget(&space, model.as_ref()).unwrap().unwrap();
+    assert_eq!(c.latency.budget_ms, b);
+    // About half of fresh samples fall under it.
+    let mut rng = unas_space::rng::Rng::seed(99);
+    let setting = c.latency.setting();
+    let under = (0..200)
+        .filter(|_| {
+            let arch = space.decode(&space.sample(&mut rng).unwrap());
+            model.predict(&arch, &setting).unwrap().total_ms <= b
+        })
+        .count();
+    assert!((60..=140).contains(&under), "{under} of 200 under {b} ms");
+    // Resolved once: a second call keeps it.
+    assert_eq!(c.resolve_budget(&space, model.as_ref()).unwrap(), None);
+    for (bad, field) in [
+        ("budget_quantile = 1.5", "latency.budget_quantile"),
+        ("budget_quantile = 0.0", "latency.budget_quantile"),
+    ] {
+        let e = StudyConfig::from_source(&src(&OK.replace("budget_ms = 10.0", bad)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(field), "{bad}: {e}");
+    }
+    let e = StudyConfig::from_source(&src(&OK.replace("budget_ms = 10.0\n", "")))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("budget_quantile"), "{e}");
+}
+
+#[test]
 fn builds_profile_models() {
     let mut c = StudyConfig::from_source(&src(OK)).unwrap();
     assert!(c.latency.build().unwrap().describe().contains("a10g"));

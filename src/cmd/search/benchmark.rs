@@ -48,6 +48,12 @@ pub(super) fn benchmark(a: BenchmarkArgs) -> CmdResult {
         .latency
         .build_for(&space, &mut |l| eprintln!("latency: {l}"))
         .map_err(|e| in_file(&a.config, e))?;
+    if let Some(b) = cfg
+        .resolve_budget(&space, latency.as_ref())
+        .map_err(|e| in_file(&a.config, e))?
+    {
+        eprintln!("latency budget: {b:.2} ms (budget_quantile of this machine's predictions)");
+    }
     let proxy = prepare_quality(&cfg, space.stem.cross_attention_dim, a.quiet)?;
     let on_miss: Option<OnMiss> = (!a.quiet).then(|| {
         Box::new(|hash: &str, s: f64, n: usize| {
