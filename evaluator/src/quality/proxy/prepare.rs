@@ -281,38 +281,32 @@ impl Proxy {
     }
 }
 
-/// An exclusive lock on the preparation of one cache folder (`.NAME.lock` beside it, an
-/// advisory file lock the OS releases when the holder exits or dies): processes started
-/// together prepare the data once and the others then load it.
+/// An exclusive lock on the preparations in one cache root: an advisory lock on the root
+/// folder itself (no lock file, so a failed preparation leaves nothing behind), which the OS
+/// releases when the holder exits or dies. Processes started together prepare the data once
+/// and the others then load it.
 struct PrepareLock {
-    _file: std::fs::File,
+    _root: std::fs::File,
 }
 
 impl PrepareLock {
-    /// Waits for and takes the lock of cache folder `dir`; says so in `progress` when another
-    /// process holds it.
+    /// Waits for and takes the lock of the cache root holding `dir`; says so in `progress`
+    /// when another process holds it.
     fn acquire(dir: &std::path::Path, progress: &mut dyn FnMut(&str)) -> Result<Self, EvalError> {
-        let parent = dir.parent().unwrap_or(std::path::Path::new("."));
-        std::fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
-        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("proxy");
-        let file = parent.join(format!(".{name}.lock"));
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&file)
-            .map_err(|e| io_err(&file, e))?;
+        let root = dir.parent().unwrap_or(std::path::Path::new("."));
+        std::fs::create_dir_all(root).map_err(|e| io_err(root, e))?;
+        let f = std::fs::File::open(root).map_err(|e| io_err(root, e))?;
         match f.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 progress(&format!(
-                    "waiting for another process preparing the same data ({})",
-                    file.display()
+                    "waiting for another process preparing data in {}",
+                    root.display()
                 ));
-                f.lock().map_err(|e| io_err(&file, e))?;
+                f.lock().map_err(|e| io_err(root, e))?;
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&file, e)),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(root, e)),
         }
-        Ok(Self { _file: f })
+        Ok(Self { _root: f })
     }
 }
