@@ -134,6 +134,29 @@ fn lookup_tables_cover_their_space_and_name_missing_variants() {
     ] {
         assert!(table.contains(field), "table lacks {field}");
     }
+    // Validated against end-to-end measurements (interleaved, the table's statistic).
+    let o = unas(&[
+        "latency",
+        "validate",
+        "--space",
+        space.to_str().unwrap(),
+        "--lut",
+        lut.to_str().unwrap(),
+        "-n",
+        "3",
+        "--warmup",
+        "0",
+        "--repeats",
+        "2",
+        "--max-noise",
+        "0",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("within ±10 %") && out.contains("RMSPE"),
+        "{out}"
+    );
     // An architecture of the space: predicted.
     let arch = dir.path().join("a.toml");
     let o = unas(&[

@@ -114,14 +114,39 @@ pub fn interleaved_steps(
         archs,
         s: setting,
         repeats,
+        whole: false,
     };
     on_device(device, setting.dtype, job)
+}
+
+/// End-to-end forward times of several architectures, interleaved like
+/// [`interleaved_steps`] (warm-up runs first, then one forward of each per round, the device
+/// synchronised before every clock read). Returns one [`Timing`] per architecture.
+pub fn interleaved_forwards(
+    archs: &[UNetArch],
+    setting: &LatencySetting,
+    repeats: Repeats,
+    device: Device,
+) -> Result<Vec<Timing>, EvalError> {
+    let job = Interleaved {
+        archs,
+        s: setting,
+        repeats,
+        whole: true,
+    };
+    let times = on_device(device, setting.dtype, job)?;
+    Ok(times
+        .into_iter()
+        .map(|mut t| Timing::from_samples(t.pop().unwrap_or_default()))
+        .collect())
 }
 
 struct Interleaved<'a> {
     archs: &'a [UNetArch],
     s: &'a LatencySetting,
     repeats: Repeats,
+    /// Time whole forwards (one sample list per arch) instead of every step.
+    whole: bool,
 }
 
 /// One architecture's model and inputs on a backend.
@@ -156,8 +181,20 @@ impl OnBackend for Interleaved<'_> {
                 inputs: (sample, timesteps, context),
             });
         }
+        let whole = self.whole;
         let pass = |p: &Prepared<B>, times: Option<&mut Vec<Vec<f64>>>| -> Result<(), EvalError> {
             let (x, t, c) = p.inputs.clone();
+            if whole {
+                sync()?;
+                let t0 = Instant::now();
+                let out = p.model.forward(x, t, c);
+                sync()?;
+                drop(out);
+                if let Some(times) = times {
+                    times[0].push(t0.elapsed().as_secs_f64() * 1e3);
+                }
+                return Ok(());
+            }
             let mut state = p.model.start(x, t, c);
             let mut times = times;
             for i in 0..p.steps {
@@ -176,8 +213,11 @@ impl OnBackend for Interleaved<'_> {
                 pass(p, None)?;
             }
         }
-        let mut out: Vec<Vec<Vec<f64>>> =
-            prepared.iter().map(|p| vec![Vec::new(); p.steps]).collect();
+        let lists = |p: &Prepared<B>| if whole { 1 } else { p.steps };
+        let mut out: Vec<Vec<Vec<f64>>> = prepared
+            .iter()
+            .map(|p| vec![Vec::new(); lists(p)])
+            .collect();
         for _ in 0..self.repeats.repeats {
             for (p, times) in prepared.iter().zip(out.iter_mut()) {
                 pass(p, Some(times))?;
@@ -221,6 +261,8 @@ mod tests {
             .iter()
             .flatten()
             .all(|step| step.len() == 3 && step.iter().all(|&ms| ms > 0.0)));
+        let f = interleaved_forwards(&[a.clone(), b.clone()], &s, r, Device::Cpu).unwrap();
+        assert!(f.iter().all(|t| t.samples_ms.len() == 3 && t.q1_ms > 0.0));
         // On the CPU f16 is refused, naming the dtype.
         let f16 = LatencySetting {
             dtype: super::super::Dtype::F16,

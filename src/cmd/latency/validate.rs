@@ -3,7 +3,7 @@
 
 #[allow(unused_imports)]
 use super::*;
-use unas_evaluator::latency::robust::check_noise;
+use unas_evaluator::latency::robust::{check_noise, interleaved_forwards};
 
 #[derive(Args)]
 pub(super) struct ValidateArgs {
@@ -64,24 +64,31 @@ pub(super) fn validate(a: ValidateArgs) -> CmdResult {
         false => None,
     };
     let mut rng = Rng::seed(a.seed);
+    let archs = (0..a.count)
+        .map(|_| Ok(space.decode(&space.sample(&mut rng)?)))
+        .collect::<Result<Vec<_>, CliError>>()?;
     let pb = bar(a.count, "measuring");
     let mut rows = Vec::with_capacity(a.count);
-    for _ in 0..a.count {
-        let arch = space.decode(&space.sample(&mut rng)?);
-        let pred = table.predict(&arch, &setting).map_err(eval_err)?;
-        let real = measured.predict(&arch, &setting).map_err(eval_err)?;
-        pb.inc(1);
-        if pb.is_hidden() {
-            eprintln!(
-                "arch {}/{} {}: table {:.3} ms, measured {:.3} ms",
-                rows.len() + 1,
-                a.count,
-                arch.hash_id(),
-                pred.total_ms,
-                real.total_ms
-            );
+    // Measured 8 at a time, their repeats interleaved round by round (docs/latency.md).
+    for chunk in archs.chunks(8) {
+        let timings =
+            interleaved_forwards(chunk, &setting, measured.repeats, device).map_err(eval_err)?;
+        for (arch, t) in chunk.iter().zip(timings) {
+            let pred = table.predict(arch, &setting).map_err(eval_err)?;
+            let real = measured.statistic.of(&t);
+            pb.inc(1);
+            if pb.is_hidden() {
+                eprintln!(
+                    "arch {}/{} {}: table {:.3} ms, measured {:.3} ms",
+                    rows.len() + 1,
+                    a.count,
+                    arch.hash_id(),
+                    pred.total_ms,
+                    real
+                );
+            }
+            rows.push((arch.hash_id(), pred.total_ms, real, Some(t.iqr_ms())));
         }
-        rows.push((arch.hash_id(), pred.total_ms, real.total_ms, real.iqr_ms));
     }
     pb.finish_and_clear();
     // A second reading after: the noise the measurements themselves ran under.
