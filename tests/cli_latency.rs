@@ -1,5 +1,8 @@
 //! CLI-level tests of `unas latency` and `unas profile`.
 
+mod common;
+
+use common::ONE_FAMILY;
 use std::process::{Command, Output};
 
 fn unas(args: &[&str]) -> Output {
@@ -67,35 +70,6 @@ fn bad_models_and_settings_exit_2() {
         assert!(!text(&o.stderr).contains("panicked"), "{args:?}");
     }
 }
-
-const ONE_FAMILY: &str = r#"
-name = "one-family"
-[stem]
-base_channels = 32
-time_embed_dim = 64
-cross_attention_dim = 32
-heads = 2
-norm_groups = 8
-[knobs]
-stages = [2]
-layouts = ["flexible"]
-mid_resnets = [1, 2]
-mid_attentions = [0, 1]
-[[stage]]
-out_channels = [32]
-down_resnets = [1, 2]
-down_attentions = [0, 1]
-up_attentions = [0, 1]
-[[stage]]
-out_channels = [32]
-down_resnets = [1]
-down_attentions = [0, 1]
-up_attentions = [0, 2]
-[constraints]
-latent = 8
-batch = 1
-text_len = 4
-"#;
 
 /// A table covers its space; an architecture from outside it is an error naming the missing
 /// variant, never a silent zero.

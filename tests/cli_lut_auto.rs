@@ -4,59 +4,13 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-use common::QUALITY;
-
-fn unas_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_unas"))
-        .args(args)
-        .current_dir(dir)
-        .env("UNAS_CACHE_DIR", dir.join(".unas-cache"))
-        .output()
-        .expect("run unas")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// A two-stage space small enough to profile in seconds (8x8 latents).
-const SPACE: &str = r#"
-name = "auto-space"
-[stem]
-base_channels = 32
-time_embed_dim = 64
-cross_attention_dim = 32
-heads = 2
-norm_groups = 8
-[knobs]
-stages = [2]
-layouts = ["flexible"]
-mid_resnets = [1, 2]
-mid_attentions = [0, 1]
-[[stage]]
-out_channels = [32]
-down_resnets = [1, 2]
-down_attentions = [0, 1]
-up_attentions = [0, 1]
-[[stage]]
-out_channels = [32]
-down_resnets = [1]
-down_attentions = [0, 1]
-up_attentions = [0, 2]
-[constraints]
-latent = 8
-batch = 1
-text_len = 4
-"#;
+use common::{text, unas_in, ONE_FAMILY, QUALITY};
 
 #[test]
 fn lut_auto_profiles_this_machine_once_and_the_report_names_the_table() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("space.toml"), SPACE).unwrap();
+    std::fs::write(d.join("space.toml"), ONE_FAMILY).unwrap();
     let study = format!(
         r#"
 name = "auto"

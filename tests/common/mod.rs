@@ -46,3 +46,34 @@ extractor_epochs = 1
 [quality.recipe]
 ema_fraction = 0.0
 "#;
+
+/// A two-stage flexible space of width 32 at 8x8 latents: its lookup table is profiled in
+/// seconds.
+pub const ONE_FAMILY: &str = r#"
+name = "one-family"
+[stem]
+base_channels = 32
+time_embed_dim = 64
+cross_attention_dim = 32
+heads = 2
+norm_groups = 8
+[knobs]
+stages = [2]
+layouts = ["flexible"]
+mid_resnets = [1, 2]
+mid_attentions = [0, 1]
+[[stage]]
+out_channels = [32]
+down_resnets = [1, 2]
+down_attentions = [0, 1]
+up_attentions = [0, 1]
+[[stage]]
+out_channels = [32]
+down_resnets = [1]
+down_attentions = [0, 1]
+up_attentions = [0, 2]
+[constraints]
+latent = 8
+batch = 1
+text_len = 4
+"#;

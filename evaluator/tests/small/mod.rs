@@ -1,6 +1,8 @@
 //! A small flexible-layout search space and a random latent cache, shared by the training
 //! tests (supernet, model).
 
+#![allow(dead_code)]
+
 use std::path::PathBuf;
 
 use unas_evaluator::quality::latent_cache::{LatentCache, Manifest};
