@@ -305,7 +305,12 @@ impl PrepareLock {
                 ));
                 f.lock().map_err(|e| io_err(root, e))?;
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(root, e)),
+            // A file system without advisory locks: prepare unlocked (the cache folder is
+            // still written atomically, so concurrent preparations only repeat work).
+            Err(std::fs::TryLockError::Error(e)) => progress(&format!(
+                "warning: cannot lock {} ({e}); preparing without the lock",
+                root.display()
+            )),
         }
         Ok(Self { _root: f })
     }
