@@ -6,10 +6,8 @@
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Tensor};
 use unas_runtime::bench::{BenchConfig, Timing};
 use unas_runtime::device::{Cpu, Device};
-use unas_runtime::UNet2DConditionModel;
 use unas_space::UNetArch;
 
 use super::{BlockLatency, Dtype, LatencyModel, LatencyReport, LatencySetting};
@@ -190,17 +188,8 @@ fn step_medians_on<B: Backend>(
     device: &B::Device,
 ) -> Result<Vec<f64>, EvalError> {
     let plan = arch.plan()?;
-    let model = UNet2DConditionModel::<B>::from_plan(arch, &plan, device);
-    model.check_inputs(
-        [s.batch, arch.stem.in_channels, s.latent, s.latent],
-        [s.batch],
-        [s.batch, s.text_len, arch.stem.cross_attention_dim],
-    )?;
-    let n = Distribution::Normal(0.0, 1.0);
-    let st = &arch.stem;
-    let sample = Tensor::<B, 4>::random([s.batch, st.in_channels, s.latent, s.latent], n, device);
-    let timesteps = Tensor::<B, 1>::from_floats(vec![500.0f32; s.batch].as_slice(), device);
-    let context = Tensor::<B, 3>::random([s.batch, s.text_len, st.cross_attention_dim], n, device);
+    let p = super::robust::prepare::<B>(arch, s, device)?;
+    let (model, (sample, timesteps, context)) = (p.model, p.inputs);
     let sync = || B::sync(device).map_err(|e| EvalError::Measure(format!("{e:?}")));
     let mut per_step: Vec<Vec<f64>> = vec![Vec::new(); plan.steps.len()];
     for run in 0..repeats.warmup + repeats.repeats {

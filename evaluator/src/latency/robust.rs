@@ -7,15 +7,17 @@
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use unas_runtime::bench::Timing;
 use unas_runtime::device::Device;
 use unas_runtime::UNet2DConditionModel;
+use unas_space::rng::Rng;
 use unas_space::UNetArch;
 
 use super::measured::{on_device, OnBackend, Repeats};
 use super::LatencySetting;
+use crate::quality::train::{init_seeded, normal};
 use crate::EvalError;
 
 /// Which number of the repeats a timing reports.
@@ -150,10 +152,48 @@ struct Interleaved<'a> {
 }
 
 /// One architecture's model and inputs on a backend.
-struct Prepared<B: Backend> {
-    model: UNet2DConditionModel<B>,
-    steps: usize,
-    inputs: (Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 3>),
+pub(crate) struct Prepared<B: Backend> {
+    /// The model (random weights).
+    pub model: UNet2DConditionModel<B>,
+    /// Its plan's step count.
+    pub steps: usize,
+    /// Sample, timesteps and context.
+    pub inputs: (Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 3>),
+}
+
+/// `arch`'s model with seeded random weights (built under [`init_seeded`]'s lock, so timing
+/// never draws from burn's process-wide generator while another thread seeds it) and seeded
+/// inputs at `s`.
+pub(crate) fn prepare<B: Backend>(
+    arch: &UNetArch,
+    s: &LatencySetting,
+    device: &B::Device,
+) -> Result<Prepared<B>, EvalError> {
+    let plan = arch.plan()?;
+    let model = init_seeded::<B, _>(device, 0, || {
+        UNet2DConditionModel::<B>::from_plan(arch, &plan, device)
+    });
+    let st = &arch.stem;
+    model.check_inputs(
+        [s.batch, st.in_channels, s.latent, s.latent],
+        [s.batch],
+        [s.batch, s.text_len, st.cross_attention_dim],
+    )?;
+    let mut rng = Rng::seed(0x7469_6d65);
+    let x = [s.batch, st.in_channels, s.latent, s.latent];
+    let c = [s.batch, s.text_len, st.cross_attention_dim];
+    let data = |shape: Vec<usize>, rng: &mut Rng| {
+        let n = shape.iter().product();
+        TensorData::new(normal(rng, n), shape)
+    };
+    let sample = Tensor::<B, 4>::from_data(data(x.to_vec(), &mut rng), device);
+    let context = Tensor::<B, 3>::from_data(data(c.to_vec(), &mut rng), device);
+    let timesteps = Tensor::<B, 1>::from_floats(vec![500.0f32; s.batch].as_slice(), device);
+    Ok(Prepared {
+        model,
+        steps: plan.steps.len(),
+        inputs: (sample, timesteps, context),
+    })
 }
 
 impl OnBackend for Interleaved<'_> {
@@ -161,25 +201,9 @@ impl OnBackend for Interleaved<'_> {
     fn run<B: Backend>(self, device: &B::Device) -> Result<Self::Out, EvalError> {
         let s = self.s;
         let sync = || B::sync(device).map_err(|e| EvalError::Measure(format!("{e:?}")));
-        let n = Distribution::Normal(0.0, 1.0);
         let mut prepared = Vec::with_capacity(self.archs.len());
         for arch in self.archs {
-            let plan = arch.plan()?;
-            let model = UNet2DConditionModel::<B>::from_plan(arch, &plan, device);
-            let st = &arch.stem;
-            model.check_inputs(
-                [s.batch, st.in_channels, s.latent, s.latent],
-                [s.batch],
-                [s.batch, s.text_len, st.cross_attention_dim],
-            )?;
-            let sample = Tensor::random([s.batch, st.in_channels, s.latent, s.latent], n, device);
-            let timesteps = Tensor::from_floats(vec![500.0f32; s.batch].as_slice(), device);
-            let context = Tensor::random([s.batch, s.text_len, st.cross_attention_dim], n, device);
-            prepared.push(Prepared::<B> {
-                model,
-                steps: plan.steps.len(),
-                inputs: (sample, timesteps, context),
-            });
+            prepared.push(prepare::<B>(arch, s, device)?);
         }
         let whole = self.whole;
         let pass = |p: &Prepared<B>, times: Option<&mut Vec<Vec<f64>>>| -> Result<(), EvalError> {
