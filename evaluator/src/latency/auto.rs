@@ -26,7 +26,7 @@ const CHECK_WITHIN: usize = 4;
 /// warning and its noise recorded).
 const MAX_NOISE: f64 = 0.10;
 
-/// How a table was checked before use: `(archs within ±10 %, archs checked, relative errors)`.
+/// How a table was checked before use.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Check {
     /// Archs within ±10 %.

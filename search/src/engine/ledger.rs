@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use crate::config::StudyConfig;
 use crate::error::SearchError;
 use crate::objective::Outcome;
-use crate::store::{now_ms, Store, TrialRecord, TrialStatus};
+use crate::store::{now_ms, RungRecord, Store, TrialRecord, TrialStatus};
 use crate::strategy::{splitmix, Controller};
 
 /// Seed passed to the quality evaluator for every candidate of a study (trials and reference
@@ -128,6 +128,14 @@ pub(crate) fn start(store: &mut dyn Store, t: &mut TrialRecord) -> Result<(), Se
     t.status = TrialStatus::Running;
     t.attempts += 1;
     t.started_ms = Some(now);
+    Ok(())
+}
+
+/// Marks rung row `r` running in the store (one more attempt, started now).
+pub(crate) fn start_rung(store: &mut dyn Store, r: &mut RungRecord) -> Result<(), SearchError> {
+    let now = now_ms();
+    store.start_rung(r, now)?;
+    (r.status, r.started_ms, r.attempts) = (TrialStatus::Running, Some(now), r.attempts + 1);
     Ok(())
 }
 

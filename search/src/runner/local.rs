@@ -12,7 +12,7 @@ use crate::engine::ledger::{self, Ledger};
 use crate::engine::{Progress, RunSummary, Study};
 use crate::error::SearchError;
 use crate::objective::{evaluate_candidate, evaluate_rung, Evaluators, Outcome};
-use crate::store::{now_ms, RungRecord, Store, TrialStatus};
+use crate::store::{RungRecord, Store, TrialStatus};
 use crate::strategy::Controller;
 
 /// One evaluation handed to a thread: a trial (rung 0), or a trial at a higher rung.
@@ -71,10 +71,8 @@ fn next_job(
         }
     }
     if let Some(i) = pending(rungs) {
-        let now = now_ms();
-        store.start_rung(&rungs[i], now)?;
-        let r = &mut rungs[i];
-        (r.status, r.started_ms, r.attempts) = (TrialStatus::Running, Some(now), r.attempts + 1);
+        ledger::start_rung(store, &mut rungs[i])?;
+        let r = &rungs[i];
         let t = &ledger.trials[r.number as usize];
         return Ok(Some(Job {
             number: t.number,

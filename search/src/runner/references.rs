@@ -170,8 +170,7 @@ impl Study {
                         r
                     }
                 };
-                self.store.start_rung(&r, now_ms())?;
-                r.attempts += 1;
+                ledger::start_rung(self.store.as_mut(), &mut r)?;
                 evaluate_rung(&t.arch, t.eval_seed, &mut r, ev);
                 self.store.finish_rung(&r, None)?;
             }
