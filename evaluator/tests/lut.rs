@@ -46,6 +46,7 @@ fn table_for(space: &SearchSpace, s: &LatencySetting) -> LookupTable {
             overhead_fit_archs: 0,
             statistic: Default::default(),
             noise: None,
+            reference_ms: None,
             cpu: None,
             threads: None,
             load: None,

@@ -147,10 +147,12 @@ fn profile(
         max_noise: None,
     };
     let mut table = LookupTable::build(space, setting, &options, &mut |_| {})?;
-    table.measured.noise = Some(match noisy {
+    let reading = match noisy {
         Ok(n) => n,
         Err(_) => noise_level(reference, setting, Device::Cpu)?,
-    });
+    };
+    table.measured.noise = Some(reading.spread);
+    table.measured.reference_ms = Some(reading.level_ms);
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir).map_err(|e| EvalError::File {
             file: dir.to_path_buf(),

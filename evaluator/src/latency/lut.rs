@@ -58,6 +58,10 @@ pub struct LutProvenance {
     /// The host's noise level when the table was made (spread of a reference forward).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noise: Option<f64>,
+    /// The noise check's reference forward when the table was made: the lower quartile of its
+    /// 15 repeats (ms); `unas latency validate` compares the host's speed now with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_ms: Option<f64>,
     /// The CPU model (`/proc/cpuinfo`), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,

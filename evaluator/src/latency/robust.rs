@@ -51,13 +51,22 @@ pub fn spread(t: &Timing) -> f64 {
     (t.q3_ms - t.q1_ms) / t.q1_ms.max(1e-9)
 }
 
-/// The host's noise level for `arch` at `setting` on `device`: the spread of 15 end-to-end
-/// forwards (3 warm-up runs first).
+/// One noise-check reading of the host: a reference forward timed 15 times.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NoiseReading {
+    /// The spread of the repeats, `(q3 - q1) / q1` (0.05 = 5 %).
+    pub spread: f64,
+    /// Their lower quartile (ms): the host's speed on the reference, compared across runs.
+    pub level_ms: f64,
+}
+
+/// The host's noise level for `arch` at `setting` on `device`: 15 forwards (3 warm-up runs
+/// first), each the sum of its synchronised steps.
 pub fn noise_level(
     arch: &UNetArch,
     setting: &LatencySetting,
     device: Device,
-) -> Result<f64, EvalError> {
+) -> Result<NoiseReading, EvalError> {
     let repeats = Repeats {
         warmup: 3,
         repeats: 15,
@@ -66,12 +75,16 @@ pub fn noise_level(
     let totals: Vec<f64> = (0..repeats.repeats)
         .map(|r| times[0].iter().map(|step| step[r]).sum())
         .collect();
-    Ok(spread(&Timing::from_samples(totals)))
+    let t = Timing::from_samples(totals);
+    Ok(NoiseReading {
+        spread: spread(&t),
+        level_ms: t.q1_ms,
+    })
 }
 
 /// Checks the host is quiet enough to time: the noise level of `arch` must be at most
 /// `max_noise`; a noisy reading is retried after a pause (`tries` readings in all). Returns the
-/// accepted level, or an error giving every reading.
+/// accepted reading, or an error giving every reading.
 pub fn check_noise(
     arch: &UNetArch,
     setting: &LatencySetting,
@@ -79,18 +92,18 @@ pub fn check_noise(
     max_noise: f64,
     tries: usize,
     progress: &mut dyn FnMut(f64),
-) -> Result<f64, EvalError> {
+) -> Result<NoiseReading, EvalError> {
     let mut seen = Vec::new();
     for attempt in 0..tries.max(1) {
         if attempt > 0 {
             std::thread::sleep(std::time::Duration::from_secs(5));
         }
         let n = noise_level(arch, setting, device)?;
-        progress(n);
-        if n <= max_noise {
+        progress(n.spread);
+        if n.spread <= max_noise {
             return Ok(n);
         }
-        seen.push(format!("{:.1} %", n * 100.0));
+        seen.push(format!("{:.1} %", n.spread * 100.0));
     }
     Err(EvalError::Measure(format!(
         "the host is too noisy to time: the spread of a reference forward's repeats (IQR / \

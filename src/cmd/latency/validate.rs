@@ -96,6 +96,20 @@ pub(super) fn validate(a: ValidateArgs) -> CmdResult {
         Some(_) => Some(noise(f64::INFINITY).map_err(eval_err)?),
         None => None,
     };
+    // The host's speed now against the table's, shown, not checked: the reference forward's
+    // level before and after relative to the one recorded with the table (the larger departure
+    // of the two). Measured here, it did not track the figures' error (docs/latency.md).
+    let drift = match (before, after, table.measured.reference_ms) {
+        (Some(b), Some(f), Some(t)) => {
+            let rel = |x: f64| x / t - 1.0;
+            Some(if rel(b.level_ms).abs() >= rel(f.level_ms).abs() {
+                rel(b.level_ms)
+            } else {
+                rel(f.level_ms)
+            })
+        }
+        _ => None,
+    };
     println!(
         "lookup table {} ({}, {}) vs end-to-end measurement, {} archs of space `{}` (seed {})",
         a.lut.display(),
@@ -117,10 +131,24 @@ pub(super) fn validate(a: ValidateArgs) -> CmdResult {
         println!(
             "host noise (spread of a reference forward's repeats): {:.1} % before, {:.1} % after; \
              statistic: {:?}",
-            b * 100.0,
-            f * 100.0,
+            b.spread * 100.0,
+            f.spread * 100.0,
             table.measured.statistic
         );
+        match table.measured.reference_ms {
+            Some(t) => println!(
+                "host speed (the reference forward's lower quartile): {:.3} ms before, {:.3} ms \
+                 after; {t:.3} ms when the table was made ({:+.1} %)",
+                b.level_ms,
+                f.level_ms,
+                100.0 * drift.unwrap_or(0.0)
+            ),
+            None => println!(
+                "host speed (the reference forward's lower quartile): {:.3} ms before, {:.3} ms \
+                 after; the table records none (made before it was recorded)",
+                b.level_ms, f.level_ms
+            ),
+        }
     }
     println!();
     println!(
@@ -159,5 +187,16 @@ pub(super) fn validate(a: ValidateArgs) -> CmdResult {
         within(10.0),
         within(15.0)
     );
+    // The figures above are shown either way; a host that got noisy while they were taken
+    // makes them a measure of the host, not of the table: the run fails (exit 1).
+    if let Some(f) = after.filter(|f| f.spread > a.max_noise) {
+        return Err(CliError::failure(format!(
+            "measurement failed: the host got noisy while the architectures were measured \
+             (a reference forward's spread {:.1} % after, limit {:.1} %): the figures above \
+             do not measure the table; stop other work on this machine and run it again",
+            f.spread * 100.0,
+            a.max_noise * 100.0
+        )));
+    }
     Ok(())
 }
