@@ -3,7 +3,7 @@
 
 #[allow(unused_imports)]
 use super::*;
-use unas_evaluator::latency::robust::{check_noise, interleaved_forwards};
+use unas_evaluator::latency::robust::{check_noise, interleaved_forwards, NoiseReading};
 
 #[derive(Args)]
 pub(super) struct ValidateArgs {
@@ -189,14 +189,44 @@ pub(super) fn validate(a: ValidateArgs) -> CmdResult {
     );
     // The figures above are shown either way; a host that got noisy while they were taken
     // makes them a measure of the host, not of the table: the run fails (exit 1).
-    if let Some(f) = after.filter(|f| f.spread > a.max_noise) {
-        return Err(CliError::failure(format!(
+    noisy_after(after, a.max_noise)?;
+    Ok(())
+}
+
+/// Fails (exit 1) when the noise reading taken after measuring is over the limit.
+fn noisy_after(after: Option<NoiseReading>, max_noise: f64) -> CmdResult {
+    match after.filter(|f| f.spread > max_noise) {
+        Some(f) => Err(CliError::failure(format!(
             "measurement failed: the host got noisy while the architectures were measured \
              (a reference forward's spread {:.1} % after, limit {:.1} %): the figures above \
              do not measure the table; stop other work on this machine and run it again",
             f.spread * 100.0,
-            a.max_noise * 100.0
-        )));
+            max_noise * 100.0
+        ))),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_noisy_reading_after_measuring_fails_the_run() {
+        let r = |spread| {
+            Some(NoiseReading {
+                spread,
+                level_ms: 20.0,
+            })
+        };
+        assert!(noisy_after(r(0.05), 0.10).is_ok());
+        assert!(noisy_after(None, 0.10).is_ok());
+        let e = noisy_after(r(0.32), 0.10).unwrap_err();
+        assert_eq!(e.code, 1);
+        assert!(
+            e.message.contains("32.0 % after, limit 10.0 %"),
+            "{}",
+            e.message
+        );
+    }
 }
