@@ -51,6 +51,10 @@ enum Command {
     Search(Box<cmd::search::SearchArgs>),
     /// Write a study's report (Pareto plot, hypervolume, block composition, report.html/.md).
     Report(cmd::search::ReportArgs),
+    /// Serve a live, read-only view of a study (running or finished) over HTTP: counts,
+    /// running trials with their workers, the Pareto front, hypervolume, block composition and
+    /// a sortable trial table, updated as trials finish; JSON at /api/study and /api/trials.
+    Dashboard(cmd::dashboard::DashboardArgs),
     /// Export a study's pick (knee, fastest, best-under:MS, a trial) as unet-nas.toml and a
     /// diffusers config.json.
     Export(cmd::search::ExportArgs),
@@ -82,6 +86,7 @@ fn main() {
         Command::Train(a) => cmd::train::run(*a),
         Command::Report(a) => cmd::search::report(a),
         Command::Export(a) => cmd::search::export(a),
+        Command::Dashboard(a) => cmd::dashboard::run(a),
         Command::Worker(a) => cmd::worker::run(*a),
         Command::Store(c) => cmd::store::run(c),
     };

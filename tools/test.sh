@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README's test command: installs and starts what the tests need, then runs them.
-#   - Debian packages: dataset-fashion-mnist (dataset tests), chromium (report rendering test),
+#   - Debian packages: dataset-fashion-mnist (dataset tests), chromium and chromium-driver
+#     (report rendering and dashboard tests),
 #     postgresql (distributed-study tests); installed with apt-get when missing (as root, or
 #     through sudo).
 #   - Python packages of tools/fixtures/requirements.txt (diffusers + torch on CPU, for the
@@ -27,6 +28,7 @@ step "system packages (Fashion-MNIST, chromium, PostgreSQL)"
 missing=()
 [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || missing+=(dataset-fashion-mnist)
 command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 { command -v pg_ctlcluster >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"

@@ -9,6 +9,7 @@
 //! - [`export`]: picks an architecture (`knee`, `fastest`, `best-under:MS`, a trial number) and
 //!   writes it as a unas arch TOML and a diffusers `config.json`.
 //! - [`training`]: a training run's loss curve and sample grid (`unas train`).
+//! - [`dashboard`]: `unas dashboard`, the live read-only view of a running study (HTTP).
 //!
 //! A study with no feasible trial still reports: the tables then list the least-violating
 //! trials. Text in the PNG plots is drawn with the bundled DejaVu Sans font
@@ -16,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+pub mod dashboard;
 pub mod export;
 mod plots;
 mod text;

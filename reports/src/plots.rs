@@ -56,6 +56,20 @@ macro_rules! render {
     }};
 }
 
+/// Draws with `$f(&root, args…)` into an SVG string only.
+macro_rules! render_svg {
+    ($w:expr, $h:expr, $f:ident, $($arg:expr),*) => {{
+        init_font();
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, ($w, $h)).into_drawing_area();
+            $f(&root, $($arg),*)?;
+            root.present().map_err(err)?;
+        }
+        svg
+    }};
+}
+
 fn encode_png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>, String> {
     use image::ImageEncoder;
     let mut out = Vec::new();
@@ -90,6 +104,16 @@ struct ParetoData {
     knee: Option<(u64, f64, f64)>,
     /// (label, latency, quality or strip).
     references: Vec<(String, f64, f64)>,
+    /// Every trial drawn, (number, latency, y): where the dashboard makes points clickable.
+    trials: Vec<(u64, f64, f64)>,
+}
+
+/// A trial's point in a drawn plot: its number and pixel position (SVG user units).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub(crate) struct Hit {
+    pub number: u64,
+    pub x: i32,
+    pub y: i32,
 }
 
 fn pareto_data(input: &ReportInput, results: &StudyResults) -> ParetoData {
@@ -104,14 +128,16 @@ fn pareto_data(input: &ReportInput, results: &StudyResults) -> ParetoData {
     let mut feasible = Vec::new();
     let mut unscored = Vec::new();
     let mut failed = Vec::new();
+    let mut trials = Vec::new();
     for t in &input.trials {
         let Some(x) = t.latency_ms else { continue };
-        match (t.status, t.quality) {
-            (TrialStatus::Done, Some(q)) => feasible.push((x, q)),
-            (TrialStatus::Failed, _) => failed.push((x, strip)),
-            (TrialStatus::Infeasible, _) => unscored.push((x, strip)),
-            _ => {}
-        }
+        let y = match (t.status, t.quality) {
+            (TrialStatus::Done, Some(q)) => (feasible.push((x, q)), q).1,
+            (TrialStatus::Failed, _) => (failed.push((x, strip)), strip).1,
+            (TrialStatus::Infeasible, _) => (unscored.push((x, strip)), strip).1,
+            _ => continue,
+        };
+        trials.push((t.number, x, y));
     }
     let front = if results.feasible {
         results
@@ -156,6 +182,7 @@ fn pareto_data(input: &ReportInput, results: &StudyResults) -> ParetoData {
         front,
         knee,
         references,
+        trials,
     }
 }
 
@@ -170,7 +197,7 @@ fn shorten(s: &str, n: usize) -> String {
 fn draw_pareto<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     d: &ParetoData,
-) -> Result<(), String> {
+) -> Result<Vec<Hit>, String> {
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(root)
         .caption(&d.title, (FONT, 20))
@@ -298,13 +325,49 @@ fn draw_pareto<DB: DrawingBackend>(
         .position(SeriesLabelPosition::LowerRight)
         .draw()
         .map_err(err)?;
-    Ok(())
+    Ok(d.trials
+        .iter()
+        .map(|&(number, x, y)| {
+            let (x, y) = chart.backend_coord(&(x, y));
+            Hit { number, x, y }
+        })
+        .collect())
 }
 
 /// `pareto.svg/png`.
 pub(crate) fn pareto(input: &ReportInput, results: &StudyResults) -> Result<Plot, String> {
     let d = pareto_data(input, results);
     render!("pareto", 900, 600, draw_pareto, &d)
+}
+
+/// The Pareto plot as SVG only, with each trial's point in it (the dashboard).
+pub(crate) fn pareto_svg(
+    input: &ReportInput,
+    results: &StudyResults,
+) -> Result<(String, Vec<Hit>), String> {
+    init_font();
+    let d = pareto_data(input, results);
+    let mut svg = String::new();
+    let hits = {
+        let root = SVGBackend::with_string(&mut svg, (900, 600)).into_drawing_area();
+        let hits = draw_pareto(&root, &d)?;
+        root.present().map_err(err)?;
+        hits
+    };
+    Ok((svg, hits))
+}
+
+/// The hypervolume and composition plots as SVG only (the dashboard): the report's
+/// drawings, without their PNGs.
+pub(crate) fn other_svgs(
+    input: &ReportInput,
+    results: &StudyResults,
+) -> Result<(String, String), String> {
+    let (curve, title) = hypervolume_args(input, results);
+    let hv = render_svg!(800, 420, draw_hypervolume, &curve, &title);
+    let (cols, rows, title, w, h) = composition_args(input, results);
+    let comp = render_svg!(w, h, draw_composition, &cols, &rows, title);
+    Ok((hv, comp))
 }
 
 fn draw_hypervolume<DB: DrawingBackend>(
@@ -344,6 +407,11 @@ fn draw_hypervolume<DB: DrawingBackend>(
 
 /// `hypervolume.svg/png`.
 pub(crate) fn hypervolume(input: &ReportInput, results: &StudyResults) -> Result<Plot, String> {
+    let (curve, title) = hypervolume_args(input, results);
+    render!("hypervolume", 800, 420, draw_hypervolume, &curve, &title)
+}
+
+fn hypervolume_args(input: &ReportInput, results: &StudyResults) -> (Vec<(u64, f64)>, String) {
     let curve = input.hypervolume_curve();
     let title = if results.feasible {
         format!(
@@ -353,7 +421,7 @@ pub(crate) fn hypervolume(input: &ReportInput, results: &StudyResults) -> Result
     } else {
         "hypervolume after each trial (no feasible trial yet: 0)".to_string()
     };
-    render!("hypervolume", 800, 420, draw_hypervolume, &curve, &title)
+    (curve, title)
 }
 
 /// One row of the composition grid.
@@ -467,6 +535,13 @@ fn draw_composition<DB: DrawingBackend>(
 
 /// `composition.svg/png`.
 pub(crate) fn composition(input: &ReportInput, results: &StudyResults) -> Result<Plot, String> {
+    let (cols, rows, title, w, h) = composition_args(input, results);
+    render!("composition", w, h, draw_composition, &cols, &rows, title)
+}
+
+type CompositionArgs = (Vec<String>, Vec<Row>, &'static str, u32, u32);
+
+fn composition_args(input: &ReportInput, results: &StudyResults) -> CompositionArgs {
     let (cols, rows) = composition_rows(input, results);
     let title = if results.feasible {
         "Blocks of the Pareto architectures (and the reference archs)"
@@ -475,7 +550,7 @@ pub(crate) fn composition(input: &ReportInput, results: &StudyResults) -> Result
     };
     let w = (250 + cols.len() as u32 * 74 + 20).max(700);
     let h = 70 + rows.len().max(1) as u32 * 26 + 20;
-    render!("composition", w, h, draw_composition, &cols, &rows, title)
+    (cols, rows, title, w, h)
 }
 
 fn draw_loss_curve<DB: DrawingBackend>(

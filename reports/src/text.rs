@@ -328,18 +328,25 @@ fn outcome_lines(input: &ReportInput, results: &StudyResults) -> Vec<String> {
             ));
         }
     }
+    lines.extend(objective_lines(input));
+    lines
+}
+
+/// What the report says about the quality objective: a test fixture's warning, the supernet
+/// objective's calibration (τ against the ground truth, targets met or missed), or the proxy's
+/// caveat (Markdown emphasis).
+pub(crate) fn objective_lines(input: &ReportInput) -> Vec<String> {
     if input.metric().contains("test-fixture") {
-        lines.push(
+        vec![
             "**Warning:** these quality numbers come from a synthetic TEST FIXTURE, not from a \
              quality metric."
                 .into(),
-        );
+        ]
     } else if input.config.quality.objective.uses_supernets() {
-        lines.extend(calibration_lines(&input.config.quality));
+        calibration_lines(&input.config.quality)
     } else {
-        lines.push(PROXY_CAVEAT.into());
+        vec![PROXY_CAVEAT.into()]
     }
-    lines
 }
 
 /// What the report says about a supernet objective: its name and, from `quality.calibration`,

@@ -44,8 +44,8 @@ pub use objective::{Evaluators, QualityError, QualityEvaluator, QualityResult};
 pub use runner::external::ExternalOptions;
 pub use runner::worker::{Worker, WorkerOptions, WorkerSummary};
 pub use store::{
-    copy_store, open_store, PostgresStore, SqliteStore, Store, StudyRecord, TrialRecord,
-    TrialStatus,
+    copy_store, open_store, open_store_read_only, PostgresStore, SqliteStore, Store, StudyRecord,
+    TrialRecord, TrialStatus,
 };
 
 /// The TEST FIXTURE quality evaluator selected by `UNAS_TEST_SYNTHETIC_QUALITY` (a delay in

@@ -1,6 +1,7 @@
 //! CLI commands: each submodule parses its arguments, calls the library crates and prints.
 
 pub mod bench;
+pub mod dashboard;
 pub mod export_weights;
 pub mod generate;
 pub mod latency;

@@ -300,10 +300,19 @@ fn search(a: RunArgs) -> CmdResult {
             .build_for(study.space(), &mut |l| eprintln!("latency: {l}"))
             .map_err(|e| in_file(&cfg_name, e))?,
     };
-    let quality = prepare_quality(&cfg, study.space().stem.cross_attention_dim, a.quiet)?;
+    // The test suite's fixture (a build with search's `testing` feature), else the proxy.
+    let fixture = super::worker::test_fixture_quality()?;
+    let proxy;
+    let quality: &(dyn QualityEvaluator + Sync) = match &fixture {
+        Some(q) => q.as_ref(),
+        None => {
+            proxy = prepare_quality(&cfg, study.space().stem.cross_attention_dim, a.quiet)?;
+            &proxy
+        }
+    };
     let ev = Evaluators {
         latency: latency.as_ref(),
-        quality: &quality,
+        quality,
     };
     eprintln!(
         "study `{}` in {}: {} trials, {} ({}), budget {} ms on {}",

@@ -119,27 +119,41 @@ impl Study {
                 file,
             });
         }
-        let mut store = SqliteStore::open(&file)?;
+        let store = SqliteStore::open(&file)?;
+        match Self::open_only(Box::new(store)) {
+            Err(SearchError::Store { message, .. }) if message.contains("holds no study") => {
+                Err(SearchError::NoStudy {
+                    dir: dir.to_path_buf(),
+                    file,
+                })
+            }
+            r => r,
+        }
+    }
+
+    /// Opens the one study of a store (its reference archs' study aside); an error names the
+    /// studies when there are several.
+    pub fn open_only(mut store: Box<dyn Store>) -> Result<Self, SearchError> {
         let names: Vec<String> = store
             .study_names()?
             .into_iter()
             .filter(|n| !n.ends_with(REFERENCES_SUFFIX))
             .collect();
         match names.as_slice() {
-            [] => Err(SearchError::NoStudy {
-                dir: dir.to_path_buf(),
-                file,
-            }),
             [name] => {
                 let name = name.clone();
-                Self::open_in(Box::new(store), &name)
+                Self::open_in(store, &name)
             }
             _ => Err(SearchError::Store {
                 location: store.location(),
-                message: format!(
-                    "holds several studies ({}); open one by name",
-                    names.join(", ")
-                ),
+                message: if names.is_empty() {
+                    "holds no study".into()
+                } else {
+                    format!(
+                        "holds several studies ({}); open one by name",
+                        names.join(", ")
+                    )
+                },
             }),
         }
     }

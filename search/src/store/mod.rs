@@ -31,7 +31,7 @@ pub use record::{StudyRecord, TrialRecord, TrialStatus};
 pub use rung::{RungRecord, RungStore};
 pub use sql::sqlite_placeholders;
 pub use sqlite::SqliteStore;
-pub use url::{open_store, redact_url};
+pub use url::{open_store, open_store_read_only, redact_url};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

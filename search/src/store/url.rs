@@ -15,6 +15,11 @@ pub fn open_store(spec: &str) -> Result<Box<dyn Store>, SearchError> {
     if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
         return Ok(Box::new(PostgresStore::connect(spec)?));
     }
+    check_scheme(spec)?;
+    Ok(Box::new(SqliteStore::open(&sqlite_file(spec))?))
+}
+
+fn check_scheme(spec: &str) -> Result<(), SearchError> {
     if let Some((scheme, _)) = spec.split_once("://") {
         if scheme != "sqlite" {
             return Err(SearchError::Store {
@@ -25,13 +30,27 @@ pub fn open_store(spec: &str) -> Result<Box<dyn Store>, SearchError> {
             });
         }
     }
+    Ok(())
+}
+
+/// The SQLite file a path or `sqlite://` address names (a directory means its `study.sqlite`).
+fn sqlite_file(spec: &str) -> std::path::PathBuf {
     let path = Path::new(spec.strip_prefix("sqlite://").unwrap_or(spec));
-    let file = if path.is_dir() {
+    if path.is_dir() {
         SqliteStore::file_in(path)
     } else {
         path.to_path_buf()
-    };
-    Ok(Box::new(SqliteStore::open(&file)?))
+    }
+}
+
+/// Opens an existing trial store for reading only (`unas dashboard`), from the same
+/// addresses as [`open_store`]: nothing is created, migrated or written.
+pub fn open_store_read_only(spec: &str) -> Result<Box<dyn Store>, SearchError> {
+    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+        return Ok(Box::new(PostgresStore::connect_read_only(spec)?));
+    }
+    check_scheme(spec)?;
+    Ok(Box::new(SqliteStore::open_read_only(&sqlite_file(spec))?))
 }
 
 /// A store URL with the password (and any `password=` parameter) removed, for messages.

@@ -40,6 +40,26 @@ impl PostgresStore {
     /// migrations. A malformed URL, an unreachable server, a wrong password or a missing
     /// database each give one error naming the URL without its password.
     pub fn connect(url: &str) -> Result<Self, SearchError> {
+        let mut store = Self::connect_only(url)?;
+        store.migrate(i64::MAX)?;
+        Ok(store)
+    }
+
+    /// Connects like [`PostgresStore::connect`] for reading only (`unas dashboard`): no
+    /// migration, and the session's transactions are read-only, so the server refuses any
+    /// write; a database at an older schema version is refused.
+    pub fn connect_read_only(url: &str) -> Result<Self, SearchError> {
+        let mut store = Self::connect_only(url)?;
+        store
+            .client
+            .batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            .map_err(|e| store.err("setting the session read-only", e))?;
+        let found = store.schema_version()?;
+        sql::require_current(Some(found).filter(|&v| v > 0), &store.location)?;
+        Ok(store)
+    }
+
+    fn connect_only(url: &str) -> Result<Self, SearchError> {
         let location = redact_url(url);
         let password = password_of(url);
         let fail = |message: String| SearchError::Store {
@@ -99,13 +119,11 @@ impl PostgresStore {
                 }),
             })
         })?;
-        let mut store = Self {
+        Ok(Self {
             client,
             location,
             password,
-        };
-        store.migrate(i64::MAX)?;
-        Ok(store)
+        })
     }
 
     /// Whether this connection is encrypted, as the server sees it (`pg_stat_ssl`).

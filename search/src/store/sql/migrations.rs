@@ -101,3 +101,21 @@ pub fn check_version(found: Option<i64>, location: &str) -> Result<i64, SearchEr
     }
     Ok(found)
 }
+
+/// A read-only opening's check: the database must be at this build's schema version (a reader
+/// cannot migrate it; an older store is migrated by opening it once with a writer, e.g.
+/// `unas report`).
+pub fn require_current(found: Option<i64>, location: &str) -> Result<(), SearchError> {
+    let found = check_version(found, location)?;
+    if found < known_version() {
+        return Err(SearchError::Store {
+            location: location.into(),
+            message: format!(
+                "schema version {found}, this build reads {}: a read-only reader cannot \
+                 migrate it (run `unas report` on it once, or resume the study, to migrate)",
+                known_version()
+            ),
+        });
+    }
+    Ok(())
+}

@@ -37,6 +37,31 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Opens an existing database file read-only (`unas dashboard`): nothing is created,
+    /// migrated or written; a file at an older schema version is refused.
+    pub fn open_read_only(path: &Path) -> Result<Self, SearchError> {
+        let location = path.display().to_string();
+        let err = |message: String| SearchError::Store {
+            location: location.clone(),
+            message,
+        };
+        if !path.is_file() {
+            return Err(err("no such store file".into()));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| err(e.to_string()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(|e| err(e.to_string()))?;
+        let found: Option<i64> = conn
+            .query_row(sql::CURRENT_VERSION, [], |r| r.get(0))
+            .map_err(|e| err(format!("not a unas trial store: {e}")))?;
+        sql::require_current(found, &location)?;
+        Ok(Self { conn, location })
+    }
+
     /// A private in-memory database (benchmarks, tests).
     pub fn in_memory() -> Result<Self, SearchError> {
         let conn = Connection::open_in_memory().map_err(|e| SearchError::Store {
