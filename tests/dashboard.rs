@@ -6,16 +6,19 @@
 //! study with two workers, and one clear error (exit 2) each for a bad store, an unknown study
 //! and a port in use.
 
+#[path = "common/browser.rs"]
+mod browser;
 #[path = "../search/tests/support/mod.rs"]
 mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use unas_search::{open_store, open_store_read_only};
+
+use browser::{assert_not_blank, wait_for, Browser, Guard};
 
 fn unas() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_unas"));
@@ -52,16 +55,6 @@ text_len = 16
     )
 }
 
-/// A child process killed on drop.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `unas dashboard ARGS… --bind 127.0.0.1:0` and returns it with its URL (read from
 /// its first line of output).
 fn dashboard(args: &[&str]) -> (Guard, String) {
@@ -94,137 +87,6 @@ fn get(url: &str) -> Value {
         .unwrap()
 }
 
-/// Waits until `f` returns `Some`, failing after `secs` with `what`.
-fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(secs),
-            "timed out: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Headless Chromium over WebDriver (W3C protocol, Debian's chromedriver).
-struct Browser {
-    _driver: Guard,
-    _profile: tempfile::TempDir,
-    base: String,
-}
-
-impl Browser {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("this test needs chromedriver: apt-get install -y chromium chromium-driver (tools/test.sh does)");
-        let driver = Guard(driver);
-        let root = format!("http://127.0.0.1:{port}");
-        wait_for(30, "chromedriver to start", || {
-            ureq::get(&format!("{root}/status")).call().ok()
-        });
-        let profile = tempfile::tempdir().unwrap();
-        let caps = json!({ "capabilities": { "alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                         "--no-first-run", "--disable-background-networking",
-                         "--disable-component-update", "--disable-sync",
-                         "--window-size=1300,1800",
-                         format!("--user-data-dir={}", profile.path().display())],
-            },
-            "goog:loggingPrefs": { "browser": "ALL" },
-        }}});
-        let session: Value = ureq::post(&format!("{root}/session"))
-            .send_json(caps)
-            .unwrap_or_else(|e| panic!("starting a Chromium session: {e}"))
-            .into_json()
-            .unwrap();
-        let id = session["value"]["sessionId"].as_str().unwrap().to_string();
-        Browser {
-            _driver: driver,
-            _profile: profile,
-            base: format!("{root}/session/{id}"),
-        }
-    }
-
-    fn post(&self, path: &str, body: Value) -> Value {
-        let r: Value = ureq::post(&format!("{}/{path}", self.base))
-            .send_json(body)
-            .unwrap_or_else(|e| panic!("WebDriver {path}: {e}"))
-            .into_json()
-            .unwrap();
-        r["value"].clone()
-    }
-
-    fn open(&self, url: &str) {
-        self.post("url", json!({ "url": url }));
-    }
-
-    fn eval(&self, script: &str) -> Value {
-        self.post("execute/sync", json!({ "script": script, "args": [] }))
-    }
-
-    fn text_of(&self, id: &str) -> String {
-        self.eval(&format!(
-            "const e = document.getElementById('{id}'); return e ? e.textContent : null;"
-        ))
-        .as_str()
-        .unwrap_or("")
-        .to_string()
-    }
-
-    /// Console messages at level SEVERE (errors), and the page's own error list.
-    fn errors(&self) -> Vec<String> {
-        let log = self.post("se/log", json!({ "type": "browser" }));
-        let mut out: Vec<String> = log
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|e| e["level"] == "SEVERE")
-            .map(|e| e["message"].to_string())
-            .collect();
-        if let Some(a) = self
-            .eval("return window.__errors || ['no error list'];")
-            .as_array()
-        {
-            out.extend(a.iter().map(|e| e.to_string()));
-        }
-        out
-    }
-
-    fn screenshot(&self) -> image::RgbImage {
-        use base64::Engine;
-        let r: Value = ureq::get(&format!("{}/screenshot", self.base))
-            .call()
-            .unwrap()
-            .into_json()
-            .unwrap();
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(r["value"].as_str().unwrap())
-            .unwrap();
-        image::load_from_memory(&png).unwrap().to_rgb8()
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = ureq::delete(&self.base).call();
-    }
-}
-
 /// The page shows `api`'s trial count and front; its plots are drawn.
 fn page_matches(b: &Browser, api: &Value) -> bool {
     let front: Vec<String> = api["front"]
@@ -238,22 +100,6 @@ fn page_matches(b: &Browser, api: &Value) -> bool {
     shown("n-total") == api["total"].as_u64()
         && shown("n-done") == api["counts"]["done"].as_u64()
         && front_attr.as_str() == Some(front.join(",").as_str())
-}
-
-fn assert_not_blank(img: &image::RgbImage) {
-    let n = img.pixels().count();
-    let white = img.pixels().filter(|p| p.0 == [255, 255, 255]).count();
-    let dark = img
-        .pixels()
-        .filter(|p| p.0.iter().all(|&c| c < 100))
-        .count();
-    let colored = img
-        .pixels()
-        .filter(|p| p.0.iter().max().unwrap() - p.0.iter().min().unwrap() > 60)
-        .count();
-    assert!(white < n * 98 / 100, "screenshot is (nearly) blank");
-    assert!(dark > 1000, "no text drawn ({dark} dark pixels)");
-    assert!(colored > 300, "no coloured plot marks ({colored} pixels)");
 }
 
 /// Drives the page while `study` finishes: it first shows the trials done so far, then — with

@@ -20,6 +20,7 @@
 pub mod dashboard;
 pub mod export;
 mod plots;
+pub mod samples;
 mod text;
 pub mod training;
 
@@ -31,6 +32,7 @@ use unas_search::{SearchError, Study, StudyConfig, StudyResults, TrialRecord, Tr
 use unas_space::UNetArch;
 
 pub use export::{export, pick, ExportedFiles, Pick};
+pub use samples::{SampleGrid, SampleGrids};
 
 /// Errors of the report crate.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +77,8 @@ pub struct ReportInput {
     pub trials: Vec<TrialRecord>,
     /// The reference archs' records (see [`StudyConfig::references`]).
     pub references: Vec<TrialRecord>,
+    /// Sample grids of the front and the references (`RUN_DIR/samples/`), when made.
+    pub samples: Option<SampleGrids>,
 }
 
 impl ReportInput {
@@ -90,13 +94,17 @@ impl ReportInput {
             space_name: study.space().name.clone(),
             trials: with_top_rungs(&trials, &rungs),
             references: with_top_rungs(&references, &reference_rungs),
+            samples: None,
         })
     }
 
-    /// Reads the study in a run directory.
+    /// Reads the study in a run directory, with its sample grids when it has them.
     pub fn from_run_dir(dir: &Path) -> Result<Self, SearchError> {
         let mut study = Study::open(dir)?;
-        Self::from_study(&mut study)
+        Ok(Self {
+            samples: SampleGrids::read(dir),
+            ..Self::from_study(&mut study)?
+        })
     }
 
     /// The study's results (Pareto front or least-violating trials, knee, hypervolume).

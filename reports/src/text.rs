@@ -445,6 +445,20 @@ pub(crate) fn markdown(input: &ReportInput, results: &StudyResults) -> String {
     }
     s.push_str("\n## Hypervolume over trials\n\n![hypervolume](hypervolume.svg)\n\n");
     s.push_str("## Block composition\n\n![composition](composition.svg)\n\n");
+    if let Some(g) = &input.samples {
+        s.push_str(&format!("## Samples\n\n{}\n\n", g.how));
+        for grid in &g.grids {
+            s.push_str(&format!(
+                "{}: ![{0}](samples/{})\n\n",
+                grid.label, grid.file
+            ));
+        }
+        s.push_str("Prompts, left to right:\n\n");
+        for (i, p) in g.prompts.iter().enumerate() {
+            s.push_str(&format!("{}. {p}\n", i + 1));
+        }
+        s.push('\n');
+    }
     s.push_str("## Failures\n\n");
     let f = failures_table(input);
     if f.rows.is_empty() {
@@ -468,7 +482,39 @@ fn inline_svg(svg: &str) -> &str {
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;max-width:1200px;color:#222}\
 table{border-collapse:collapse;margin:1em 0;font-size:13px}\
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}\
-th{background:#f2f2f2}.plot svg{max-width:100%;height:auto}.warn{color:#a00}";
+th{background:#f2f2f2}.plot svg{max-width:100%;height:auto}.warn{color:#a00}\
+.samples{display:flex;flex-wrap:wrap;gap:12px}.samples figure{margin:0}\
+.samples img{image-rendering:pixelated;border:1px solid #ccc}\
+.samples figcaption{font-size:13px}";
+
+/// The sample grids' section: one figure per grid (the PNG inline), then the prompts.
+fn samples_html(input: &ReportInput) -> String {
+    use base64::Engine;
+    let Some(g) = &input.samples else {
+        return "<p>None made (sample grids are drawn for supernet objectives by \
+                <code>unas search</code>).</p>\n"
+            .into();
+    };
+    let mut s = format!(
+        "<p>{}</p>\n<div class=\"samples\" id=\"samples\">\n",
+        esc(&g.how)
+    );
+    for grid in &g.grids {
+        s.push_str(&format!(
+            "<figure data-trial=\"{}\"><img alt=\"samples of {label}\" \
+             src=\"data:image/png;base64,{}\"><figcaption>{label}</figcaption></figure>\n",
+            grid.number.map_or(String::new(), |n| n.to_string()),
+            base64::engine::general_purpose::STANDARD.encode(&grid.png),
+            label = esc(&grid.label),
+        ));
+    }
+    s.push_str("</div>\n<p>Prompts, left to right:</p>\n<ol>\n");
+    for p in &g.prompts {
+        s.push_str(&format!("<li>{}</li>\n", esc(p)));
+    }
+    s.push_str("</ol>\n");
+    s
+}
 
 /// The self-contained HTML report (inline CSS and SVG, no scripts, no external resources).
 pub(crate) fn html(
@@ -510,6 +556,8 @@ pub(crate) fn html(
     s.push_str(&plot("hypervolume", "hypervolume over trials"));
     s.push_str("<h2>Block composition</h2>\n");
     s.push_str(&plot("composition", "blocks of the Pareto architectures"));
+    s.push_str("<h2>Samples</h2>\n");
+    s.push_str(&samples_html(input));
     s.push_str("<h2>Failures</h2>\n");
     let f = failures_table(input);
     if f.rows.is_empty() {

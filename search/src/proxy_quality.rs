@@ -56,6 +56,36 @@ impl ProxyQuality {
     pub fn proxy(&self) -> &Proxy {
         &self.proxy
     }
+
+    /// Images of `arch` for people to look at: the first `n` fixed prompts, sampled with the
+    /// proxy's fixed noise, scheduler and guidance from the weights the objective scored
+    /// (inherited from the supernet, zero-shot), decoded by the data's VAE. The same prompts
+    /// and noise for every architecture, so their grids compare side by side. `None` for an
+    /// objective without supernets (its weights exist only during its training).
+    pub fn samples(&self, arch: &UNetArch, n: usize) -> Option<Result<Samples, EvalError>> {
+        let scorer = self.supernets.as_ref()?;
+        let run = || {
+            let unet = scorer.subnetwork(arch)?;
+            let cfg = self.proxy.config();
+            Ok(Samples {
+                images: self.proxy.sample_first(&unet, cfg.sampling_steps, n)?,
+                size: cfg.image_size,
+                prompts: self.proxy.prompt_texts(n),
+            })
+        };
+        Some(run())
+    }
+}
+
+/// Sampled images of one architecture ([`ProxyQuality::samples`]).
+#[derive(Clone, Debug)]
+pub struct Samples {
+    /// Images `[3, size, size]`, channel-major, in [0, 1].
+    pub images: Vec<Vec<f32>>,
+    /// Their side in pixels.
+    pub size: usize,
+    /// The prompt of each image.
+    pub prompts: Vec<String>,
 }
 
 /// A proxy score as a [`QualityResult`].

@@ -22,6 +22,10 @@ pub struct DashboardArgs {
     /// picks a free port.
     #[arg(long, default_value = "127.0.0.1:8080")]
     bind: String,
+    /// The run directory whose `samples/` holds the front's sample grids (default: STORE
+    /// when it is a run directory, or the folder of a SQLite file).
+    #[arg(long)]
+    run_dir: Option<std::path::PathBuf>,
 }
 
 /// Runs the dashboard until Ctrl-C.
@@ -45,10 +49,19 @@ pub fn run(a: DashboardArgs) -> CmdResult {
              machine can read the study (no authentication)"
         );
     }
+    let run_dir = a.run_dir.or_else(|| {
+        let p = Path::new(&a.store);
+        match is_url {
+            true => None,
+            false if p.is_dir() => Some(p.to_path_buf()),
+            false => p.parent().map(Path::to_path_buf),
+        }
+    });
     let options = DashboardOptions {
         store: a.store,
         study: a.study,
         bind,
+        run_dir,
     };
     serve(&options, |s| {
         println!(

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use indicatif::ProgressBar;
 use unas_evaluator::latency::LatencyModel;
 use unas_evaluator::EvalError;
-use unas_reports::{Pick, ReportError, ReportInput};
+use unas_reports::{Pick, ReportError, ReportInput, SampleGrid, SampleGrids};
 use unas_search::proxy_quality::ProxyQuality;
 use unas_search::quality_cache::{cache_file, FileCache, OnMiss};
 use unas_search::{
@@ -302,13 +302,18 @@ fn search(a: RunArgs) -> CmdResult {
     };
     // The test suite's fixture (a build with search's `testing` feature), else the proxy.
     let fixture = super::worker::test_fixture_quality()?;
-    let proxy;
-    let quality: &(dyn QualityEvaluator + Sync) = match &fixture {
-        Some(q) => q.as_ref(),
-        None => {
-            proxy = prepare_quality(&cfg, study.space().stem.cross_attention_dim, a.quiet)?;
-            &proxy
-        }
+    let proxy = match fixture {
+        Some(_) => None,
+        None => Some(prepare_quality(
+            &cfg,
+            study.space().stem.cross_attention_dim,
+            a.quiet,
+        )?),
+    };
+    let quality: &(dyn QualityEvaluator + Sync) = match (&fixture, &proxy) {
+        (Some(q), _) => q.as_ref(),
+        (None, Some(p)) => p,
+        (None, None) => return Err(CliError::failure("no quality evaluator")),
     };
     let ev = Evaluators {
         latency: latency.as_ref(),
@@ -398,7 +403,10 @@ fn search(a: RunArgs) -> CmdResult {
         summary.failed,
         summary.requeued
     );
-    let input = ReportInput::from_study(&mut study).map_err(search_err)?;
+    let mut input = ReportInput::from_study(&mut study).map_err(search_err)?;
+    if let Some(p) = &proxy {
+        input.samples = write_sample_grids(p, &input, &dir)?;
+    }
     let files = unas_reports::write_report(&input, &dir).map_err(report_err)?;
     println!(
         "report: {} and {}",
@@ -418,6 +426,81 @@ fn search(a: RunArgs) -> CmdResult {
         Err(e) => return Err(report_err(e)),
     }
     Ok(())
+}
+
+/// Prompts per sample grid.
+const GRID_PROMPTS: usize = 8;
+
+/// Samples the front's and the references' architectures (supernet objectives only; the same
+/// prompts and noise for all) into `dir/samples/`; an architecture that cannot be sampled is
+/// left out with a warning.
+fn write_sample_grids(
+    p: &ProxyQuality,
+    input: &ReportInput,
+    dir: &Path,
+) -> Result<Option<SampleGrids>, CliError> {
+    let results = input.results();
+    let archs = results
+        .front
+        .iter()
+        .map(|t| (format!("#{}", t.number), Some(t.number), t))
+        .chain(input.references.iter().map(|r| {
+            (
+                format!("reference {}", unas_reports::reference_name(r)),
+                None,
+                r,
+            )
+        }));
+    let cfg = p.proxy().config();
+    let mut grids = SampleGrids {
+        prompts: Vec::new(),
+        how: format!(
+            "{GRID_PROMPTS} prompts, the same for every architecture, each sampled with the \
+             quality proxy's fixed noise ({} DDIM steps, guidance {}) from the weights the \
+             architecture inherits from its supernet (zero-shot, as the objective scored it), \
+             decoded by the data's VAE.",
+            cfg.sampling_steps, cfg.guidance
+        ),
+        grids: Vec::new(),
+    };
+    let t0 = Instant::now();
+    for (label, number, t) in archs {
+        let Some(made) = p.samples(&t.arch, GRID_PROMPTS) else {
+            return Ok(None);
+        };
+        let s = match made {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("warning: no samples of {label}: {e}");
+                continue;
+            }
+        };
+        let zoom = (96 / s.size.max(1)).max(1);
+        let png = unas_reports::training::image_grid_png(&s.images, s.size, GRID_PROMPTS, zoom)
+            .map_err(CliError::failure)?;
+        grids.prompts = s.prompts;
+        let file = match number {
+            Some(n) => format!("trial-{n}.png"),
+            None => format!("reference-{}.png", t.hash),
+        };
+        grids.grids.push(SampleGrid {
+            label,
+            number,
+            file,
+            png,
+        });
+    }
+    if grids.grids.is_empty() {
+        return Ok(None);
+    }
+    let out = grids.write(dir).map_err(report_err)?;
+    eprintln!(
+        "samples: {} grids of {GRID_PROMPTS} prompts in {} ({:.1} s)",
+        grids.grids.len(),
+        out.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(Some(grids))
 }
 
 /// `unas report RUN_DIR`.

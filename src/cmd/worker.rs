@@ -110,7 +110,10 @@ pub fn test_fixture_quality() -> Result<Option<Box<dyn QualityEvaluator + Sync>>
 pub fn report_input(store: Option<&str>, dir: &Path) -> Result<ReportInput, SearchError> {
     match store {
         None => ReportInput::from_run_dir(dir),
-        Some(_) => ReportInput::from_study(&mut unas_search::run_dir::open_study(store, dir)?),
+        Some(_) => Ok(ReportInput {
+            samples: unas_reports::SampleGrids::read(dir),
+            ..ReportInput::from_study(&mut unas_search::run_dir::open_study(store, dir)?)?
+        }),
     }
 }
 

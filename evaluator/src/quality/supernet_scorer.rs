@@ -115,6 +115,25 @@ impl SupernetScorer {
         )
     }
 
+    /// `arch` as a standalone U-Net with the weights it inherits from the first loaded
+    /// supernet that holds it (zero-shot: no fine-tuning), e.g. to sample images from.
+    pub fn subnetwork(&self, arch: &UNetArch) -> Result<UNet2DConditionModel<Cpu>, EvalError> {
+        let (info, unet) = self
+            .supernets
+            .iter()
+            .find(|(info, _)| supernet_store::holds(info, arch).is_ok())
+            .ok_or_else(|| {
+                EvalError::Unsupported(format!(
+                    "arch `{}` is in none of the supernets in {}",
+                    arch.hash_id(),
+                    self.root.display()
+                ))
+            })?;
+        let sub = unas_runtime::SubNet::new(arch, &info.arch)
+            .map_err(|e| EvalError::Unsupported(e.to_string()))?;
+        Ok(sub.extract(unet))
+    }
+
     /// The validation loss of `arch` with weights inherited from its topology's supernet
     /// (after the fine-tune, when the scorer has one: `proxy` trains it, its batches,
     /// timesteps and noise drawn from the supernet's seed alone); an error when no loaded

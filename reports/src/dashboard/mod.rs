@@ -9,7 +9,10 @@
 //!   0 or absent: all) with their blocks, scores, rungs and failure reasons, and `cursor`, the
 //!   `N` to pass next time (rows repeat at the cursor's instant: merge them by `number`);
 //! - `GET /api/plots`: the report's Pareto, hypervolume and composition plots as SVG, with
-//!   each trial's point position in the Pareto plot (`hits`).
+//!   each trial's point position in the Pareto plot (`hits`);
+//! - `GET /api/samples`: the sample grids of the front and the references that `unas search`
+//!   drew into the run directory (`prompts`, `how`, `grids`: `label`, `number`, `file`), each
+//!   PNG at `/samples/FILE`; no grids when none were drawn.
 //!
 //! The store is opened read-only ([`unas_search::open_store_read_only`]); PostgreSQL
 //! sessions are read-only transactions, so nothing here can write a study.
@@ -41,6 +44,8 @@ pub struct DashboardOptions {
     pub study: Option<String>,
     /// Address to listen on (loopback unless asked otherwise).
     pub bind: SocketAddr,
+    /// The run directory whose `samples/` holds the front's sample grids, if any.
+    pub run_dir: Option<std::path::PathBuf>,
 }
 
 /// Why the dashboard could not start.
@@ -76,6 +81,7 @@ pub struct Serving {
 struct AppState {
     study: Mutex<Study>,
     location: String,
+    run_dir: Option<std::path::PathBuf>,
     /// The last plots drawn, by version.
     plots: Mutex<Option<(u64, Arc<Value>)>>,
 }
@@ -113,6 +119,7 @@ pub fn serve(o: &DashboardOptions, ready: impl FnOnce(&Serving)) -> Result<(), D
     let state = Arc::new(AppState {
         study: Mutex::new(study),
         location,
+        run_dir: o.run_dir.clone(),
         plots: Mutex::new(None),
     });
     let app = Router::new()
@@ -120,6 +127,8 @@ pub fn serve(o: &DashboardOptions, ready: impl FnOnce(&Serving)) -> Result<(), D
         .route("/api/study", get(api_study))
         .route("/api/trials", get(api_trials))
         .route("/api/plots", get(api_plots))
+        .route("/api/samples", get(api_samples))
+        .route("/samples/{file}", get(sample_png))
         .with_state(state);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -205,6 +214,38 @@ async fn api_plots(State(state): State<Arc<AppState>>) -> Response {
     .await;
     match drawn {
         Ok(plots) => Json(plots.as_ref().clone()).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn api_samples(State(state): State<Arc<AppState>>) -> Response {
+    let grids = blocking(state, |s| {
+        Ok(s.run_dir.as_deref().and_then(crate::SampleGrids::read))
+    })
+    .await;
+    match grids {
+        Ok(Some(g)) => Json(g).into_response(),
+        // None drawn: an empty set (not an error a browser would log).
+        Ok(None) => Json(crate::SampleGrids::default()).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn sample_png(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+) -> Response {
+    let png = blocking(state, move |s| {
+        Ok(s.run_dir
+            .as_deref()
+            .and_then(crate::SampleGrids::read)
+            .and_then(|g| g.grids.into_iter().find(|g| g.file == file))
+            .map(|g| g.png))
+    })
+    .await;
+    match png {
+        Ok(Some(bytes)) => ([(header::CONTENT_TYPE, "image/png")], bytes).into_response(),
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
         Err(r) => r,
     }
 }

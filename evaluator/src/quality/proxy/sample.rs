@@ -11,6 +11,27 @@ impl Proxy {
         unet: &UNet2DConditionModel<Cpu>,
         sampling_steps: usize,
     ) -> Result<Vec<Vec<f32>>, EvalError> {
+        self.sample_first(unet, sampling_steps, self.prompts.len())
+    }
+
+    /// The captions of the first `n` fixed prompts (the ones [`Self::sample_first`] samples).
+    pub fn prompt_texts(&self, n: usize) -> Vec<String> {
+        self.prompts
+            .iter()
+            .take(n)
+            .map(|&i| self.cache.manifest.captions[i].clone())
+            .collect()
+    }
+
+    /// [`Self::sample`] for the first `n` fixed prompts only, with the same noise: the samples
+    /// of two architectures compare side by side.
+    pub fn sample_first(
+        &self,
+        unet: &UNet2DConditionModel<Cpu>,
+        sampling_steps: usize,
+        n: usize,
+    ) -> Result<Vec<Vec<f32>>, EvalError> {
+        let prompts = &self.prompts[..n.min(self.prompts.len())];
         let device: <Cpu as BackendTypes>::Device = Default::default();
         let cache = &self.cache;
         let [c, h, w] = cache.manifest.latent;
@@ -24,8 +45,8 @@ impl Proxy {
             rescale: 0.0,
         };
         let cfg = guidance.scale > 1.0;
-        let mut out = Vec::with_capacity(self.prompts.len());
-        for (chunk_no, chunk) in self.prompts.chunks(SAMPLE_CHUNK).enumerate() {
+        let mut out = Vec::with_capacity(prompts.len());
+        for (chunk_no, chunk) in prompts.chunks(SAMPLE_CHUNK).enumerate() {
             let n = chunk.len();
             let start = chunk_no * SAMPLE_CHUNK;
             let mut ctx = Vec::with_capacity(2 * n * t);
