@@ -286,6 +286,11 @@ dtype = "f32"
     };
     let report = search("zero-shot", "objective = \"supernet-val-loss\"");
     assert!(report.contains("supernet-val-loss"), "{report}");
+    // `unas report --samples` draws them again (e.g. after external workers).
+    let samples = d.join("zero-shot/samples");
+    std::fs::remove_dir_all(&samples).unwrap();
+    let out = ok(&unas_in(d, &["report", "zero-shot", "--samples"]));
+    assert!(samples.join("index.json").is_file(), "{out}");
     sample_grids_show_in_the_report_and_the_dashboard(&d.join("zero-shot"));
     export_with_weights(d);
     train_from_run(d);

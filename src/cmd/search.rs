@@ -81,6 +81,11 @@ pub struct ReportArgs {
     /// RUN_DIR/study.toml) instead of RUN_DIR/study.sqlite; works while the study runs.
     #[arg(long)]
     store: Option<String>,
+    /// (Re)draw the sample grids of the front and the references into RUN_DIR/samples/
+    /// (supernet objectives; prepares the proxy's data and supernets on this machine), e.g.
+    /// for a study evaluated by external workers.
+    #[arg(long)]
+    samples: bool,
 }
 
 /// `unas export RUN_DIR --pick …`.
@@ -503,9 +508,43 @@ fn write_sample_grids(
     Ok(Some(grids))
 }
 
+/// Draws the sample grids on this machine when the study's objective uses supernets: the
+/// proxy's data and the supernets are prepared here (from the cache when present). Best
+/// effort: a failure is a warning and the report goes without (`None`).
+pub fn sample_grids_here(
+    input: &ReportInput,
+    cross_attention_dim: usize,
+    dir: &Path,
+    quiet: bool,
+) -> Option<SampleGrids> {
+    if !input.config.quality.objective.uses_supernets() {
+        return None;
+    }
+    let drawn = prepare_quality(&input.config, cross_attention_dim, quiet)
+        .and_then(|p| write_sample_grids(&p, input, dir));
+    match drawn {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("warning: no sample grids: {}", e.message);
+            None
+        }
+    }
+}
+
 /// `unas report RUN_DIR`.
 pub fn report(a: ReportArgs) -> CmdResult {
-    let input = super::worker::report_input(a.store.as_deref(), &a.run_dir).map_err(search_err)?;
+    let mut input =
+        super::worker::report_input(a.store.as_deref(), &a.run_dir).map_err(search_err)?;
+    if a.samples {
+        // Every arch of a study shares the space's text side.
+        let dim = input
+            .trials
+            .first()
+            .map(|t| t.arch.stem.cross_attention_dim);
+        if let Some(g) = dim.and_then(|d| sample_grids_here(&input, d, &a.run_dir, false)) {
+            input.samples = Some(g);
+        }
+    }
     let out = a.out.unwrap_or(a.run_dir);
     let files = unas_reports::write_report(&input, &out).map_err(report_err)?;
     let r = input.results();

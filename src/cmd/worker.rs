@@ -173,7 +173,9 @@ pub fn search_external(study: &mut Study, dir: &Path, lease: &LeaseArgs, quiet: 
         summary.failed,
         summary.requeued
     );
-    let input = ReportInput::from_study(study).map_err(CliError::failure)?;
+    let mut input = ReportInput::from_study(study).map_err(CliError::failure)?;
+    let dim = study.space().stem.cross_attention_dim;
+    input.samples = super::search::sample_grids_here(&input, dim, dir, quiet);
     let files = unas_reports::write_report(&input, dir).map_err(CliError::failure)?;
     println!(
         "report: {} and {}",
