@@ -291,7 +291,7 @@ dtype = "f32"
     std::fs::remove_dir_all(&samples).unwrap();
     let out = ok(&unas_in(d, &["report", "zero-shot", "--samples"]));
     assert!(samples.join("index.json").is_file(), "{out}");
-    sample_grids_show_in_the_report_and_the_dashboard(&d.join("zero-shot"));
+    browser::sample_grids_show_in_the_report_and_the_dashboard(&d.join("zero-shot"));
     export_with_weights(d);
     train_from_run(d);
     // Scored after 2 fine-tuning steps from the inherited weights.
@@ -591,70 +591,4 @@ fn shipped_supernet_and_data_score_the_committed_calibration_value() {
         (got - recorded).abs() <= 1e-5 * recorded,
         "scored {got}, calibration recorded {recorded}"
     );
-}
-
-/// The zero-shot search drew a sample grid per front architecture and reference; report.html
-/// shows each (images load in Chromium, none is blank) and so does the dashboard.
-fn sample_grids_show_in_the_report_and_the_dashboard(run: &std::path::Path) {
-    use std::io::BufRead;
-    let index: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("samples/index.json")).unwrap())
-            .unwrap();
-    let grids = index["grids"].as_array().unwrap();
-    let front: Vec<u64> = {
-        let input = unas_reports::ReportInput::from_run_dir(run).unwrap();
-        input.results().front.iter().map(|t| t.number).collect()
-    };
-    for n in &front {
-        assert!(
-            grids.iter().any(|g| g["number"].as_u64() == Some(*n)),
-            "no grid for front trial #{n}: {index}"
-        );
-    }
-    assert_eq!(index["prompts"].as_array().unwrap().len(), 8, "{index}");
-    for g in grids {
-        let png = std::fs::read(run.join("samples").join(g["file"].as_str().unwrap())).unwrap();
-        let img = image::load_from_memory(&png).unwrap().to_rgb8();
-        let first = *img.get_pixel(img.width() / 2, img.height() / 2);
-        assert!(
-            img.pixels().filter(|p| **p != first).count() > 100,
-            "grid {} is blank",
-            g["file"]
-        );
-    }
-    let b = browser::Browser::start();
-    let url = format!("file://{}", run.join("report.html").display());
-    b.open(&url);
-    let shown = b.images("#samples");
-    assert_eq!(shown.len(), grids.len(), "{shown:?}");
-    assert!(
-        shown.iter().all(|(_, ok)| *ok),
-        "an image did not load: {shown:?}"
-    );
-    // The dashboard of the same run shows them too.
-    let mut dash = std::process::Command::new(env!("CARGO_BIN_EXE_unas"))
-        .args(["dashboard"])
-        .arg(run)
-        .args(["--bind", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(dash.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let guard = browser::Guard(dash);
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
-    b.open(&base);
-    browser::wait_for(60, "the dashboard's sample grids", || {
-        let shown = b.images("#samples");
-        (shown.len() == grids.len() && shown.iter().all(|(_, ok)| *ok)).then_some(())
-    });
-    let errors = b.errors();
-    assert!(errors.is_empty(), "browser errors: {errors:?}");
-    drop(guard);
 }

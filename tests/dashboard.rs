@@ -351,3 +351,35 @@ fn dashboard_errors_are_clear_and_exit_2() {
         "the store changed"
     );
 }
+
+/// README's quick start (its study file, with 8 trials and the A10G roofline instead of
+/// profiling this machine, so the debug build finishes quickly): report.html shows a sample
+/// grid per front architecture and for the reference, the images load in Chromium and none
+/// is blank; the dashboard shows them too.
+#[test]
+fn the_quick_starts_report_shows_a_sample_grid_per_front_architecture() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/quickstart.toml"),
+    )
+    .unwrap()
+    .replace("trials = 40", "trials = 8")
+    .replace("model = \"lut:auto\"", "model = \"profile:a10g\"");
+    assert!(study.contains("trials = 8") && study.contains("profile:a10g"));
+    let file = dir.path().join("quickstart.toml");
+    std::fs::write(&file, study).unwrap();
+    let out = dir.path().join("run");
+    // From the repository root, where the study's `prepared = "configs/data"` is.
+    let o = unas()
+        .args(["search", "--config"])
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .arg("--quiet")
+        .env("UNAS_CACHE_DIR", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("samples: "), "{}", text(&o.stderr));
+    browser::sample_grids_show_in_the_report_and_the_dashboard(&out);
+}

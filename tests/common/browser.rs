@@ -179,3 +179,73 @@ pub fn assert_not_blank(img: &image::RgbImage) {
     assert!(dark > 1000, "no text drawn ({dark} dark pixels)");
     assert!(colored > 300, "no coloured plot marks ({colored} pixels)");
 }
+
+/// A search drew a sample grid per front architecture (and reference) into `run`; report.html
+/// shows each (images load in Chromium, none is blank) and so does the dashboard.
+pub fn sample_grids_show_in_the_report_and_the_dashboard(run: &std::path::Path) {
+    use std::io::BufRead;
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("samples/index.json")).unwrap())
+            .unwrap();
+    let grids = index["grids"].as_array().unwrap();
+    let input = unas_reports::ReportInput::from_run_dir(run).unwrap();
+    let front: Vec<u64> = input.results().front.iter().map(|t| t.number).collect();
+    let references = grids.iter().filter(|g| g["number"].is_null()).count();
+    assert_eq!(
+        references,
+        input.references.len(),
+        "a grid per reference: {index}"
+    );
+    for n in &front {
+        assert!(
+            grids.iter().any(|g| g["number"].as_u64() == Some(*n)),
+            "no grid for front trial #{n}: {index}"
+        );
+    }
+    assert_eq!(index["prompts"].as_array().unwrap().len(), 8, "{index}");
+    for g in grids {
+        let png = std::fs::read(run.join("samples").join(g["file"].as_str().unwrap())).unwrap();
+        let img = image::load_from_memory(&png).unwrap().to_rgb8();
+        let first = *img.get_pixel(img.width() / 2, img.height() / 2);
+        assert!(
+            img.pixels().filter(|p| **p != first).count() > 100,
+            "grid {} is blank",
+            g["file"]
+        );
+    }
+    let b = Browser::start();
+    let url = format!("file://{}", run.join("report.html").display());
+    b.open(&url);
+    let shown = b.images("#samples");
+    assert_eq!(shown.len(), grids.len(), "{shown:?}");
+    assert!(
+        shown.iter().all(|(_, ok)| *ok),
+        "an image did not load: {shown:?}"
+    );
+    // The dashboard of the same run shows them too.
+    let mut dash = std::process::Command::new(env!("CARGO_BIN_EXE_unas"))
+        .args(["dashboard"])
+        .arg(run)
+        .args(["--bind", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(dash.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let guard = Guard(dash);
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    b.open(&base);
+    wait_for(60, "the dashboard's sample grids", || {
+        let shown = b.images("#samples");
+        (shown.len() == grids.len() && shown.iter().all(|(_, ok)| *ok)).then_some(())
+    });
+    let errors = b.errors();
+    assert!(errors.is_empty(), "browser errors: {errors:?}");
+    drop(guard);
+}
