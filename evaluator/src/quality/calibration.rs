@@ -32,24 +32,57 @@ pub fn pick_archs(
     seed: u64,
     cost: &dyn Fn(&UNetArch) -> f64,
 ) -> Result<Vec<UNetArch>, EvalError> {
+    pick_archs_by(space, n, pool, seed, cost, &|_| true, &|_| 0)
+}
+
+/// [`pick_archs`] over the samples `keep` accepts, split into groups by `group` (e.g. the
+/// stage count): `n` shared evenly over the groups (in key order; the first ones get one more
+/// when `n` does not divide), each group stratified over `cost` on its own.
+pub fn pick_archs_by(
+    space: &SearchSpace,
+    n: usize,
+    pool: usize,
+    seed: u64,
+    cost: &dyn Fn(&UNetArch) -> f64,
+    keep: &dyn Fn(&UNetArch) -> bool,
+    group: &dyn Fn(&UNetArch) -> usize,
+) -> Result<Vec<UNetArch>, EvalError> {
     let mut rng = Rng::seed(seed);
-    let mut all: Vec<(f64, String, UNetArch)> = Vec::with_capacity(pool);
+    let mut groups: BTreeMap<usize, Vec<(f64, String, UNetArch)>> = BTreeMap::new();
     for _ in 0..pool {
         let g = space.sample(&mut rng)?;
         let a = space.decode(&g);
-        all.push((cost(&a), a.hash_id(), a));
+        if keep(&a) {
+            groups
+                .entry(group(&a))
+                .or_default()
+                .push((cost(&a), a.hash_id(), a));
+        }
     }
-    all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    all.dedup_by(|a, b| a.1 == b.1);
-    let m = all.len();
-    if m < n {
+    if groups.is_empty() {
         return Err(EvalError::Unsupported(format!(
-            "only {m} distinct architectures in {pool} samples, {n} requested"
+            "none of {pool} samples of the space is kept"
         )));
     }
-    let mut picks: Vec<usize> = (0..n).map(|i| i * (m - 1) / (n - 1).max(1)).collect();
-    picks.dedup();
-    Ok(picks.into_iter().map(|i| all[i].2.clone()).collect())
+    let k = groups.len();
+    let mut out = Vec::with_capacity(n);
+    for (i, (key, mut all)) in groups.into_iter().enumerate() {
+        let want = n / k + usize::from(i < n % k);
+        all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        all.dedup_by(|a, b| a.1 == b.1);
+        let m = all.len();
+        if m < want {
+            return Err(EvalError::Unsupported(format!(
+                "only {m} distinct architectures in group {key} of {pool} samples, {want} requested"
+            )));
+        }
+        let mut picks: Vec<usize> = (0..want)
+            .map(|j| j * (m - 1) / (want - 1).max(1))
+            .collect();
+        picks.dedup();
+        out.extend(picks.into_iter().map(|j| all[j].2.clone()));
+    }
+    Ok(out)
 }
 
 /// One ground-truth measurement: `arch` trained from scratch with `seed` for `steps` steps.

@@ -35,6 +35,14 @@ pub(super) struct CalibrateArgs {
     /// space's constraint setting, or `macs`.
     #[arg(long, default_value = "macs")]
     pub(super) cost: String,
+    /// Pick only architectures of this layout (`diffusers` or `flexible`), e.g. the one the
+    /// supernets cover.
+    #[arg(long)]
+    pub(super) layout: Option<String>,
+    /// Stratify within each stage count on its own, sharing the N architectures evenly over
+    /// the stage counts (so every stage count the search proposes is calibrated).
+    #[arg(long)]
+    pub(super) per_stage_count: bool,
     /// Trained supernets to score as proxies: a folder of `unas supernet train` outputs (one
     /// sub-folder per topology and seed). Proxies `supernet-val-loss` (zero-shot validation
     /// loss with inherited weights) and `supernet-val-loss-rel` (the same minus the supernet's
@@ -142,9 +150,29 @@ pub(super) fn calibration_archs(
             )))
         }
     };
-    let archs =
-        unas_evaluator::quality::calibration::pick_archs(space, a.count, 40 * a.count, 0, &*cost)
-            .map_err(CliError::input)?;
+    let layout = match a.layout.as_deref() {
+        None => None,
+        Some(l) => Some(
+            serde_json::from_value::<unas_space::Layout>(serde_json::Value::from(l)).map_err(
+                |_| CliError::input(format!("--layout `{l}`: expected diffusers or flexible")),
+            )?,
+        ),
+    };
+    let keep = |arch: &UNetArch| layout.is_none_or(|l| arch.layout == l);
+    let group = |arch: &UNetArch| match a.per_stage_count {
+        true => arch.down.len(),
+        false => 0,
+    };
+    let archs = unas_evaluator::quality::calibration::pick_archs_by(
+        space,
+        a.count,
+        40 * a.count,
+        0,
+        &*cost,
+        &keep,
+        &group,
+    )
+    .map_err(CliError::input)?;
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::failure(format!("{}: {e}", dir.display())))?;
     let mut out = Vec::new();

@@ -99,3 +99,33 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+#[test]
+fn picks_split_over_groups_and_stratify_each() {
+    let space = SearchSpace::load("tiny-depth").unwrap();
+    let macs = |a: &UNetArch| {
+        let q = unas_space::CostQuery {
+            height: 16,
+            width: 16,
+            batch: 2,
+            text_len: 16,
+        };
+        a.plan().unwrap().cost(&q).unwrap().macs as f64
+    };
+    let flexible = |a: &UNetArch| a.layout == unas_space::Layout::Flexible;
+    let stages = |a: &UNetArch| a.down.len();
+    let picked = pick_archs_by(&space, 12, 480, 0, &macs, &flexible, &stages).unwrap();
+    assert_eq!(picked.len(), 12);
+    assert!(picked.iter().all(flexible));
+    let three: Vec<f64> = picked.iter().filter(|a| a.down.len() == 3).map(macs).collect();
+    let four: Vec<f64> = picked.iter().filter(|a| a.down.len() == 4).map(macs).collect();
+    assert_eq!((three.len(), four.len()), (6, 6));
+    // Each group from its cheapest to its most expensive sample, in order.
+    assert!(three.windows(2).all(|w| w[0] <= w[1]) && four.windows(2).all(|w| w[0] <= w[1]));
+    let ids: std::collections::BTreeSet<String> = picked.iter().map(|a| a.hash_id()).collect();
+    assert_eq!(ids.len(), 12, "distinct");
+    // The one-group form is the plain stratified pick.
+    let plain = pick_archs(&space, 12, 480, 0, &macs).unwrap();
+    let same = pick_archs_by(&space, 12, 480, 0, &macs, &|_| true, &|_| 0).unwrap();
+    assert_eq!(plain, same);
+}
