@@ -174,3 +174,52 @@ fn calibrate_trains_the_named_archs_and_refuses_another_protocol() {
         "{md}"
     );
 }
+
+/// `--layout` and `--per-stage-count`: the architectures are of that layout and shared evenly
+/// over the stage counts; a layout that does not exist is one clear error (exit 2).
+#[test]
+fn calibrate_picks_per_stage_count_of_one_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("data.toml"), QUALITY).unwrap();
+    let args = |layout: &'static str| {
+        vec![
+            "quality",
+            "calibrate",
+            "--space",
+            "tiny-depth",
+            "-n",
+            "4",
+            "--layout",
+            layout,
+            "--per-stage-count",
+            "--steps",
+            "4",
+            "--budgets",
+            "2",
+            "--max-runs",
+            "0",
+            "--config",
+            "data.toml",
+            "--out",
+            "cal",
+        ]
+    };
+    let o = unas_in(d, &args("sideways"));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("--layout `sideways`"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = unas_in(d, &args("flexible"));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let mut stages = Vec::new();
+    for e in std::fs::read_dir(d.join("cal/archs")).unwrap() {
+        let a = unas_space::load_arch(e.unwrap().path().to_str().unwrap()).unwrap();
+        assert_eq!(a.layout, unas_space::Layout::Flexible);
+        stages.push(a.down.len());
+    }
+    stages.sort();
+    assert_eq!(stages, vec![3, 3, 4, 4]);
+}

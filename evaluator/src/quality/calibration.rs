@@ -76,9 +76,7 @@ pub fn pick_archs_by(
                 "only {m} distinct architectures in group {key} of {pool} samples, {want} requested"
             )));
         }
-        let mut picks: Vec<usize> = (0..want)
-            .map(|j| j * (m - 1) / (want - 1).max(1))
-            .collect();
+        let mut picks: Vec<usize> = (0..want).map(|j| j * (m - 1) / (want - 1).max(1)).collect();
         picks.dedup();
         out.extend(picks.into_iter().map(|j| all[j].2.clone()));
     }

@@ -117,8 +117,16 @@ fn picks_split_over_groups_and_stratify_each() {
     let picked = pick_archs_by(&space, 12, 480, 0, &macs, &flexible, &stages).unwrap();
     assert_eq!(picked.len(), 12);
     assert!(picked.iter().all(flexible));
-    let three: Vec<f64> = picked.iter().filter(|a| a.down.len() == 3).map(macs).collect();
-    let four: Vec<f64> = picked.iter().filter(|a| a.down.len() == 4).map(macs).collect();
+    let three: Vec<f64> = picked
+        .iter()
+        .filter(|a| a.down.len() == 3)
+        .map(macs)
+        .collect();
+    let four: Vec<f64> = picked
+        .iter()
+        .filter(|a| a.down.len() == 4)
+        .map(macs)
+        .collect();
     assert_eq!((three.len(), four.len()), (6, 6));
     // Each group from its cheapest to its most expensive sample, in order.
     assert!(three.windows(2).all(|w| w[0] <= w[1]) && four.windows(2).all(|w| w[0] <= w[1]));
