@@ -68,17 +68,25 @@ impl SampleGrids {
     /// Reads `samples/` of `run_dir` with its PNGs; `None` when there is none (or it is
     /// unreadable: the report then goes without).
     pub fn read(run_dir: &Path) -> Option<Self> {
-        let dir = Self::dir_in(run_dir);
-        let text = std::fs::read_to_string(dir.join("index.json")).ok()?;
-        let mut grids: Self = serde_json::from_str(&text).ok()?;
+        let mut grids = Self::read_index(run_dir)?;
         for g in &mut grids.grids {
-            // Only plain file names inside samples/.
-            if g.file.contains(['/', '\\']) || g.file.starts_with('.') {
-                return None;
-            }
-            g.png = std::fs::read(dir.join(&g.file)).ok()?;
+            g.png = Self::png(run_dir, &g.file)?;
         }
         Some(grids)
+    }
+
+    /// Reads `samples/index.json` of `run_dir` only (the grids' `png` left empty).
+    pub fn read_index(run_dir: &Path) -> Option<Self> {
+        let text = std::fs::read_to_string(Self::dir_in(run_dir).join("index.json")).ok()?;
+        let grids: Self = serde_json::from_str(&text).ok()?;
+        // Only plain file names inside samples/.
+        let plain = |f: &str| !f.contains(['/', '\\']) && !f.starts_with('.');
+        grids.grids.iter().all(|g| plain(&g.file)).then_some(grids)
+    }
+
+    /// The PNG of grid `file` of `run_dir`, when the index lists it.
+    pub fn png(run_dir: &Path, file: &str) -> Option<Vec<u8>> {
+        std::fs::read(Self::dir_in(run_dir).join(file)).ok()
     }
 
     /// The grid of trial `number`, if any.

@@ -220,7 +220,9 @@ async fn api_plots(State(state): State<Arc<AppState>>) -> Response {
 
 async fn api_samples(State(state): State<Arc<AppState>>) -> Response {
     let grids = blocking(state, |s| {
-        Ok(s.run_dir.as_deref().and_then(crate::SampleGrids::read))
+        Ok(s.run_dir
+            .as_deref()
+            .and_then(crate::SampleGrids::read_index))
     })
     .await;
     match grids {
@@ -236,11 +238,12 @@ async fn sample_png(
     axum::extract::Path(file): axum::extract::Path<String>,
 ) -> Response {
     let png = blocking(state, move |s| {
-        Ok(s.run_dir
-            .as_deref()
-            .and_then(crate::SampleGrids::read)
-            .and_then(|g| g.grids.into_iter().find(|g| g.file == file))
-            .map(|g| g.png))
+        // Only a file the index lists; only that file is read.
+        Ok(s.run_dir.as_deref().and_then(|dir| {
+            let index = crate::SampleGrids::read_index(dir)?;
+            index.grids.iter().any(|g| g.file == file).then_some(())?;
+            crate::SampleGrids::png(dir, &file)
+        }))
     })
     .await;
     match png {
