@@ -592,3 +592,77 @@ fn shipped_supernet_and_data_score_the_committed_calibration_value() {
         "scored {got}, calibration recorded {recorded}"
     );
 }
+
+/// `unas supernet score --paired-steps K` on the shipped supernet and data: the largest
+/// network compared with itself at the reference's 50 steps is at distance 0, and at 10 steps
+/// it is not (the distance prices the step count); a calibration architecture's distance is
+/// the one `unas quality calibrate --paired-steps 50` committed for it (another process,
+/// another build: nothing memoised).
+#[test]
+fn paired_distance_is_zero_for_the_largest_and_prices_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let supernets = root().join("configs/supernets/tiny-depth");
+    let shipped = std::fs::read_dir(&supernets)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("supernet.json").is_file())
+        .expect("a shipped supernet");
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(shipped.join("supernet.json")).unwrap())
+            .unwrap();
+    let covering: unas_space::UNetArch = serde_json::from_value(info["arch"].clone()).unwrap();
+    let largest = d.join("largest.toml");
+    std::fs::write(&largest, toml::to_string(&covering).unwrap()).unwrap();
+    let cal = root().join("docs/calibration/sn300-seeds");
+    let recorded: f64 = std::fs::read_to_string(cal.join("proxy_scores.csv"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("9bbfd5c0b3c7deba,supernet-paired@50,1,"))
+        .expect("seed 1's row")
+        .parse()
+        .unwrap();
+    let paired = |arch: &std::path::Path, steps: &str| -> Vec<(f64, String)> {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_unas"))
+            .current_dir(root())
+            .env("UNAS_CACHE_DIR", d.join(".unas-cache"))
+            .args(["supernet", "score", "--json", "--paired-steps", steps])
+            .arg("--supernet")
+            .arg(&shipped)
+            .arg("--arch")
+            .arg(arch)
+            .arg("--config")
+            .arg(root().join("configs/quickstart.toml"))
+            .output()
+            .expect("run unas");
+        let json: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+        json["paired"]
+            .as_array()
+            .expect("paired")
+            .iter()
+            .map(|p| {
+                (
+                    p["distance"].as_f64().unwrap(),
+                    p["metric"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let got = paired(&largest, "50,10");
+    let (same, label) = &got[0];
+    assert_eq!(*same, 0.0, "{label}");
+    assert!(
+        label.starts_with("supernet-paired@50[48 samples") && label.contains("at 50 steps"),
+        "{label}"
+    );
+    let (truncated, label) = &got[1];
+    assert!(*truncated > 0.0 && truncated.is_finite(), "{truncated}");
+    assert!(label.starts_with("supernet-paired@10["), "{label}");
+    let smaller = cal.join("archs/00-9bbfd5c0b3c7deba.toml");
+    let (a, _) = &paired(&smaller, "50")[0];
+    assert!(*a > 0.0, "{a}");
+    assert!(
+        (a - recorded).abs() <= 1e-5 * recorded,
+        "scored {a}, calibration recorded {recorded}"
+    );
+}

@@ -411,7 +411,25 @@ fn strategy_benchmark_compares_with_random() {
     for s in &r.strategies {
         assert_eq!(s.hypervolumes.len(), 5);
         assert!(s.mean > 0.0 && s.ratio_to_random.is_finite(), "{s:?}");
+        assert!(s.ratio_ci[0] <= s.ratio_ci[1], "{s:?}");
+        assert_eq!(s.trials_to_95.len(), 5);
+        assert!(s
+            .trials_to_95
+            .iter()
+            .flatten()
+            .all(|&k| (1..=40).contains(&k)));
     }
+    assert_eq!(r.strategies[2].ratio_ci, [1.0, 1.0]);
+    // On every seed the strategy with the best final hypervolume reached 95 % of it.
+    for j in 0..5 {
+        let best = r
+            .strategies
+            .iter()
+            .max_by(|a, b| a.hypervolumes[j].total_cmp(&b.hypervolumes[j]))
+            .unwrap();
+        assert!(best.trials_to_95[j].is_some(), "{best:?}");
+    }
+    assert!(r.markdown().contains("trials to 95 % of best"));
     assert!(r.quality_evaluations > 0);
     let e = strategy_benchmark(&base, &strategies[..2], &seeds, &profile, &q)
         .err()

@@ -118,6 +118,12 @@ pub struct ScoreArgs {
     /// objective `supernet-finetune` does; default: zero-shot.
     #[arg(long, value_name = "K")]
     finetune: Option<usize>,
+    /// Also give the paired distance to the largest network of the supernet when the
+    /// architecture samples with K DDIM steps: the proxy's fixed prompts from the same noise,
+    /// the largest sampling with 50 steps; relative squared distance of the final latents
+    /// (0 for the largest itself at 50 steps). Comma-separated for several step counts.
+    #[arg(long, value_name = "K", value_delimiter = ',')]
+    paired_steps: Vec<usize>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -428,6 +434,9 @@ fn score(a: ScoreArgs) -> CmdResult {
     if a.finetune == Some(0) {
         return Err(CliError::input("--finetune: at least 1 step"));
     }
+    if a.paired_steps.contains(&0) {
+        return Err(CliError::input("--paired-steps: at least 1 step"));
+    }
     let cfg = a.data.resolve()?;
     if let Some(k) = a.finetune {
         cfg.recipe
@@ -438,14 +447,30 @@ fn score(a: ScoreArgs) -> CmdResult {
     let scorer = SupernetScorer::load(&a.supernet, &proxy, a.finetune).map_err(CliError::input)?;
     let scored = scorer.score(&proxy, &arch).map_err(CliError::input)?;
     let (loss, metric) = (scored.loss, scored.metric);
+    let paired = a
+        .paired_steps
+        .iter()
+        .map(|&k| {
+            let (d, label) = scorer.paired(&proxy, &arch, k).map_err(CliError::failure)?;
+            Ok((k, d, label))
+        })
+        .collect::<Result<Vec<_>, CliError>>()?;
     if a.json {
-        let out = serde_json::json!({
+        let mut out = serde_json::json!({
             "arch": arch.hash_id(),
             "finetune_steps": a.finetune.unwrap_or(0),
             "metric": metric,
             "val_loss": loss.overall,
             "bands": loss.bands,
         });
+        if !paired.is_empty() {
+            out["paired"] = paired
+                .iter()
+                .map(
+                    |(k, d, label)| serde_json::json!({"steps": k, "distance": d, "metric": label}),
+                )
+                .collect();
+        }
         println!("{}", serde_json::to_string_pretty(&out).expect("json"));
     } else {
         println!(
@@ -455,6 +480,9 @@ fn score(a: ScoreArgs) -> CmdResult {
         );
         let bands: Vec<String> = loss.bands.iter().map(|b| format!("{b:.4}")).collect();
         println!("  per timestep band (low noise first): {}", bands.join(" "));
+        for (k, d, label) in &paired {
+            println!("  paired distance at {k} steps {d:.5} ({label})");
+        }
     }
     Ok(())
 }

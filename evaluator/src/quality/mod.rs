@@ -14,6 +14,7 @@ pub mod inception;
 pub mod latent_cache;
 pub mod metrics;
 pub mod module_file;
+pub mod paired;
 pub mod pipeline_data;
 pub mod proxy;
 pub mod recipe_study;

@@ -4,11 +4,13 @@
 //! and noise for every candidate (common random numbers).
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use unas_runtime::device::Cpu;
 use unas_runtime::{SubNet, UNet2DConditionModel};
 use unas_space::UNetArch;
 
+use super::paired::{PairedReference, REFERENCE_STEPS};
 use super::proxy::{Proxy, VAL_BATCH};
 use super::supernet_store::{self, SupernetInfo};
 use super::val_loss::{ValLoss, ValidationSet};
@@ -17,6 +19,9 @@ use crate::EvalError;
 /// Trained supernets (one per topology) and the validation set they score on.
 pub struct SupernetScorer {
     supernets: Vec<(SupernetInfo, UNet2DConditionModel<Cpu>)>,
+    /// Each supernet's largest-network samples for the paired distance, made when first
+    /// needed.
+    references: Vec<OnceLock<PairedReference>>,
     val: ValidationSet,
     root: PathBuf,
     finetune: Option<usize>,
@@ -85,6 +90,7 @@ impl SupernetScorer {
             supernets.push((info, unet));
         }
         Ok(Self {
+            references: supernets.iter().map(|_| OnceLock::new()).collect(),
             supernets,
             val: proxy.validation_set(),
             root: root.to_path_buf(),
@@ -154,29 +160,11 @@ impl SupernetScorer {
         arch: &UNetArch,
         finetune: Option<usize>,
     ) -> Result<SupernetScore, EvalError> {
-        let mut why = Vec::new();
-        let mut topology: Option<&str> = None;
-        let mut members = Vec::new();
-        for (info, unet) in &self.supernets {
-            if topology.is_some_and(|t| t != info.topology) {
-                continue;
-            }
-            match supernet_store::holds(info, arch) {
-                Ok(()) => {
-                    topology = Some(&info.topology);
-                    members.push((info, unet));
-                }
-                Err(e) => why.push(format!("{}: {e}", info.topology)),
-            }
-        }
-        let Some(topology) = topology else {
-            return Err(EvalError::Unsupported(format!(
-                "arch `{}` is in none of the supernets in {} ({})",
-                arch.hash_id(),
-                self.root.display(),
-                why.join("; ")
-            )));
-        };
+        let (topology, members) = self.members(arch)?;
+        let members: Vec<_> = members
+            .into_iter()
+            .map(|i| (&self.supernets[i].0, &self.supernets[i].1))
+            .collect();
         let mut losses = Vec::with_capacity(members.len());
         for (info, unet) in &members {
             losses.push(match finetune {
@@ -210,6 +198,73 @@ impl SupernetScorer {
             loss: mean_loss(&losses),
             metric,
         })
+    }
+
+    /// The supernets holding `arch` (indices into the loaded ones): all of one topology, the
+    /// first that holds it; an error naming why each refuses when none does.
+    fn members(&self, arch: &UNetArch) -> Result<(&str, Vec<usize>), EvalError> {
+        let mut why = Vec::new();
+        let mut topology: Option<&str> = None;
+        let mut members = Vec::new();
+        for (i, (info, _)) in self.supernets.iter().enumerate() {
+            if topology.is_some_and(|t| t != info.topology) {
+                continue;
+            }
+            match supernet_store::holds(info, arch) {
+                Ok(()) => {
+                    topology = Some(&info.topology);
+                    members.push(i);
+                }
+                Err(e) => why.push(format!("{}: {e}", info.topology)),
+            }
+        }
+        match topology {
+            Some(t) => Ok((t, members)),
+            None => Err(EvalError::Unsupported(format!(
+                "arch `{}` is in none of the supernets in {} ({})",
+                arch.hash_id(),
+                self.root.display(),
+                why.join("; ")
+            ))),
+        }
+    }
+
+    /// `arch`'s paired distance ([`super::paired`]) to the largest network of its topology's
+    /// supernet when it samples with `steps` DDIM steps (the largest with
+    /// [`REFERENCE_STEPS`]); the mean over the supernets of that topology, as [`Self::score`].
+    /// Returns the distance and its label.
+    pub fn paired(
+        &self,
+        proxy: &Proxy,
+        arch: &UNetArch,
+        steps: usize,
+    ) -> Result<(f64, String), EvalError> {
+        let (topology, members) = self.members(arch)?;
+        let mut sum = 0.0;
+        let mut reference = None;
+        for &i in &members {
+            let (info, unet) = &self.supernets[i];
+            let r = match self.references[i].get() {
+                Some(r) => r,
+                None => {
+                    let r = PairedReference::new(proxy, info, unet, REFERENCE_STEPS)?;
+                    self.references[i].get_or_init(|| r)
+                }
+            };
+            sum += r.distance(proxy, info, unet, arch, steps)?;
+            reference = Some(r);
+        }
+        let which: Vec<String> = members
+            .iter()
+            .map(|&i| {
+                let info = &self.supernets[i].0;
+                format!("{} seed {}", info.settings_hash, info.settings.seed)
+            })
+            .collect();
+        let label = reference
+            .expect("members is not empty")
+            .label(steps, &format!("{topology} {}", which.join(", ")));
+        Ok((sum / members.len() as f64, label))
     }
 }
 

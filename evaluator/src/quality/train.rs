@@ -15,6 +15,7 @@ use burn::tensor::{ElementConversion, Tensor, TensorData};
 use unas_runtime::scheduler::schedule::{
     cosine_betas, cumprod_alphas, linspace, rescale_zero_terminal_snr,
 };
+use unas_runtime::scheduler::{BetaSchedule, PredictionType, SchedulerConfig, TimestepSpacing};
 use unas_runtime::UNet2DConditionModel;
 use unas_space::rng::Rng;
 
@@ -133,6 +134,30 @@ pub struct EmaWindow {
 }
 
 impl Recipe {
+    /// The DDIM sampler of this recipe: the training schedule, trailing timestep spacing (no
+    /// step 0), the recipe's prediction type and zero-terminal-SNR rescaling.
+    pub fn scheduler_config(&self) -> SchedulerConfig {
+        let r = self;
+        SchedulerConfig {
+            num_train_timesteps: r.timesteps,
+            beta_start: 0.00085,
+            beta_end: 0.012,
+            beta_schedule: match r.betas {
+                Betas::ScaledLinear => BetaSchedule::ScaledLinear,
+                Betas::Cosine => BetaSchedule::SquaredCosCapV2,
+            },
+            prediction_type: match r.prediction {
+                Prediction::Epsilon => PredictionType::Epsilon,
+                Prediction::V => PredictionType::VPrediction,
+            },
+            rescale_betas_zero_snr: r.zero_terminal_snr,
+            timestep_spacing: Some(TimestepSpacing::Trailing),
+            set_alpha_to_one: false,
+            clip_sample: false,
+            ..SchedulerConfig::default()
+        }
+    }
+
     /// The EMA of a `steps`-step run: `None` without one (`ema_fraction` 0, or no steps), else
     /// the window of the last `ceil(ema_fraction * steps)` iterates and its decay. `Err` (the
     /// message, without the field name) when the fraction is outside [0, 1] or its window is

@@ -55,6 +55,13 @@ pub(super) struct CalibrateArgs {
     /// proxy `supernet-finetune@K`.
     #[arg(long, value_name = "K")]
     pub(super) finetune: Option<usize>,
+    /// Also score each architecture of each --supernets supernet by its paired distance to
+    /// the supernet's largest network: both sample the proxy's fixed prompts from the same
+    /// noise (deterministic DDIM; the largest with 50 steps, the candidate with K), relative
+    /// squared distance of the final latents; proxy `supernet-paired@K`. Comma-separated for
+    /// several step counts.
+    #[arg(long, value_name = "K", value_delimiter = ',')]
+    pub(super) paired_steps: Vec<usize>,
     /// Trainings run in parallel.
     #[arg(long, default_value_t = 1)]
     pub(super) jobs: usize,
@@ -200,6 +207,9 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CmdResult {
     if a.finetune == Some(0) {
         return Err(CliError::input("--finetune: at least 1 step"));
     }
+    if a.paired_steps.contains(&0) {
+        return Err(CliError::input("--paired-steps: at least 1 step"));
+    }
     if a.budgets.iter().any(|&b| b == 0 || b >= a.steps) {
         return Err(CliError::input(format!(
             "--budgets: learning-curve points must lie in 1..{}",
@@ -343,6 +353,8 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CmdResult {
                         proxy.describe_data()
                     )));
                 }
+                // The largest network's samples, made once per supernet when first needed.
+                let mut paired_reference = None;
                 for (_, arch) in &archs {
                     if unas_evaluator::quality::supernet_store::holds(&info, arch).is_err() {
                         continue;
@@ -370,6 +382,36 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CmdResult {
                             supernet_seed: seed,
                             score: l.overall,
                         });
+                    }
+                    for &k in &a.paired_steps {
+                        let name = unas_evaluator::quality::paired::name(k);
+                        if missing(&name) {
+                            let reference = match &paired_reference {
+                                Some(r) => r,
+                                None => paired_reference.insert(
+                                    unas_evaluator::quality::paired::PairedReference::new(
+                                        &proxy,
+                                        &info,
+                                        &unet,
+                                        unas_evaluator::quality::paired::REFERENCE_STEPS,
+                                    )
+                                    .map_err(CliError::failure)?,
+                                ),
+                            };
+                            let d = reference
+                                .distance(&proxy, &info, &unet, arch, k)
+                                .map_err(CliError::failure)?;
+                            eprintln!(
+                                "{id} supernet seed {seed}: {} {d:.5}",
+                                reference.label(k, &format!("{} seed {seed}", info.topology))
+                            );
+                            new_rows.push(ProxyRow {
+                                arch: id.clone(),
+                                proxy: name,
+                                supernet_seed: seed,
+                                score: d,
+                            });
+                        }
                     }
                     if let Some(k) = a.finetune {
                         let name = format!("supernet-finetune@{k}");

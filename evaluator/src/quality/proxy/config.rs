@@ -341,27 +341,8 @@ impl ProxyConfig {
         Ok(())
     }
 
-    /// The DDIM sampler of this recipe: the training schedule, trailing timestep spacing (no
-    /// step 0), the recipe's prediction type and zero-terminal-SNR rescaling.
+    /// The DDIM sampler of this recipe ([`Recipe::scheduler_config`]).
     pub fn scheduler_config(&self) -> SchedulerConfig {
-        let r = &self.recipe;
-        SchedulerConfig {
-            num_train_timesteps: r.timesteps,
-            beta_start: 0.00085,
-            beta_end: 0.012,
-            beta_schedule: match r.betas {
-                Betas::ScaledLinear => BetaSchedule::ScaledLinear,
-                Betas::Cosine => BetaSchedule::SquaredCosCapV2,
-            },
-            prediction_type: match r.prediction {
-                Prediction::Epsilon => PredictionType::Epsilon,
-                Prediction::V => PredictionType::VPrediction,
-            },
-            rescale_betas_zero_snr: r.zero_terminal_snr,
-            timestep_spacing: Some(TimestepSpacing::Trailing),
-            set_alpha_to_one: false,
-            clip_sample: false,
-            ..SchedulerConfig::default()
-        }
+        self.recipe.scheduler_config()
     }
 }

@@ -20,9 +20,7 @@ use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use unas_runtime::device::Cpu;
 use unas_runtime::pipeline::{denoise, seeded_noise, Guidance};
-use unas_runtime::scheduler::{
-    BetaSchedule, PredictionType, SchedulerConfig, SchedulerKind, TimestepSpacing,
-};
+use unas_runtime::scheduler::{SchedulerConfig, SchedulerKind};
 use unas_runtime::vae::AutoencoderKL;
 use unas_runtime::{RoleWeights, UNet2DConditionModel};
 use unas_space::rng::Rng;
@@ -42,7 +40,7 @@ use super::module_file::{load_module, save_module};
 use super::pipeline_data::{self, PipelineEncoders};
 use super::small_vae::{image_batch, load_vae, save_vae, train_vae, VaeTraining};
 use super::supernet::{draw_batch, TrainData};
-use super::train::{init_seeded, train_observed, Betas, LrSchedule, Prediction, Recipe};
+use super::train::{init_seeded, train_observed, LrSchedule, Recipe};
 use super::val_loss::{ValLoss, ValidationSet};
 use crate::EvalError;
 

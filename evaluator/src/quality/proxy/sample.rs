@@ -31,6 +31,62 @@ impl Proxy {
         sampling_steps: usize,
         n: usize,
     ) -> Result<Vec<Vec<f32>>, EvalError> {
+        let sf = self.cache.manifest.scaling_factor as f32;
+        let s = self.cfg.image_size;
+        let mut out = Vec::with_capacity(n);
+        for latents in self.denoise_first(unet, sampling_steps, n, &self.cfg.scheduler_config())? {
+            let images = self
+                .vae
+                .decode(latents.div_scalar(sf))
+                .div_scalar(2.0)
+                .add_scalar(0.5)
+                .clamp(0.0, 1.0);
+            let flat = images
+                .into_data()
+                .to_vec::<f32>()
+                .map_err(|e| EvalError::Measure(format!("{e:?}")))?;
+            if flat.iter().any(|v| !v.is_finite()) {
+                return Err(EvalError::Diverged("sampling produced NaN/inf".into()));
+            }
+            out.extend(flat.chunks(3 * s * s).map(<[f32]>::to_vec));
+        }
+        Ok(out)
+    }
+
+    /// The final latents (the U-Net's space, before the VAE's scaling factor is undone) of the
+    /// first `n` fixed prompts with their fixed noise: `sampling_steps` DDIM steps of
+    /// `scheduler` (the sampler of the recipe `unet` was trained with) and the proxy's
+    /// guidance. `n × [c, h, w]` values, prompt-major.
+    pub fn sample_latents(
+        &self,
+        unet: &UNet2DConditionModel<Cpu>,
+        sampling_steps: usize,
+        n: usize,
+        scheduler: &SchedulerConfig,
+    ) -> Result<Vec<f32>, EvalError> {
+        let mut out = Vec::new();
+        for latents in self.denoise_first(unet, sampling_steps, n, scheduler)? {
+            let flat = latents
+                .into_data()
+                .to_vec::<f32>()
+                .map_err(|e| EvalError::Measure(format!("{e:?}")))?;
+            if flat.iter().any(|v| !v.is_finite()) {
+                return Err(EvalError::Diverged("sampling produced NaN/inf".into()));
+            }
+            out.extend(flat);
+        }
+        Ok(out)
+    }
+
+    /// Denoises the first `n` fixed prompts from their fixed noise, in chunks of
+    /// `SAMPLE_CHUNK`: the latents `[chunk, c, h, w]` of each chunk.
+    fn denoise_first(
+        &self,
+        unet: &UNet2DConditionModel<Cpu>,
+        sampling_steps: usize,
+        n: usize,
+        scheduler: &SchedulerConfig,
+    ) -> Result<Vec<Tensor<Cpu, 4>>, EvalError> {
         let prompts = &self.prompts[..n.min(self.prompts.len())];
         let device: <Cpu as BackendTypes>::Device = Default::default();
         let cache = &self.cache;
@@ -38,14 +94,13 @@ impl Proxy {
         let [tl, td] = cache.manifest.text;
         let t = cache.text_len();
         let l = cache.latent_len();
-        let sf = cache.manifest.scaling_factor as f32;
         let noise = seeded_noise(self.cfg.data_seed, self.prompts.len() * l);
         let guidance = Guidance {
             scale: self.cfg.guidance,
             rescale: 0.0,
         };
         let cfg = guidance.scale > 1.0;
-        let mut out = Vec::with_capacity(prompts.len());
+        let mut out = Vec::new();
         for (chunk_no, chunk) in prompts.chunks(SAMPLE_CHUNK).enumerate() {
             let n = chunk.len();
             let start = chunk_no * SAMPLE_CHUNK;
@@ -65,8 +120,8 @@ impl Proxy {
                 TensorData::new(noise[start * l..(start + n) * l].to_vec(), [n, c, h, w]),
                 &device,
             );
-            let mut scheduler = SchedulerKind::Ddim.build::<Cpu>(&self.cfg.scheduler_config())?;
-            let latents = denoise(
+            let mut scheduler = SchedulerKind::Ddim.build::<Cpu>(scheduler)?;
+            out.push(denoise(
                 unet,
                 &mut *scheduler,
                 noise,
@@ -74,22 +129,7 @@ impl Proxy {
                 &guidance,
                 sampling_steps,
                 &mut |_, _| {},
-            )?;
-            let images = self
-                .vae
-                .decode(latents.div_scalar(sf))
-                .div_scalar(2.0)
-                .add_scalar(0.5)
-                .clamp(0.0, 1.0);
-            let s = self.cfg.image_size;
-            let flat = images
-                .into_data()
-                .to_vec::<f32>()
-                .map_err(|e| EvalError::Measure(format!("{e:?}")))?;
-            if flat.iter().any(|v| !v.is_finite()) {
-                return Err(EvalError::Diverged("sampling produced NaN/inf".into()));
-            }
-            out.extend(flat.chunks(3 * s * s).map(<[f32]>::to_vec));
+            )?);
         }
         Ok(out)
     }
