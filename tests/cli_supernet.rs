@@ -300,6 +300,15 @@ dtype = "f32"
         "objective = \"supernet-finetune\"\nfinetune_steps = 2",
     );
     assert!(report.contains("supernet-finetune@2"), "{report}");
+    // Scored by the paired distance to the largest network, candidates sampling 3 steps.
+    let report = search(
+        "paired",
+        "objective = \"supernet-paired\"\npaired_steps = 3",
+    );
+    assert!(
+        report.contains("supernet-paired@3") && report.contains("largest network"),
+        "{report}"
+    );
     // Its export carries the weights it scored: fine-tuned 2 steps, the same in every run.
     let export_ft = |out: &str| {
         ok(&unas_in(

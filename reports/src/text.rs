@@ -353,19 +353,31 @@ pub(crate) fn objective_lines(input: &ReportInput) -> Vec<String> {
 /// its agreement with the ground truth and the calibration targets it meets or misses.
 fn calibration_lines(q: &unas_evaluator::quality::proxy::ProxyConfig) -> Vec<String> {
     use unas_evaluator::quality::calibration::{read_summary, unmet_targets, NOISE_CEILING_ROW};
-    let name = q.objective.calibration_name(q.finetune_steps);
+    let name = q.objective_name();
+    let what = if q.objective == unas_evaluator::quality::proxy::Objective::SupernetPaired {
+        format!(
+            "the relative squared distance of each candidate's samples ({} DDIM steps, weights \
+             inherited from its topology's trained supernet) to the supernet's largest \
+             network's (50 steps), from the same prompts and noise",
+            q.paired_steps
+        )
+    } else {
+        format!(
+            "the validation loss of each candidate with the weights it inherits from its \
+             topology's trained supernet{}",
+            if name.starts_with("supernet-finetune") {
+                format!(
+                    ", after {} fine-tuning steps with the same batches, timesteps and noise \
+                     for every candidate",
+                    q.finetune_steps
+                )
+            } else {
+                String::new()
+            }
+        )
+    };
     let mut lines = vec![format!(
-        "Quality objective: `{name}` — the validation loss of each candidate with the weights \
-         it inherits from its topology's trained supernet{} (docs/supernet.md).",
-        if name.starts_with("supernet-finetune") {
-            format!(
-                ", after {} fine-tuning steps with the same batches, timesteps and noise for \
-                 every candidate",
-                q.finetune_steps
-            )
-        } else {
-            String::new()
-        }
+        "Quality objective: `{name}` — {what} (docs/supernet.md)."
     )];
     let Some(file) = &q.calibration else {
         lines.push(format!(

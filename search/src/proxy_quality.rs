@@ -16,7 +16,9 @@ use crate::objective::{QualityError, QualityEvaluator, QualityResult, Scored};
 /// adherence, final training loss, timings and the sample count. With
 /// `objective = "supernet-val-loss"`: score = the validation loss with weights inherited from
 /// the candidate's supernet, details = the loss per timestep band; `"supernet-finetune"`: the
-/// same after `finetune_steps` steps of fine-tuning from those weights.
+/// same after `finetune_steps` steps of fine-tuning from those weights;
+/// `"supernet-paired"`: the paired distance of its samples to the supernet's largest
+/// network's ([`SupernetScorer::paired`]).
 pub struct ProxyQuality {
     proxy: Proxy,
     supernets: Option<SupernetScorer>,
@@ -119,7 +121,11 @@ pub fn quality_error(e: EvalError) -> QualityError {
 
 impl QualityEvaluator for ProxyQuality {
     fn describe(&self) -> String {
+        let cfg = self.proxy.config();
         match &self.supernets {
+            Some(s) if cfg.objective == Objective::SupernetPaired => {
+                s.describe_paired(cfg.paired_steps)
+            }
             Some(s) => s.describe(),
             None => self.proxy.describe(),
         }
@@ -147,6 +153,17 @@ impl QualityEvaluator for ProxyQuality {
         }
         if let Some(s) = &self.supernets {
             // Deterministic: the evaluation seed plays no part.
+            let cfg = self.proxy.config();
+            if cfg.objective == Objective::SupernetPaired {
+                let (d, metric) = s
+                    .paired(&self.proxy, arch, cfg.paired_steps)
+                    .map_err(quality_error)?;
+                return Ok(QualityResult {
+                    score: d,
+                    metric,
+                    details: BTreeMap::new(),
+                });
+            }
             let score = match rung {
                 0 => s.score(&self.proxy, arch),
                 r => {

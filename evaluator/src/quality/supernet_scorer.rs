@@ -121,6 +121,26 @@ impl SupernetScorer {
         )
     }
 
+    /// One line describing the paired-distance objective with candidates sampling `steps`
+    /// DDIM steps.
+    pub fn describe_paired(&self, steps: usize) -> String {
+        let names: Vec<String> = self
+            .supernets
+            .iter()
+            .map(|(i, _)| {
+                format!(
+                    "{} {} seed {}",
+                    i.topology, i.settings_hash, i.settings.seed
+                )
+            })
+            .collect();
+        format!(
+            "paired distance of samples ({steps} DDIM steps, inherited weights) to the \
+             largest network's ({REFERENCE_STEPS} steps) ({})",
+            names.join(", ")
+        )
+    }
+
     /// `arch` as a standalone U-Net with the weights it inherits from the first loaded
     /// supernet that holds it (zero-shot: no fine-tuning), e.g. to sample images from.
     pub fn subnetwork(&self, arch: &UNetArch) -> Result<UNet2DConditionModel<Cpu>, EvalError> {

@@ -82,15 +82,27 @@ fn halving_parses_and_bad_values_are_named() {
              rung_finetune_steps = [50, 50]\n",
             "quality.rung_finetune_steps",
         ),
+        (
+            "[quality]\nobjective = \"supernet-paired\"\nsupernets = \"sn\"\n\
+             rung_finetune_steps = [50]\n",
+            "quality.rung_finetune_steps",
+        ),
+        (
+            "[quality]\nobjective = \"supernet-paired\"\nsupernets = \"sn\"\n\
+             paired_steps = 0\n",
+            "quality.paired_steps",
+        ),
     ] {
         let e = StudyConfig::from_source(&src(&format!("{OK}\n{table}")))
             .unwrap_err()
             .to_string();
         assert!(e.contains(field), "{table}: {e}");
     }
-    // Without [halving], the stored settings are those of a study made before it existed.
+    // Without [halving], the stored settings are those of a study made before it existed;
+    // likewise `paired_steps` at its default.
     let c = StudyConfig::from_source(&src(OK)).unwrap();
-    assert!(!serde_json::to_string(&c).unwrap().contains("halving"));
+    let stored = serde_json::to_string(&c).unwrap();
+    assert!(!stored.contains("halving") && !stored.contains("paired_steps"));
 }
 
 #[test]

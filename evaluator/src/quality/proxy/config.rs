@@ -91,7 +91,9 @@ pub struct ProxyConfig {
     /// `supernet-val-loss` (the candidate's validation loss with weights inherited from its
     /// topology's trained supernet, from `supernets`) or `supernet-finetune` (the same after
     /// `finetune_steps` steps of training from the inherited weights, with the same batches,
-    /// timesteps and noise for every candidate); see docs/supernet.md.
+    /// timesteps and noise for every candidate) or `supernet-paired` (the relative squared
+    /// distance of the candidate's samples, `paired_steps` DDIM steps, to its supernet's
+    /// largest network's, 50 steps, from the same prompts and noise); see docs/supernet.md.
     #[serde(default)]
     pub objective: Objective,
     /// Folder of trained supernets (`unas supernet train --out DIR`), needed by the supernet
@@ -102,6 +104,14 @@ pub struct ProxyConfig {
     /// setting of docs/calibration/).
     #[serde(default = "default_finetune_steps")]
     pub finetune_steps: usize,
+    /// DDIM steps a candidate samples with under `objective = "supernet-paired"` (default 50,
+    /// the largest network's own; see docs/supernet.md).
+    /// Not serialised at its default, so that settings keys made before it existed hold.
+    #[serde(
+        default = "default_paired_steps",
+        skip_serializing_if = "is_default_paired_steps"
+    )]
+    pub paired_steps: usize,
     /// Successive halving with a supernet objective: the fine-tuning steps of rungs 1, 2, …
     /// (rung 0 is `objective` itself), increasing — e.g. `[50, 150]` (default none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -140,22 +150,30 @@ pub enum Objective {
     SupernetValLoss,
     /// Validation loss after a short fine-tune from the inherited weights.
     SupernetFinetune,
+    /// Paired distance of the candidate's samples to its supernet's largest network's, from
+    /// the same prompts and noise ([`crate::quality::paired`]).
+    SupernetPaired,
 }
 
 impl Objective {
     /// The objective's name in calibration tables (`proxy` column of `summary.csv`):
-    /// `supernet-val-loss`, `supernet-finetune@K` (K = `finetune_steps`), `fd`.
-    pub fn calibration_name(self, finetune_steps: usize) -> String {
+    /// `supernet-val-loss`, `supernet-finetune@K` (K = `finetune_steps`), `supernet-paired@K`
+    /// (K = `paired_steps`), `fd`.
+    pub fn calibration_name(self, finetune_steps: usize, paired_steps: usize) -> String {
         match self {
             Self::Fd => "fd".into(),
             Self::SupernetValLoss => "supernet-val-loss".into(),
             Self::SupernetFinetune => format!("supernet-finetune@{finetune_steps}"),
+            Self::SupernetPaired => crate::quality::paired::name(paired_steps),
         }
     }
 
     /// Whether the objective scores candidates on trained supernets.
     pub fn uses_supernets(self) -> bool {
-        matches!(self, Self::SupernetValLoss | Self::SupernetFinetune)
+        matches!(
+            self,
+            Self::SupernetValLoss | Self::SupernetFinetune | Self::SupernetPaired
+        )
     }
 }
 
@@ -201,6 +219,12 @@ fn default_extractor_epochs() -> usize {
 fn default_vae_steps() -> usize {
     300
 }
+fn default_paired_steps() -> usize {
+    crate::quality::paired::REFERENCE_STEPS
+}
+fn is_default_paired_steps(k: &usize) -> bool {
+    *k == default_paired_steps()
+}
 fn default_finetune_steps() -> usize {
     50
 }
@@ -209,6 +233,14 @@ fn default_teacher_steps() -> usize {
 }
 fn default_guidance() -> f64 {
     3.0
+}
+
+impl ProxyConfig {
+    /// The objective's name in calibration tables ([`Objective::calibration_name`]).
+    pub fn objective_name(&self) -> String {
+        self.objective
+            .calibration_name(self.finetune_steps, self.paired_steps)
+    }
 }
 
 impl Default for ProxyConfig {
@@ -238,6 +270,7 @@ impl ProxyConfig {
             ("val_items", self.val_items),
             ("val_bands", self.val_bands),
             ("finetune_steps", self.finetune_steps),
+            ("paired_steps", self.paired_steps),
         ];
         for (field, v) in positive {
             if v == 0 {
@@ -257,6 +290,12 @@ impl ProxyConfig {
                 .map_err(|m| config_err("finetune_steps", m))?;
         }
         if !self.rung_finetune_steps.is_empty() {
+            if self.objective == Objective::SupernetPaired {
+                return Err(config_err(
+                    "rung_finetune_steps",
+                    "the rungs fine-tune towards a lower validation loss, which                      `supernet-paired` does not score: use `supernet-val-loss` or                      `supernet-finetune`",
+                ));
+            }
             if !self.objective.uses_supernets() {
                 return Err(config_err(
                     "rung_finetune_steps",
