@@ -604,11 +604,11 @@ fn shipped_supernet_and_data_score_the_committed_calibration_value() {
 
 /// `unas supernet score --paired-steps K` on the shipped supernet and data: the largest
 /// network compared with itself at the reference's 50 steps is at distance 0, and at 10 steps
-/// it is not (the distance prices the step count); a calibration architecture's distance is
+/// it is not (the step count enters the score); a calibration architecture's distance is
 /// the one `unas quality calibrate --paired-steps 50` committed for it (another process,
 /// another build: nothing memoised).
 #[test]
-fn paired_distance_is_zero_for_the_largest_and_prices_steps() {
+fn paired_distance_is_zero_for_the_largest_at_its_own_steps() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let supernets = root().join("configs/supernets/tiny-depth");

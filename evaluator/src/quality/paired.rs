@@ -3,9 +3,10 @@
 //! with deterministic DDIM (the sampler of the recipe the supernet was trained with, the
 //! proxy's guidance); the score is the relative squared distance between the final latents,
 //! `Σ (x_sub − x_ref)² / Σ x_ref²` over all samples, lower = closer to the largest network.
-//! The reference samples with [`REFERENCE_STEPS`] steps; a candidate sampled with fewer steps
-//! pays for its truncation as well as for its missing blocks, which makes the distance a
-//! quality that depends on the step count (the time-to-image objective's need).
+//! The reference samples with [`REFERENCE_STEPS`] steps; a candidate may sample with fewer.
+//! Measured (docs/supernet.md, seventeenth and eighteenth readings): fewer steps do not raise
+//! the distance consistently (20 steps land nearer the reference than 50 for most
+//! architectures on some supernets, farther on others), so it is no time-to-image quality.
 //!
 //! Whether it ranks architectures as training them does is measured, not assumed: it is one
 //! of the supernet proxies `unas quality calibrate --paired-steps K` scores against the
