@@ -62,6 +62,12 @@ pub(super) struct CalibrateArgs {
     /// several step counts.
     #[arg(long, value_name = "K", value_delimiter = ',')]
     pub(super) paired_steps: Vec<usize>,
+    /// Also score each architecture of each --supernets supernet by the Fréchet distance and
+    /// KID of its samples (the proxy's fixed prompts and noise, K DDIM steps of the
+    /// supernet's sampler, the inherited weights) against the real reference in the proxy's
+    /// feature space: proxies `supernet-fd@K` and `supernet-kid@K`. Comma-separated.
+    #[arg(long, value_name = "K", value_delimiter = ',')]
+    pub(super) fd_steps: Vec<usize>,
     /// Trainings run in parallel.
     #[arg(long, default_value_t = 1)]
     pub(super) jobs: usize,
@@ -209,6 +215,9 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CmdResult {
     }
     if a.paired_steps.contains(&0) {
         return Err(CliError::input("--paired-steps: at least 1 step"));
+    }
+    if a.fd_steps.contains(&0) {
+        return Err(CliError::input("--fd-steps: at least 1 step"));
     }
     if a.budgets.iter().any(|&b| b == 0 || b >= a.steps) {
         return Err(CliError::input(format!(
@@ -411,6 +420,42 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CmdResult {
                                 supernet_seed: seed,
                                 score: d,
                             });
+                        }
+                    }
+                    for &k in &a.fd_steps {
+                        let (fd_name, kid_name) =
+                            (format!("supernet-fd@{k}"), format!("supernet-kid@{k}"));
+                        if missing(&fd_name) || missing(&kid_name) {
+                            let sub = unas_runtime::SubNet::new(arch, &info.arch)
+                                .map_err(CliError::failure)?
+                                .extract(&unet);
+                            let images = proxy
+                                .sample_with(
+                                    &sub,
+                                    k,
+                                    proxy.prompt_items().len(),
+                                    &info.settings.recipe.scheduler_config(),
+                                )
+                                .map_err(CliError::failure)?;
+                            let (fd, kid, _) = proxy.score(&images).map_err(CliError::failure)?;
+                            eprintln!(
+                                "{id} supernet seed {seed}: {} samples at {k} steps: FD {fd:.3}, \
+                                 KID {:.5} ± {:.5}",
+                                images.len(),
+                                kid.mean,
+                                kid.std
+                            );
+                            for (name, score) in [(fd_name, fd), (kid_name, kid.mean)] {
+                                if !missing(&name) {
+                                    continue;
+                                }
+                                new_rows.push(ProxyRow {
+                                    arch: id.clone(),
+                                    proxy: name,
+                                    supernet_seed: seed,
+                                    score,
+                                });
+                            }
                         }
                     }
                     if let Some(k) = a.finetune {

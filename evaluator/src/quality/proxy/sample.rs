@@ -31,10 +31,22 @@ impl Proxy {
         sampling_steps: usize,
         n: usize,
     ) -> Result<Vec<Vec<f32>>, EvalError> {
+        self.sample_with(unet, sampling_steps, n, &self.cfg.scheduler_config())
+    }
+
+    /// [`Self::sample_first`] with the sampler `scheduler` (that of the recipe `unet` was
+    /// trained with, e.g. a supernet's) instead of the proxy's own.
+    pub fn sample_with(
+        &self,
+        unet: &UNet2DConditionModel<Cpu>,
+        sampling_steps: usize,
+        n: usize,
+        scheduler: &SchedulerConfig,
+    ) -> Result<Vec<Vec<f32>>, EvalError> {
         let sf = self.cache.manifest.scaling_factor as f32;
         let s = self.cfg.image_size;
         let mut out = Vec::with_capacity(n);
-        for latents in self.denoise_first(unet, sampling_steps, n, &self.cfg.scheduler_config())? {
+        for latents in self.denoise_first(unet, sampling_steps, n, scheduler)? {
             let images = self
                 .vae
                 .decode(latents.div_scalar(sf))
