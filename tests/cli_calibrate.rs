@@ -223,3 +223,92 @@ fn calibrate_picks_per_stage_count_of_one_layout() {
     stages.sort();
     assert_eq!(stages, vec![3, 3, 4, 4]);
 }
+
+/// The sample-based supernet proxies of `unas quality calibrate` (`--paired-steps`,
+/// `--fd-steps`) on the shipped supernet and data, over the committed calibration
+/// architectures and ground truth (nothing is trained): each architecture gets one
+/// `supernet-paired@K`, `supernet-fd@K` and `supernet-kid@K` row, summarised in summary.csv;
+/// a rerun computes nothing again (no duplicate rows).
+#[test]
+fn calibrate_scores_sample_based_supernet_proxies_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cal");
+    std::fs::create_dir_all(out.join("archs")).unwrap();
+    let src = common::root().join("docs/calibration/sn300-seeds");
+    for f in ["ground_truth.csv", "ground_truth_settings.json"] {
+        std::fs::copy(src.join(f), out.join(f)).unwrap();
+    }
+    for e in std::fs::read_dir(src.join("archs")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, out.join("archs").join(p.file_name().unwrap())).unwrap();
+    }
+    // The shipped supernet's (seed 1) validation-loss rows, so that only the new proxies run.
+    let kept: String = std::fs::read_to_string(src.join("proxy_scores.csv"))
+        .unwrap()
+        .lines()
+        .enumerate()
+        .filter(|(i, l)| {
+            *i == 0
+                || l.contains(",supernet-val-loss,1,")
+                || l.contains(",supernet-val-loss-rel,1,")
+                || l.contains(",params,")
+                || l.contains(",macs,")
+        })
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    std::fs::write(out.join("proxy_scores.csv"), &kept).unwrap();
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_unas"))
+            .current_dir(common::root())
+            .env("UNAS_CACHE_DIR", dir.path().join(".unas-cache"))
+            .args([
+                "quality",
+                "calibrate",
+                "--space",
+                "tiny-depth",
+                "-n",
+                "12",
+                "--seeds",
+                "5",
+                "--steps",
+                "1000",
+                "--budgets",
+                "200,400,600,800",
+                "--config",
+                "configs/proxy/calibration-gt.toml",
+                "--supernets",
+                "configs/supernets/tiny-depth",
+                "--paired-steps",
+                "2",
+                "--fd-steps",
+                "2",
+                "--out",
+            ])
+            .arg(&out)
+            .output()
+            .expect("run unas")
+    };
+    let o = run();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let scores = std::fs::read_to_string(out.join("proxy_scores.csv")).unwrap();
+    for proxy in ["supernet-paired@2", "supernet-fd@2", "supernet-kid@2"] {
+        let values: Vec<f64> = scores
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (f[1] == proxy && f[2] == "1").then(|| f[3].parse().unwrap())
+            })
+            .collect();
+        assert_eq!(values.len(), 12, "{proxy} in {scores}");
+        assert!(values.iter().all(|v| v.is_finite()), "{proxy}: {values:?}");
+        let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+        assert!(summary.contains(&format!("\n{proxy},12,")), "{summary}");
+    }
+    let o = run();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        std::fs::read_to_string(out.join("proxy_scores.csv")).unwrap(),
+        scores,
+        "a rerun adds nothing"
+    );
+}
