@@ -555,19 +555,8 @@ fn shipped_supernet_and_data_score_the_committed_calibration_value() {
     let d = dir.path();
     let cal = root().join("docs/calibration/sn300-seeds");
     let arch_file = cal.join("archs/00-9bbfd5c0b3c7deba.toml");
-    let recorded: f64 = std::fs::read_to_string(cal.join("proxy_scores.csv"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("9bbfd5c0b3c7deba,supernet-val-loss,1,"))
-        .expect("seed 1's row")
-        .parse()
-        .unwrap();
-    let supernets = root().join("configs/supernets/tiny-depth");
-    let shipped = std::fs::read_dir(&supernets)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.join("supernet.json").is_file())
-        .expect("a shipped supernet");
+    let recorded = recorded_score(&cal, "supernet-val-loss");
+    let shipped = shipped_supernet();
     let config = root().join("configs/quickstart.toml");
     let score = |dir: &std::path::Path| {
         std::process::Command::new(env!("CARGO_BIN_EXE_unas"))
@@ -611,12 +600,7 @@ fn shipped_supernet_and_data_score_the_committed_calibration_value() {
 fn paired_distance_is_zero_for_the_largest_at_its_own_steps() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let supernets = root().join("configs/supernets/tiny-depth");
-    let shipped = std::fs::read_dir(&supernets)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.join("supernet.json").is_file())
-        .expect("a shipped supernet");
+    let shipped = shipped_supernet();
     let info: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(shipped.join("supernet.json")).unwrap())
             .unwrap();
@@ -624,13 +608,7 @@ fn paired_distance_is_zero_for_the_largest_at_its_own_steps() {
     let largest = d.join("largest.toml");
     std::fs::write(&largest, toml::to_string(&covering).unwrap()).unwrap();
     let cal = root().join("docs/calibration/sn300-seeds");
-    let recorded: f64 = std::fs::read_to_string(cal.join("proxy_scores.csv"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("9bbfd5c0b3c7deba,supernet-paired@50,1,"))
-        .expect("seed 1's row")
-        .parse()
-        .unwrap();
+    let recorded = recorded_score(&cal, "supernet-paired@50");
     let paired = |arch: &std::path::Path, steps: &str| -> Vec<(f64, String)> {
         let o = std::process::Command::new(env!("CARGO_BIN_EXE_unas"))
             .current_dir(root())
@@ -674,4 +652,26 @@ fn paired_distance_is_zero_for_the_largest_at_its_own_steps() {
         (a - recorded).abs() <= 1e-5 * recorded,
         "scored {a}, calibration recorded {recorded}"
     );
+}
+
+/// The supernet shipped in `configs/supernets/tiny-depth/` (its folder).
+fn shipped_supernet() -> std::path::PathBuf {
+    std::fs::read_dir(root().join("configs/supernets/tiny-depth"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("supernet.json").is_file())
+        .expect("a shipped supernet")
+}
+
+/// The committed score of `proxy` for calibration architecture `9bbfd5c0b3c7deba` on the
+/// shipped supernet (seed 1) in the calibration folder `cal`.
+fn recorded_score(cal: &std::path::Path, proxy: &str) -> f64 {
+    let prefix = format!("9bbfd5c0b3c7deba,{proxy},1,");
+    std::fs::read_to_string(cal.join("proxy_scores.csv"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()).map(str::to_string))
+        .expect("seed 1's row")
+        .parse()
+        .unwrap()
 }

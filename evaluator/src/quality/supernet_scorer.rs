@@ -98,10 +98,9 @@ impl SupernetScorer {
         })
     }
 
-    /// One line describing the objective.
-    pub fn describe(&self) -> String {
-        let names: Vec<String> = self
-            .supernets
+    /// Each loaded supernet as `topology settings-hash seed S`.
+    fn names(&self) -> Vec<String> {
+        self.supernets
             .iter()
             .map(|(i, _)| {
                 format!(
@@ -109,7 +108,12 @@ impl SupernetScorer {
                     i.topology, i.settings_hash, i.settings.seed
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    /// One line describing the objective.
+    pub fn describe(&self) -> String {
+        let names = self.names();
         let what = match self.finetune {
             Some(k) => format!("after {k} fine-tuning steps from the inherited weights"),
             None => "with inherited weights".to_string(),
@@ -124,16 +128,7 @@ impl SupernetScorer {
     /// One line describing the paired-distance objective with candidates sampling `steps`
     /// DDIM steps.
     pub fn describe_paired(&self, steps: usize) -> String {
-        let names: Vec<String> = self
-            .supernets
-            .iter()
-            .map(|(i, _)| {
-                format!(
-                    "{} {} seed {}",
-                    i.topology, i.settings_hash, i.settings.seed
-                )
-            })
-            .collect();
+        let names = self.names();
         format!(
             "paired distance of samples ({steps} DDIM steps, inherited weights) to the \
              largest network's ({REFERENCE_STEPS} steps) ({})",
