@@ -422,16 +422,23 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CmdResult {
                             });
                         }
                     }
+                    // The sub-network, extracted once for all of `--fd-steps`.
+                    let mut sub = None;
                     for &k in &a.fd_steps {
                         let (fd_name, kid_name) =
                             (format!("supernet-fd@{k}"), format!("supernet-kid@{k}"));
                         if missing(&fd_name) || missing(&kid_name) {
-                            let sub = unas_runtime::SubNet::new(arch, &info.arch)
-                                .map_err(CliError::failure)?
-                                .extract(&unet);
+                            let sub = match &sub {
+                                Some(u) => u,
+                                None => sub.insert(
+                                    unas_runtime::SubNet::new(arch, &info.arch)
+                                        .map_err(CliError::failure)?
+                                        .extract(&unet),
+                                ),
+                            };
                             let images = proxy
                                 .sample_with(
-                                    &sub,
+                                    sub,
                                     k,
                                     proxy.prompt_items().len(),
                                     &info.settings.recipe.scheduler_config(),

@@ -53,13 +53,7 @@ impl Proxy {
                 .div_scalar(2.0)
                 .add_scalar(0.5)
                 .clamp(0.0, 1.0);
-            let flat = images
-                .into_data()
-                .to_vec::<f32>()
-                .map_err(|e| EvalError::Measure(format!("{e:?}")))?;
-            if flat.iter().any(|v| !v.is_finite()) {
-                return Err(EvalError::Diverged("sampling produced NaN/inf".into()));
-            }
+            let flat = finite_values(images)?;
             out.extend(flat.chunks(3 * s * s).map(<[f32]>::to_vec));
         }
         Ok(out)
@@ -78,14 +72,7 @@ impl Proxy {
     ) -> Result<Vec<f32>, EvalError> {
         let mut out = Vec::new();
         for latents in self.denoise_first(unet, sampling_steps, n, scheduler)? {
-            let flat = latents
-                .into_data()
-                .to_vec::<f32>()
-                .map_err(|e| EvalError::Measure(format!("{e:?}")))?;
-            if flat.iter().any(|v| !v.is_finite()) {
-                return Err(EvalError::Diverged("sampling produced NaN/inf".into()));
-            }
-            out.extend(flat);
+            out.extend(finite_values(latents)?);
         }
         Ok(out)
     }
@@ -241,4 +228,16 @@ impl Proxy {
             self.teacher_note()
         )
     }
+}
+
+/// A sampled tensor's values; an error when sampling produced NaN or infinity.
+fn finite_values(t: Tensor<Cpu, 4>) -> Result<Vec<f32>, EvalError> {
+    let flat = t
+        .into_data()
+        .to_vec::<f32>()
+        .map_err(|e| EvalError::Measure(format!("{e:?}")))?;
+    if flat.iter().any(|v| !v.is_finite()) {
+        return Err(EvalError::Diverged("sampling produced NaN/inf".into()));
+    }
+    Ok(flat)
 }
