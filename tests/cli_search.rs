@@ -212,3 +212,113 @@ fn search_reports_exports_and_resumes_end_to_end() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(run.join("report.html").is_file());
 }
+
+/// A time-to-image study on this machine's table (`latency.objective = "image"`): the text
+/// encoder and VAE decoder are timed here when the study is created, each candidate carries
+/// its own step count (quality sampled at it), and the report and the export are per image.
+#[test]
+fn time_to_image_search_reports_seconds_per_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let study = tiny_study("tti", 6, 30.0).replace(
+        "budget_ms = 30",
+        "objective = \"image\"\nsampling_steps = [2, 4]\nbudget_quantile = 0.5",
+    );
+    assert!(study.contains("objective = \"image\""));
+    std::fs::write(d.join("study.toml"), study).unwrap();
+    let o = unas_in(d, &["search", "--config", "study.toml", "--quiet"]);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("timing this machine's text encoder and VAE decoder"),
+        "{err}"
+    );
+    assert!(err.contains("ms per image at "), "{err}");
+    let run = d.join("runs/tti");
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(md.contains("time per image (s)"), "{md}");
+    assert!(
+        md.contains("Time to an image: the sampling step count is a knob (2, 4)"),
+        "{md}"
+    );
+    assert!(md.contains("measured here: caption encoder"), "{md}");
+    assert!(
+        md.contains("at 4 steps |"),
+        "references at the largest count: {md}"
+    );
+    assert!(md.contains("ms per image"), "{md}");
+    let svg = std::fs::read_to_string(run.join("pareto.svg")).unwrap();
+    assert!(svg.contains("time per image (s)"));
+    let o = unas_in(d, &["export", "runs/tti", "--pick", "0", "--out", "final"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let toml = std::fs::read_to_string(d.join("final/unet-nas.toml")).unwrap();
+    assert!(toml.contains("ms per image at "), "{toml}");
+    assert!(toml.contains("sampling_steps = "), "{toml}");
+    // A per-step quality objective cannot price steps: refused, naming the field.
+    let bad = tiny_study("bad", 2, 30.0)
+        .replace("budget_ms = 30", "objective = \"image\"\nbudget_ms = 30")
+        .replace(
+            "[quality]\n",
+            "[quality]\nobjective = \"supernet-val-loss\"\n",
+        );
+    std::fs::write(d.join("bad.toml"), bad).unwrap();
+    let o = unas_in(d, &["search", "--config", "bad.toml", "--out", "bad"]);
+    assert_input_error(&o, &["bad.toml", "latency.objective", "supernet-val-loss"]);
+    assert!(!d.join("bad").exists(), "nothing half-written");
+}
+
+/// The shipped A10G time-to-image study (30 trials instead of 400; quality from the synthetic
+/// TEST FIXTURE, not a quality metric, through the test build's hook): its front and its
+/// references are in seconds per image on the A10G profile, SD1.5 and DeciDiffusion at 50 steps,
+/// and the report sets the knee against them.
+#[test]
+fn a10g_time_to_image_study_reports_seconds_per_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = std::fs::read_to_string(root().join("configs/a10g-512-time-to-image.toml"))
+        .unwrap()
+        .replace("trials = 400", "trials = 30")
+        .replace("population = 64", "population = 8")
+        .replace("sample = 16", "sample = 4");
+    assert!(cfg.contains("trials = 30") && cfg.contains("population = 8"));
+    std::fs::write(d.join("study.toml"), cfg).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_unas"))
+        .args([
+            "search",
+            "--config",
+            "study.toml",
+            "--quiet",
+            "--out",
+            "run",
+        ])
+        .current_dir(d)
+        .env("UNAS_CACHE_DIR", d.join(".unas-cache"))
+        .env("UNAS_TEST_SYNTHETIC_QUALITY", "0")
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("budget 2200 ms per image"), "{err}");
+    let md = std::fs::read_to_string(d.join("run/report.md")).unwrap();
+    assert!(md.contains("time per image (s)"), "{md}");
+    assert!(md.contains("profile:a10g kernels"), "{md}");
+    for r in ["sd15", "decidiffusion"] {
+        assert!(md.contains(&format!("against {r} at 50 steps")), "{md}");
+    }
+    // SD1.5's U-Net at 50 steps: the profile's whole-pipeline prediction, in seconds.
+    let o = Command::new(env!("CARGO_BIN_EXE_unas"))
+        .args(["latency", "--model", "profile:a10g", "--arch", "sd15"])
+        .args(["--pipeline-steps", "50"])
+        .output()
+        .unwrap();
+    let out = text(&o.stdout) + &text(&o.stderr);
+    let secs = out
+        .lines()
+        .find_map(|l| l.strip_prefix("pipeline: "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        md.contains("| sd15 |") && md.contains(secs),
+        "sd15 at {secs} s per image in: {md}"
+    );
+}

@@ -145,10 +145,14 @@ pub fn export(input: &ReportInput, which: &Pick, dir: &Path) -> Result<ExportedF
         "# U-Net found by unas search: study `{}`, trial {} ({}).\n",
         input.config.name,
         t.number,
-        t.latency_ms.map_or("latency unknown".into(), |l| format!(
-            "{l:.3} ms per step on {}",
-            input.config.latency.model
-        ))
+        t.latency_ms
+            .map_or("latency unknown".into(), |l| match t.arch.sampling_steps {
+                Some(k) if input.config.latency.per_image() => format!(
+                    "{l:.3} ms per image at {k} sampling steps on {}",
+                    input.config.latency.model
+                ),
+                _ => format!("{l:.3} ms per step on {}", input.config.latency.model),
+            })
     );
     if let Some(q) = t.quality {
         text.push_str(&format!("# quality {q:.4} ({})\n", input.metric()));

@@ -106,6 +106,8 @@ struct ParetoData {
     references: Vec<(String, f64, f64)>,
     /// Every trial drawn, (number, latency, y): where the dashboard makes points clickable.
     trials: Vec<(u64, f64, f64)>,
+    /// The x axis' words (per step in ms, or per image in s).
+    x_desc: String,
 }
 
 /// A trial's point in a drawn plot: its number and pixel position (SVG user units).
@@ -117,10 +119,13 @@ pub(crate) struct Hit {
 }
 
 fn pareto_data(input: &ReportInput, results: &StudyResults) -> ParetoData {
-    let budget = input.config.latency.budget_ms;
+    // A time-to-image study's latencies are per image: drawn in seconds.
+    let per_image = input.config.latency.per_image();
+    let scale = if per_image { 1e-3 } else { 1.0 };
+    let budget = input.config.latency.budget_ms * scale;
     let all = || input.trials.iter().chain(&input.references);
-    let (xlo, xhi) =
-        span(all().filter_map(|t| t.latency_ms).chain([budget])).unwrap_or((0.0, budget.max(1.0)));
+    let lat = |t: &TrialRecord| t.latency_ms.map(|l| l * scale);
+    let (xlo, xhi) = span(all().filter_map(lat).chain([budget])).unwrap_or((0.0, budget.max(1e-3)));
     let xpad = ((xhi - xlo) * 0.06).max(xhi.abs() * 0.02).max(1e-3);
     let (ylo, yhi) = span(all().filter_map(|t| t.quality)).unwrap_or((0.0, 1.0));
     let ypad = ((yhi - ylo) * 0.08).max(yhi.abs() * 0.02).max(1e-3);
@@ -130,7 +135,7 @@ fn pareto_data(input: &ReportInput, results: &StudyResults) -> ParetoData {
     let mut failed = Vec::new();
     let mut trials = Vec::new();
     for t in &input.trials {
-        let Some(x) = t.latency_ms else { continue };
+        let Some(x) = lat(t) else { continue };
         let y = match (t.status, t.quality) {
             (TrialStatus::Done, Some(q)) => (feasible.push((x, q)), q).1,
             (TrialStatus::Failed, _) => (failed.push((x, strip)), strip).1,
@@ -143,20 +148,20 @@ fn pareto_data(input: &ReportInput, results: &StudyResults) -> ParetoData {
         results
             .front
             .iter()
-            .filter_map(|t| Some((t.latency_ms?, t.quality?)))
+            .filter_map(|t| Some((lat(t)?, t.quality?)))
             .collect()
     } else {
         Vec::new()
     };
     let knee = results.knee.and_then(|n| {
         let t = input.trials.iter().find(|t| t.number == n)?;
-        Some((n, t.latency_ms?, t.quality?))
+        Some((n, lat(t)?, t.quality?))
     });
     let references = input
         .references
         .iter()
         .filter_map(|t| {
-            let x = t.latency_ms?;
+            let x = lat(t)?;
             let (y, label) = match (t.status, t.quality) {
                 (TrialStatus::Done, Some(q)) => (q, reference_name(t)),
                 (_, Some(q)) => (q, format!("{} (over budget)", reference_name(t))),
@@ -172,6 +177,11 @@ fn pareto_data(input: &ReportInput, results: &StudyResults) -> ParetoData {
             input.trials.len()
         ),
         metric: input.metric(),
+        x_desc: if per_image {
+            "time per image (s)".into()
+        } else {
+            "latency per denoising step (ms)".into()
+        },
         x: (xlo - xpad)..(xhi + xpad),
         y: (ylo - ypad)..(strip + ypad),
         budget,
@@ -209,7 +219,7 @@ fn draw_pareto<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .light_line_style(WHITE.mix(0.0))
-        .x_desc("latency per denoising step (ms)")
+        .x_desc(d.x_desc.as_str())
         .y_desc(format!(
             "quality: {} (lower is better)",
             shorten(d.metric.split('[').next().unwrap_or("quality"), 24)

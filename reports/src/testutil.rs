@@ -29,6 +29,10 @@ pub fn config(budget_ms: f64) -> StudyConfig {
             batch: 2,
             text_len: 16,
             dtype: Dtype::F32,
+            objective: Default::default(),
+            sampling_steps: Vec::new(),
+            reference_steps: None,
+            image_parts: None,
         },
         constraints: ConstraintsConfig::default(),
         seed: 3,
@@ -67,6 +71,7 @@ fn record(study: &str, number: u64, arch: UNetArch, budget_ms: f64, origin: &str
     };
     let q = (status == TrialStatus::Done).then_some(quality);
     let objectives = ObjectivesJson {
+        step_ms: None,
         latency_ms: Some(latency),
         quality: q,
         params: Some(cost.params),

@@ -87,13 +87,14 @@ fn settings_table(input: &ReportInput) -> Table {
     };
     let l = &c.latency;
     let q = &c.quality;
+    let per = if l.per_image() { " per image" } else { "" };
     let mut constraints = vec![match l.budget_quantile {
         Some(q) => format!(
-            "latency ≤ {} ms (the {q} quantile of the latency model's predictions over 300 \
-             samples of the space, resolved when the study was created)",
+            "latency ≤ {} ms{per} (the {q} quantile of the latency model's predictions over \
+             300 samples of the space, resolved when the study was created)",
             l.budget_ms
         ),
-        None => format!("latency ≤ {} ms", l.budget_ms),
+        None => format!("latency ≤ {} ms{per}", l.budget_ms),
     }];
     if let Some(p) = c.constraints.max_params {
         constraints.push(format!("params ≤ {}", thousands(Some(p))));
@@ -183,18 +184,27 @@ fn settings_table(input: &ReportInput) -> Table {
     }
 }
 
-fn trial_row(t: &TrialRecord, label: String, knee: Option<u64>) -> Vec<String> {
+fn trial_row(t: &TrialRecord, label: String, knee: Option<u64>, per_image: bool) -> Vec<String> {
     let label = if knee == Some(t.number) && label.starts_with('#') {
         format!("{label} (knee)")
     } else {
         label
+    };
+    let latency = if per_image {
+        format!(
+            "{} at {} steps",
+            opt_f(t.latency_ms.map(|l| l / 1e3), 4),
+            t.arch.sampling_steps.map_or("–".into(), |k| k.to_string())
+        )
+    } else {
+        opt_f(t.latency_ms, 3)
     };
     vec![
         label,
         t.hash.chars().take(12).collect(),
         thousands(t.params),
         thousands(t.macs),
-        opt_f(t.latency_ms, 3),
+        latency,
         opt_f(t.quality, 4),
         match t.status {
             TrialStatus::Done => "feasible".into(),
@@ -208,13 +218,17 @@ fn trial_row(t: &TrialRecord, label: String, knee: Option<u64>) -> Vec<String> {
     ]
 }
 
-fn trial_head(metric: &str) -> Vec<String> {
+fn trial_head(metric: &str, per_image: bool) -> Vec<String> {
     [
         "trial",
         "hash",
         "params",
         "MACs",
-        "latency (ms)",
+        if per_image {
+            "time per image (s)"
+        } else {
+            "latency (ms)"
+        },
         &format!("quality: {metric}"),
         "status",
         "blocks",
@@ -226,24 +240,28 @@ fn trial_head(metric: &str) -> Vec<String> {
 
 fn front_table(input: &ReportInput, results: &StudyResults) -> Table {
     Table {
-        head: trial_head(&input.metric()),
+        head: trial_head(&input.metric(), input.config.latency.per_image()),
         rows: results
             .front
             .iter()
-            .map(|t| trial_row(t, format!("#{}", t.number), results.knee))
+            .map(|t| {
+                let per_image = input.config.latency.per_image();
+                trial_row(t, format!("#{}", t.number), results.knee, per_image)
+            })
             .collect(),
     }
 }
 
 fn references_table(input: &ReportInput) -> Table {
-    let mut head = trial_head(&input.metric());
+    let per_image = input.config.latency.per_image();
+    let mut head = trial_head(&input.metric(), per_image);
     head[0] = "reference".into();
     Table {
         head,
         rows: input
             .references
             .iter()
-            .map(|t| trial_row(t, reference_name(t), None))
+            .map(|t| trial_row(t, reference_name(t), None, per_image))
             .collect(),
     }
 }
@@ -297,9 +315,14 @@ fn outcome_lines(input: &ReportInput, results: &StudyResults) -> Vec<String> {
     )];
     if results.feasible {
         lines.push(format!(
-            "Hypervolume {:.4} (reference point: {} ms, quality {:.4}); knee: {}.",
+            "Hypervolume {:.4} (reference point: {} ms{}, quality {:.4}); knee: {}.",
             results.hypervolume,
             results.reference[0],
+            if input.config.latency.per_image() {
+                " per image"
+            } else {
+                ""
+            },
             results.reference[1],
             results
                 .knee
@@ -328,7 +351,58 @@ fn outcome_lines(input: &ReportInput, results: &StudyResults) -> Vec<String> {
             ));
         }
     }
+    lines.extend(time_to_image_lines(input, results));
     lines.extend(objective_lines(input));
+    lines
+}
+
+/// A time-to-image study: what the latency axis prices, and the knee against each reference
+/// at its step count (seconds per image, speed-up, quality).
+fn time_to_image_lines(input: &ReportInput, results: &StudyResults) -> Vec<String> {
+    let l = &input.config.latency;
+    if !l.per_image() {
+        return Vec::new();
+    }
+    let mut lines =
+        vec![format!(
+        "Time to an image: the sampling step count is a knob ({}); each candidate's latency is \
+         per image — its U-Net step × steps plus the pipeline's parts around them ({}) — and \
+         its quality is measured at its own step count; references at {} steps.",
+        l.step_choices()
+            .iter()
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        l.image_parts.as_ref().map_or("not resolved".into(), |p| format!(
+            "{:.3} ms per call for {} image(s), {:.3} ms per step beside the U-Net: {}",
+            p.fixed_ms, p.images, p.step_extra_ms, p.source
+        )),
+        l.reference_step_count().unwrap_or(50),
+    )];
+    let knee = results
+        .knee
+        .and_then(|n| input.trials.iter().find(|t| t.number == n));
+    if let Some(k) = knee {
+        for r in &input.references {
+            let (Some(kl), Some(rl)) = (k.latency_ms, r.latency_ms) else {
+                continue;
+            };
+            lines.push(format!(
+                "Knee #{} ({} steps): {:.4} s per image, quality {} (lower is better) — against {} at {} steps: \
+                 {:.4} s per image, quality {}: {:.2}x {} per image.",
+                k.number,
+                k.arch.sampling_steps.map_or("–".into(), |s| s.to_string()),
+                kl / 1e3,
+                opt_f(k.quality, 4),
+                reference_name(r),
+                r.arch.sampling_steps.map_or("–".into(), |s| s.to_string()),
+                rl / 1e3,
+                opt_f(r.quality, 4),
+                if kl <= rl { rl / kl } else { kl / rl },
+                if kl <= rl { "faster" } else { "slower" },
+            ));
+        }
+    }
     lines
 }
 

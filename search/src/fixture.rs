@@ -16,7 +16,8 @@ use crate::strategy::splitmix;
 /// TEST FIXTURE (not a quality metric): score = `100 / sqrt(1 + MACs / 1e6) * (1 + 0.1 u)`
 /// with `u` in [0, 1) drawn from the arch hash and the seed: bigger networks score better,
 /// which trades off against latency like a real quality metric would. Rung `r` of successive
-/// halving divides the noise term by `1 + r`.
+/// halving divides the noise term by `1 + r`. A candidate with `sampling_steps` K (a
+/// time-to-image search) has its score multiplied by `1 + 5 / K`.
 #[derive(Clone, Debug, Default)]
 pub struct SyntheticQuality {
     /// MACs are counted for this query (default: 16x16 latent, batch 2, 16 tokens).
@@ -104,7 +105,9 @@ impl QualityEvaluator for SyntheticQuality {
         let draw = splitmix(h ^ seed ^ (rung as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let u = (draw >> 11) as f64 / (1u64 << 53) as f64;
         let noise = 0.1 * u / (1.0 + rung as f64);
-        let score = 100.0 / (1.0 + cost.macs as f64 / 1e6).sqrt() * (1.0 + noise);
+        // A time-to-image candidate scores worse with fewer sampling steps.
+        let steps = arch.sampling_steps.map_or(1.0, |k| 1.0 + 5.0 / k as f64);
+        let score = 100.0 / (1.0 + cost.macs as f64 / 1e6).sqrt() * (1.0 + noise) * steps;
         Ok(QualityResult {
             score,
             metric: "synthetic-test-fixture".into(),
@@ -197,6 +200,10 @@ pub fn tiny_study(
             batch: 2,
             text_len: 16,
             dtype: unas_evaluator::latency::Dtype::F16,
+            objective: Default::default(),
+            sampling_steps: Vec::new(),
+            reference_steps: None,
+            image_parts: None,
         },
         constraints: crate::ConstraintsConfig::default(),
         seed,

@@ -37,7 +37,10 @@ pub mod store;
 pub mod strategy;
 
 pub use benchmark::{strategy_benchmark, BenchmarkReport, StrategyResult};
-pub use config::{ConstraintsConfig, ControllerConfig, HalvingConfig, LatencyConfig, StudyConfig};
+pub use config::{
+    ConstraintsConfig, ControllerConfig, HalvingConfig, LatencyConfig, LatencyObjective,
+    StudyConfig,
+};
 pub use engine::{Progress, RunSummary, Study, StudyResults};
 pub use error::SearchError;
 pub use objective::{Evaluators, QualityError, QualityEvaluator, QualityResult};

@@ -112,8 +112,11 @@ impl Violations {
 /// Everything stored in a trial's `objectives` column.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct ObjectivesJson {
-    /// Latency (ms).
+    /// Latency objective (ms): per U-Net step, or per image in a time-to-image study.
     pub latency_ms: Option<f64>,
+    /// One U-Net step (ms), kept beside a per-image `latency_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_ms: Option<f64>,
     /// Quality score.
     pub quality: Option<f64>,
     /// Parameters.
@@ -146,8 +149,10 @@ pub struct BlockLatencyJson {
 pub struct Outcome {
     /// `Done`, `Failed` or `Infeasible`.
     pub status: TrialStatus,
-    /// Predicted latency.
+    /// Predicted latency objective (per step, or per image in a time-to-image study).
     pub latency_ms: Option<f64>,
+    /// Predicted U-Net step, when `latency_ms` is per image.
+    pub step_ms: Option<f64>,
     /// Parameters.
     pub params: Option<u64>,
     /// MACs.
@@ -175,6 +180,7 @@ impl Outcome {
         Self {
             status: TrialStatus::Failed,
             latency_ms: None,
+            step_ms: None,
             params: None,
             macs: None,
             violations: Violations::default(),
@@ -192,6 +198,7 @@ impl Outcome {
     pub fn objectives_json(&self) -> String {
         serde_json::to_string(&ObjectivesJson {
             latency_ms: self.latency_ms,
+            step_ms: self.step_ms,
             quality: self.quality.as_ref().map(|q| q.score),
             params: self.params,
             macs: self.macs,
@@ -267,8 +274,12 @@ pub fn evaluate_candidate(
             latency_s,
         );
     }
+    let objective_ms = match latency.objective_ms(arch, report.total_ms) {
+        Ok(ms) => ms,
+        Err(reason) => return Outcome::failed(reason, latency_s),
+    };
     let violations = Violations {
-        latency: excess(report.total_ms, latency.budget_ms),
+        latency: excess(objective_ms, latency.budget_ms),
         params: constraints
             .max_params
             .map_or(0.0, |m| excess(cost.params as f64, m as f64)),
@@ -278,7 +289,8 @@ pub fn evaluate_candidate(
     };
     let mut out = Outcome {
         status: TrialStatus::Infeasible,
-        latency_ms: Some(report.total_ms),
+        latency_ms: Some(objective_ms),
+        step_ms: latency.per_image().then_some(report.total_ms),
         params: Some(cost.params),
         macs: Some(cost.macs),
         violations,

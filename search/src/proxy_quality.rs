@@ -18,7 +18,8 @@ use crate::objective::{QualityError, QualityEvaluator, QualityResult, Scored};
 /// the candidate's supernet, details = the loss per timestep band; `"supernet-finetune"`: the
 /// same after `finetune_steps` steps of fine-tuning from those weights;
 /// `"supernet-paired"`: the paired distance of its samples to the supernet's largest
-/// network's ([`SupernetScorer::paired`]).
+/// network's ([`SupernetScorer::paired`]). A candidate with its own `sampling_steps` (a
+/// time-to-image search) is sampled with that many steps by `fd` and `supernet-paired`.
 pub struct ProxyQuality {
     proxy: Proxy,
     supernets: Option<SupernetScorer>,
@@ -62,7 +63,8 @@ impl ProxyQuality {
     /// Images of `arch` for people to look at: the first `n` fixed prompts, sampled with the
     /// proxy's fixed noise, scheduler and guidance from the weights the objective scored
     /// (inherited from the supernet, zero-shot), decoded by the data's VAE. The same prompts
-    /// and noise for every architecture, so their grids compare side by side. `None` for an
+    /// and noise for every architecture, so their grids compare side by side; with the
+    /// architecture's own step count when a time-to-image search gave it one. `None` for an
     /// objective without supernets (its weights exist only during its training).
     pub fn samples(&self, arch: &UNetArch, n: usize) -> Option<Result<Samples, EvalError>> {
         let scorer = self.supernets.as_ref()?;
@@ -70,7 +72,11 @@ impl ProxyQuality {
             let unet = scorer.subnetwork(arch)?;
             let cfg = self.proxy.config();
             Ok(Samples {
-                images: self.proxy.sample_first(&unet, cfg.sampling_steps, n)?,
+                images: self.proxy.sample_first(
+                    &unet,
+                    arch.sampling_steps.unwrap_or(cfg.sampling_steps),
+                    n,
+                )?,
                 size: cfg.image_size,
                 prompts: self.proxy.prompt_texts(n),
             })
@@ -155,9 +161,9 @@ impl QualityEvaluator for ProxyQuality {
             // Deterministic: the evaluation seed plays no part.
             let cfg = self.proxy.config();
             if cfg.objective == Objective::SupernetPaired {
-                let (d, metric) = s
-                    .paired(&self.proxy, arch, cfg.paired_steps)
-                    .map_err(quality_error)?;
+                // A time-to-image candidate is scored at its own step count.
+                let steps = arch.sampling_steps.unwrap_or(cfg.paired_steps);
+                let (d, metric) = s.paired(&self.proxy, arch, steps).map_err(quality_error)?;
                 return Ok(QualityResult {
                     score: d,
                     metric,

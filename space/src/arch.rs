@@ -165,6 +165,12 @@ pub struct UNetArch {
     pub mid: MidBlock,
     /// Up stages, lowest resolution first (as many as down stages).
     pub up: Vec<UpStage>,
+    /// Sampling steps the network is meant to run with: set by a time-to-image search, where
+    /// the step count is a knob beside the blocks (part of the id then); absent otherwise, so
+    /// ids of architectures without it are unchanged. Not part of the network: plans, costs
+    /// and weights ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling_steps: Option<usize>,
 }
 
 impl UNetArch {

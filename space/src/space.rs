@@ -54,6 +54,12 @@ pub struct GlobalOptions {
     pub mid_resnets: Vec<usize>,
     /// Mid-block attention counts (flexible layout only).
     pub mid_attentions: Vec<usize>,
+    /// Sampling step counts, a knob of a time-to-image search (not of the network): empty
+    /// (the default) leaves genomes and architectures without a step count. A study sets it
+    /// from `latency.sampling_steps`; it is never drawn when empty, so spaces without it sample
+    /// exactly as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sampling_steps: Vec<usize>,
 }
 
 fn default_interleave() -> Vec<Interleave> {
@@ -151,6 +157,9 @@ pub struct Genome {
     pub mid_resnets: usize,
     /// Mid attentions.
     pub mid_attentions: usize,
+    /// Sampling steps (time-to-image searches only; `None` when the space has no such knob).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling_steps: Option<usize>,
 }
 
 /// A knob of a genome. Under the diffusers layout the attention knobs are switches (a block has
@@ -175,6 +184,8 @@ pub enum Knob {
     MidResnets,
     /// Mid attentions (flexible only).
     MidAttentions,
+    /// Sampling steps (time-to-image searches only).
+    SamplingSteps,
 }
 
 const DIFFUSERS_MID: (usize, usize) = (2, 1);

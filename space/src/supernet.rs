@@ -124,6 +124,7 @@ impl SearchSpace {
             stages,
             mid_resnets,
             mid_attentions,
+            sampling_steps: None,
         });
         arch.name = format!("supernet-{t}");
         arch
@@ -173,6 +174,7 @@ impl SearchSpace {
                 stages: stages?,
                 mid_resnets,
                 mid_attentions,
+                sampling_steps: None,
             };
             if self.is_valid(&g) && &self.topology(&g) == t {
                 return Some(self.decode(&g));
@@ -249,6 +251,7 @@ impl SearchSpace {
                             stages,
                             mid_resnets: 1,
                             mid_attentions: 0,
+                            sampling_steps: None,
                         };
                         out.insert(self.topology(&g));
                     }

@@ -305,3 +305,68 @@ fn towards_largest_draws_counts_in_proportion_to_their_rank() {
         }
     }
 }
+
+/// The sampling-steps knob of a time-to-image search: drawn (last) into every sample, carried
+/// into the architecture and its id, mutated on its own, refused when malformed; a space
+/// without it draws the same first network.
+#[test]
+fn sampling_steps_knob_is_drawn_mutated_and_part_of_the_id() {
+    let plain = space("tiny-depth");
+    let mut sp = plain.clone();
+    sp.knobs.sampling_steps = vec![10, 20, 50];
+    let mut rng = Rng::seed(7);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut steps_mutations = 0;
+    for _ in 0..2_000 {
+        let g = sp.sample(&mut rng).unwrap();
+        let k = g.sampling_steps.expect("a step count is drawn");
+        assert!(sp.knobs.sampling_steps.contains(&k));
+        seen.insert(k);
+        let arch = sp.decode(&g);
+        assert_eq!(arch.sampling_steps, Some(k));
+        assert_eq!(sp.encode(&arch).as_ref(), Some(&g));
+        let (child, knob) = sp.mutate(&g, &mut rng).unwrap();
+        assert!(sp.is_valid(&child));
+        if knob == unas_space::Knob::SamplingSteps {
+            steps_mutations += 1;
+            assert_ne!(child.sampling_steps, g.sampling_steps);
+            let mut same = child.clone();
+            same.sampling_steps = g.sampling_steps;
+            assert_eq!(same, g, "only the step count changed");
+        }
+        let other = sp.sample(&mut rng).unwrap();
+        assert!(sp.is_valid(&sp.crossover(&g, &other, &mut rng)));
+    }
+    assert_eq!(seen.len(), 3);
+    assert!(steps_mutations > 0);
+
+    // The step count is part of the id; without one the id is the network's own.
+    let g = sp.sample(&mut Rng::seed(1)).unwrap();
+    let mut a = sp.decode(&g);
+    let with = a.hash_id();
+    a.sampling_steps = None;
+    assert_ne!(with, a.hash_id());
+    let mut g0 = g.clone();
+    g0.sampling_steps = None;
+    assert!(sp.is_valid(&g0), "no step count is allowed (references)");
+    assert_eq!(plain.decode(&g0).hash_id(), a.hash_id());
+    g0.sampling_steps = Some(7);
+    assert!(!sp.is_valid(&g0), "a step count the space does not offer");
+    // The first draw's network is the same with and without the knob (steps drawn last).
+    let first = plain.sample(&mut Rng::seed(1)).unwrap();
+    assert_eq!(plain.decode(&first), a);
+
+    let toml = |steps: &str| {
+        let mut t = toml::to_string(&plain).unwrap();
+        t = t.replace("[knobs]", &format!("[knobs]\nsampling_steps = {steps}"));
+        SearchSpace::from_source(&Source {
+            file: "t.toml".into(),
+            text: t,
+        })
+    };
+    assert!(toml("[10, 20]").is_ok());
+    for bad in ["[0, 10]", "[10, 10]"] {
+        let e = toml(bad).unwrap_err().to_string();
+        assert!(e.contains("knobs.sampling_steps"), "{e}");
+    }
+}

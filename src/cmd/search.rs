@@ -190,7 +190,11 @@ fn prepare_quality(
 }
 
 fn describe_trial(t: &TrialRecord) -> String {
-    let lat = t.latency_ms.map_or("–".into(), |l| format!("{l:.2} ms"));
+    let lat = match (t.latency_ms, t.arch.sampling_steps) {
+        (None, _) => "–".into(),
+        (Some(l), None) => format!("{l:.2} ms"),
+        (Some(l), Some(k)) => format!("{l:.2} ms per image at {k} steps"),
+    };
     match t.status {
         TrialStatus::Done => format!("{lat}, quality {:.4}", t.quality.unwrap_or(f64::NAN)),
         TrialStatus::Infeasible => match t.quality {
@@ -205,17 +209,18 @@ fn describe_trial(t: &TrialRecord) -> String {
     }
 }
 
-/// Resolves a budget given relative to this machine (`latency.budget_quantile`) before the
-/// study is created; the latency model built for it is kept for the run.
+/// Resolves what a study file leaves to this machine before the study is created: a
+/// time-to-image study's pipeline parts (`latency.image_parts`: the device profile's kernels,
+/// or the proxy's text encoder and VAE decoder timed here) and a budget given as a quantile
+/// (`latency.budget_quantile`); the latency model built for them is kept for the run.
 fn resolve_budget(
     cfg: &mut StudyConfig,
     file: &Path,
     prebuilt: &mut Option<Box<dyn LatencyModel + Send + Sync>>,
 ) -> Result<(), CliError> {
-    let Some(q) = cfg.latency.budget_quantile else {
-        return Ok(());
-    };
-    if cfg.latency.budget_ms > 0.0 {
+    let parts_needed = cfg.latency.per_image() && cfg.latency.image_parts.is_none();
+    let budget_needed = cfg.latency.budget_quantile.is_some() && cfg.latency.budget_ms <= 0.0;
+    if !parts_needed && !budget_needed {
         return Ok(());
     }
     let space = cfg.load_space().map_err(|e| in_file(file, e))?;
@@ -223,13 +228,39 @@ fn resolve_budget(
         .latency
         .build_for(&space, &mut |l| eprintln!("latency: {l}"))
         .map_err(|e| in_file(file, e))?;
+    let quality = cfg.quality.clone();
+    let dim = space.stem.cross_attention_dim;
+    let mut measure = |setting: &_| {
+        eprintln!("time to an image: timing this machine's text encoder and VAE decoder");
+        let proxy = unas_evaluator::quality::proxy::Proxy::prepare(&quality, dim, &mut |l| {
+            eprintln!("quality proxy: {l}")
+        })
+        .map_err(SearchError::Quality)?;
+        proxy.image_parts(setting, 9).map_err(SearchError::Quality)
+    };
+    if let Some(p) = cfg
+        .resolve_image_parts(model.as_ref(), &mut measure)
+        .map_err(|e| in_file(file, e))?
+    {
+        eprintln!(
+            "time to an image: {:.3} ms per call for {} image(s) around the U-Net steps, \
+             {:.3} ms per step beside the U-Net ({})",
+            p.fixed_ms, p.images, p.step_extra_ms, p.source
+        );
+    }
     if let Some(b) = cfg
         .resolve_budget(&space, model.as_ref())
         .map_err(|e| in_file(file, e))?
     {
         eprintln!(
-            "latency budget: {b:.2} ms, the {q} quantile of this machine's predictions over 300 \
-             uniform samples of the space"
+            "latency budget: {b:.2} ms{}, the {} quantile of this machine's predictions over \
+             300 uniform samples of the space",
+            if cfg.latency.per_image() {
+                " per image"
+            } else {
+                ""
+            },
+            cfg.latency.budget_quantile.unwrap_or_default()
         );
     }
     *prebuilt = Some(model);
@@ -325,13 +356,18 @@ fn search(a: RunArgs) -> CmdResult {
         quality,
     };
     eprintln!(
-        "study `{}` in {}: {} trials, {} ({}), budget {} ms on {}",
+        "study `{}` in {}: {} trials, {} ({}), budget {} ms {} on {}",
         cfg.name,
         dir.display(),
         cfg.trials,
         cfg.controller.name(),
         cfg.space,
         cfg.latency.budget_ms,
+        if cfg.latency.per_image() {
+            "per image"
+        } else {
+            "per step"
+        },
         cfg.latency.model
     );
     let t0 = Instant::now();

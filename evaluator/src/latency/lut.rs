@@ -200,6 +200,7 @@ fn covering_arch(space: &SearchSpace, layout: Layout, widths: &[usize]) -> UNetA
             upsample: flexible,
         },
         up,
+        sampling_steps: None,
     }
 }
 

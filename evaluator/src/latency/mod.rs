@@ -5,6 +5,7 @@
 
 pub mod auto;
 pub mod calibrate;
+pub mod image;
 pub mod lut;
 pub mod lut_build;
 pub mod measured;
@@ -124,4 +125,14 @@ pub trait LatencyModel {
         arch: &UNetArch,
         setting: &LatencySetting,
     ) -> Result<LatencyReport, EvalError>;
+    /// The pipeline's parts around the U-Net steps at `setting` (text encoder, VAE decode,
+    /// scheduler), when the model prices them; `None` (the default) when it does not (a
+    /// table or measurement of U-Net steps alone).
+    fn image_parts(
+        &self,
+        setting: &LatencySetting,
+    ) -> Result<Option<image::ImageParts>, EvalError> {
+        let _ = setting;
+        Ok(None)
+    }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use unas_space::{CostQuery, Source, UNetArch};
 
+use super::image::{images_per_call, ImageParts};
 use super::ops::{module_ops, AttentionModel, Op};
 use super::pipeline::{step_ops, text_encoder_ops, vae_decoder_ops, CLIP_L};
 use super::{BlockLatency, Dtype, LatencyModel, LatencyReport, LatencySetting};
@@ -179,17 +180,31 @@ impl DeviceProfile {
         setting: &LatencySetting,
         steps: usize,
     ) -> Result<f64, EvalError> {
-        let unet = self.predict(arch, setting)?.total_ms / 1e3;
+        let unet = self.predict(arch, setting)?.total_ms;
+        Ok(self.parts(setting)?.per_image_ms(unet, steps) / 1e3)
+    }
+
+    /// The kernels around the U-Net steps: the CLIP ViT-L/14 text encoder at 77 tokens for the
+    /// batch, SD's VAE decoder for the images, and the scheduler's per-step arithmetic.
+    fn parts(&self, setting: &LatencySetting) -> Result<ImageParts, EvalError> {
         let e = setting.dtype.bytes();
         let att = self.attention_model();
-        let images = (setting.batch as u64 / 2).max(1);
+        let images = images_per_call(setting.batch);
         let text = text_encoder_ops(&CLIP_L, setting.batch as u64, 77, e, &att);
-        let vae = vae_decoder_ops(images, setting.latent as u64, e, &att);
+        let vae = vae_decoder_ops(images as u64, setting.latent as u64, e, &att);
         let step = step_ops(setting.batch as u64, setting.latent as u64, e, &att);
-        let fixed =
-            self.ops_seconds(&text, setting.dtype)? + self.ops_seconds(&vae, setting.dtype)?;
-        let per_step = unet + self.ops_seconds(&step, setting.dtype)?;
-        Ok((fixed + steps as f64 * per_step) / images as f64)
+        Ok(ImageParts {
+            fixed_ms: 1e3
+                * (self.ops_seconds(&text, setting.dtype)?
+                    + self.ops_seconds(&vae, setting.dtype)?),
+            step_extra_ms: 1e3 * self.ops_seconds(&step, setting.dtype)?,
+            images,
+            source: format!(
+                "profile:{} kernels of the CLIP ViT-L/14 text encoder, SD's VAE decoder and the \
+                 scheduler step",
+                self.name
+            ),
+        })
     }
 }
 
@@ -203,6 +218,10 @@ pub const DEVICE_PRESETS: &[(&str, &str)] = &[
 impl LatencyModel for DeviceProfile {
     fn describe(&self) -> String {
         format!("profile:{} ({}; {})", self.name, self.device, self.software)
+    }
+
+    fn image_parts(&self, setting: &LatencySetting) -> Result<Option<ImageParts>, EvalError> {
+        self.parts(setting).map(Some)
     }
 
     fn predict(

@@ -287,8 +287,11 @@ fn tempdir() -> Result<std::path::PathBuf, EvalError> {
 /// the full space may fit inside its covering architecture.
 pub fn holds(info: &SupernetInfo, arch: &UNetArch) -> Result<(), String> {
     SubNet::new(arch, &info.arch).map_err(|e| e.to_string())?;
+    // The network alone: a time-to-image candidate's step count is not part of it.
+    let mut network = arch.clone();
+    network.sampling_steps = None;
     match &info.space_definition {
-        Some(space) if space.encode(arch).is_none() => Err(format!(
+        Some(space) if space.encode(&network).is_none() => Err(format!(
             "not an architecture of its space `{}` (the space it was trained on)",
             space.name
         )),
@@ -371,5 +374,10 @@ mod tests {
         let mut wider = smallest.clone();
         wider.down[0].out_channels = 48;
         assert!(holds(&full, &wider).is_err());
+        // A time-to-image candidate's step count is not part of the network it holds.
+        let mut with_steps = smallest.clone();
+        with_steps.sampling_steps = Some(20);
+        assert_eq!(holds(&full, &with_steps), Ok(()));
+        assert!(holds(&group, &with_steps).is_err());
     }
 }

@@ -24,9 +24,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use unas_evaluator::latency::lut::LookupTable;
-use unas_evaluator::latency::profile::DeviceProfile;
-use unas_evaluator::latency::{Dtype, LatencyModel, LatencySetting};
+use unas_evaluator::latency::LatencyModel;
 use unas_evaluator::quality::proxy::ProxyConfig;
 use unas_space::{SearchSpace, Source};
 
@@ -71,132 +69,6 @@ impl ControllerConfig {
             ControllerConfig::Nsga2 { .. } => "nsga2",
             ControllerConfig::Random => "random",
         }
-    }
-}
-
-/// The latency model, the setting it is asked about, and the budget.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct LatencyConfig {
-    /// Latency model: `profile:NAME` or `profile:FILE` (a roofline device profile), `lut:FILE`
-    /// (a per-block lookup table from `unas profile`, whose setting must equal this one),
-    /// `lut:auto` (this machine's own table for the space: profiled on first use, cached,
-    /// checked end to end before every use and profiled again when it is off by over 10 %), or
-    /// a bare profile name/file. Default `profile:a10g`. Callers may also pass any other
-    /// [`LatencyModel`] to [`crate::Study::run`]; this field then only documents it.
-    #[serde(default = "default_model")]
-    pub model: String,
-    /// Latency budget per denoising step in milliseconds (required unless `budget_quantile` is
-    /// given): a candidate predicted above it is infeasible and never evaluated for quality.
-    #[serde(default)]
-    pub budget_ms: f64,
-    /// A budget relative to this machine: the quantile (e.g. 0.5) of the latency model's
-    /// predictions over 300 seeded uniform samples of the space, resolved when the study is
-    /// created and stored as `budget_ms` (a table of another machine, or none, gives another
-    /// number; the study keeps the one it was created with).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub budget_quantile: Option<f64>,
-    /// Latent side (default 64, i.e. 512 px).
-    #[serde(default = "default_latent")]
-    pub latent: usize,
-    /// U-Net batch (default 2: one image with classifier-free guidance).
-    #[serde(default = "default_batch")]
-    pub batch: usize,
-    /// Text tokens (default 77).
-    #[serde(default = "default_text_len")]
-    pub text_len: usize,
-    /// Element type (default `f16`).
-    #[serde(default = "default_dtype")]
-    pub dtype: Dtype,
-}
-
-fn default_model() -> String {
-    "profile:a10g".into()
-}
-fn default_latent() -> usize {
-    64
-}
-fn default_batch() -> usize {
-    2
-}
-fn default_text_len() -> usize {
-    77
-}
-fn default_dtype() -> Dtype {
-    Dtype::F16
-}
-
-impl LatencyConfig {
-    /// The setting latencies (and MACs) are computed for.
-    pub fn setting(&self) -> LatencySetting {
-        LatencySetting {
-            latent: self.latent,
-            batch: self.batch,
-            text_len: self.text_len,
-            dtype: self.dtype,
-        }
-    }
-
-    /// [`Self::build`] for a study over `space`: `lut:auto` is this machine's own table for
-    /// the space (profiled on first use, cached, checked before use:
-    /// [`unas_evaluator::latency::auto`]); `progress` gets its log lines.
-    pub fn build_for(
-        &self,
-        space: &SearchSpace,
-        progress: &mut dyn FnMut(&str),
-    ) -> Result<Box<dyn LatencyModel + Send + Sync>, SearchError> {
-        if self.model != "lut:auto" {
-            return self.build();
-        }
-        if self.dtype != Dtype::F32 {
-            return Err(SearchError::InvalidConfig {
-                field: "latency.dtype".into(),
-                message: "lut:auto profiles this CPU, which is measured in f32".into(),
-            });
-        }
-        let root = unas_evaluator::quality::proxy::default_cache_root();
-        let table =
-            unas_evaluator::latency::auto::auto_table(space, &self.setting(), &root, progress)?;
-        Ok(Box::new(table))
-    }
-
-    /// Builds the configured model (roofline device profiles, lookup tables; `lut:auto` needs
-    /// the space: [`Self::build_for`]; other model kinds are built by the caller and passed to
-    /// [`crate::Study::run`]).
-    pub fn build(&self) -> Result<Box<dyn LatencyModel + Send + Sync>, SearchError> {
-        if self.model == "lut:auto" {
-            return Err(SearchError::InvalidConfig {
-                field: "latency.model".into(),
-                message: "lut:auto is this machine's table for the study's space: built with \
-                          the space (LatencyConfig::build_for)"
-                    .into(),
-            });
-        }
-        if let Some(file) = self.model.strip_prefix("lut:") {
-            let table = LookupTable::load(Path::new(file))?;
-            if table.setting != self.setting() {
-                let s = |x: &LatencySetting| {
-                    format!(
-                        "latent {}, batch {}, text_len {}, dtype {}",
-                        x.latent,
-                        x.batch,
-                        x.text_len,
-                        x.dtype.name()
-                    )
-                };
-                return Err(SearchError::InvalidConfig {
-                    field: "latency.model".into(),
-                    message: format!(
-                        "lookup table {file} was measured at {} but the study's [latency] asks for {}; set latency.latent/batch/text_len/dtype to the table's setting or profile the space at yours",
-                        s(&table.setting),
-                        s(&self.setting())
-                    ),
-                });
-            }
-            return Ok(Box::new(table));
-        }
-        let spec = self.model.strip_prefix("profile:").unwrap_or(&self.model);
-        Ok(Box::new(DeviceProfile::load(spec)?))
     }
 }
 
@@ -345,6 +217,7 @@ impl StudyConfig {
         if self.latency.latent == 0 || self.latency.batch == 0 {
             return bad("latency.latent", "latent and batch must be at least 1");
         }
+        self.check_time_to_image()?;
         if self.constraints.max_params == Some(0) {
             return bad("constraints.max_params", "must be at least 1");
         }
@@ -410,7 +283,15 @@ impl StudyConfig {
         let mut ms = Vec::with_capacity(300);
         for _ in 0..300 {
             let arch = space.decode(&space.sample(&mut rng).map_err(SearchError::Sample)?);
-            ms.push(model.predict(&arch, &setting)?.total_ms);
+            let step_ms = model.predict(&arch, &setting)?.total_ms;
+            ms.push(
+                self.latency
+                    .objective_ms(&arch, step_ms)
+                    .map_err(|message| SearchError::InvalidConfig {
+                        field: "latency.budget_quantile".into(),
+                        message,
+                    })?,
+            );
         }
         ms.sort_by(f64::total_cmp);
         let at = ((ms.len() - 1) as f64 * q).round() as usize;
@@ -424,11 +305,17 @@ impl StudyConfig {
         self.window.unwrap_or(self.jobs).max(1)
     }
 
-    /// Loads the configured space (preset or file).
+    /// Loads the configured space (preset or file); a time-to-image study adds its sampling
+    /// step counts as a knob.
     pub fn load_space(&self) -> Result<SearchSpace, SearchError> {
-        Ok(SearchSpace::load(&self.space)?)
+        let mut space = SearchSpace::load(&self.space)?;
+        space.knobs.sampling_steps = self.latency.step_choices();
+        Ok(space)
     }
 }
 
+mod latency;
 #[cfg(test)]
 mod tests;
+
+pub use latency::{LatencyConfig, LatencyObjective, DEFAULT_SAMPLING_STEPS};

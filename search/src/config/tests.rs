@@ -1,6 +1,7 @@
 //! Tests of the study configuration: defaults, checks, normalisation.
 
 use super::*;
+use unas_evaluator::latency::{Dtype, LatencySetting};
 
 fn src(text: &str) -> Source {
     Source {

@@ -85,6 +85,10 @@ impl Study {
             .expect("settings serialise");
             for v in [&mut want, &mut have] {
                 v["config"]["jobs"] = serde_json::Value::Null;
+                // Measured when the study was created; a resume keeps the stored figures.
+                if let Some(l) = v["config"]["latency"].as_object_mut() {
+                    l.remove("image_parts");
+                }
             }
             if let Some(field) = first_difference(&have, &want, "") {
                 return Err(SearchError::SettingsMismatch {

@@ -87,6 +87,11 @@ impl Study {
             if arch.name.is_empty() {
                 arch.name = spec.clone();
             }
+            // A time-to-image study runs references at its reference step count (e.g.
+            // SD1.5-like at 50), unless their file names one.
+            if arch.sampling_steps.is_none() {
+                arch.sampling_steps = self.config.latency.reference_step_count();
+            }
             let record = TrialRecord::pending(
                 &name,
                 i as u64,

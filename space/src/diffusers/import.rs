@@ -221,6 +221,7 @@ pub(super) fn import_unet2d(v: &Value) -> Result<UNetArch, ArchError> {
             upsample: false,
         },
         up,
+        sampling_steps: None,
     })
 }
 
@@ -311,5 +312,6 @@ pub(super) fn import_flexible(c: &Value) -> Result<UNetArch, ArchError> {
                 .unwrap_or(false),
         },
         up,
+        sampling_steps: None,
     })
 }

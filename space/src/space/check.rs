@@ -34,6 +34,15 @@ impl SearchSpace {
         if k.mid_resnets.contains(&0) {
             return err("knobs.mid_resnets", "must be at least 1".into());
         }
+        if has_duplicates(&k.sampling_steps) {
+            return err("knobs.sampling_steps", "lists a value twice".into());
+        }
+        if k.sampling_steps.contains(&0) {
+            return err(
+                "knobs.sampling_steps",
+                "step counts must be at least 1".into(),
+            );
+        }
         let max_stages = *k.stages.iter().max().unwrap_or(&0);
         if self.stage.len() < max_stages {
             return err(

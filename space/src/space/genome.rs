@@ -43,6 +43,7 @@ impl SearchSpace {
                 upsample: flexible,
             },
             up,
+            sampling_steps: g.sampling_steps,
         }
     }
 
@@ -66,6 +67,7 @@ impl SearchSpace {
             stages,
             mid_resnets: arch.mid.resnets,
             mid_attentions: arch.mid.attentions,
+            sampling_steps: arch.sampling_steps,
         };
         let mut probe = self.decode(&g);
         probe.name.clone_from(&arch.name);
@@ -81,6 +83,9 @@ impl SearchSpace {
         }
         if self.knobs.layouts.len() > 1 {
             out.push(Knob::Layout);
+        }
+        if self.knobs.sampling_steps.len() > 1 {
+            out.push(Knob::SamplingSteps);
         }
         if g.layout == Layout::Flexible {
             out.extend([Knob::Interleave, Knob::MidResnets, Knob::MidAttentions]);
@@ -112,6 +117,7 @@ impl SearchSpace {
             Knob::UpAttentions(s) => g.stages[s].up_attentions,
             Knob::MidResnets => g.mid_resnets,
             Knob::MidAttentions => g.mid_attentions,
+            Knob::SamplingSteps => g.sampling_steps.unwrap_or(0),
         }
     }
 
@@ -206,6 +212,13 @@ impl SearchSpace {
                     push(c);
                 }
             }
+            Knob::SamplingSteps => {
+                for &v in &k.sampling_steps {
+                    let mut c = g.clone();
+                    c.sampling_steps = Some(v);
+                    push(c);
+                }
+            }
             Knob::Width(s) => {
                 for &v in &self.stage[s].out_channels {
                     let mut c = g.clone();
@@ -280,7 +293,8 @@ impl SearchSpace {
     }
 
     /// Uniform crossover: the child takes stage count, layout and order from `a`, and each
-    /// other knob from `a` or `b` at random where `b` has it and the result stays valid.
+    /// other knob from `a` or `b` at random where `b` has it and the result stays valid (the
+    /// sampling steps, when the space has them, last, so spaces without them draw as before).
     pub fn crossover(&self, a: &Genome, b: &Genome, rng: &mut Rng) -> Genome {
         let mut c = a.clone();
         for s in 0..c.stages.len().min(b.stages.len()) {
@@ -318,6 +332,9 @@ impl SearchSpace {
             if rng.coin() {
                 c.mid_attentions = b.mid_attentions;
             }
+        }
+        if !self.knobs.sampling_steps.is_empty() && rng.coin() {
+            c.sampling_steps = b.sampling_steps;
         }
         debug_assert!(self.is_valid(&c));
         c

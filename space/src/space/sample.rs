@@ -100,12 +100,15 @@ impl SearchSpace {
             }
             Layout::Diffusers => (Interleave::Alternate, DIFFUSERS_MID.0, DIFFUSERS_MID.1),
         };
+        // Drawn last and only when the knob exists: spaces without it sample as before.
+        let sampling_steps = (!k.sampling_steps.is_empty()).then(|| *rng.pick(&k.sampling_steps));
         Some(Genome {
             layout,
             interleave,
             stages,
             mid_resnets,
             mid_attentions,
+            sampling_steps,
         })
     }
 
@@ -162,6 +165,13 @@ impl SearchSpace {
         let k = &self.knobs;
         let n = g.stages.len();
         if !k.stages.contains(&n) || !k.layouts.contains(&g.layout) || n > self.stage.len() {
+            return false;
+        }
+        // No step count is allowed everywhere (a network not yet given one: a reference, a
+        // supernet's extremes); a step count only where the space offers it.
+        if g.sampling_steps
+            .is_some_and(|v| !k.sampling_steps.contains(&v))
+        {
             return false;
         }
         if !g

@@ -99,7 +99,9 @@ impl Proxy {
         let (unet, final_loss) = self.train(arch, seed, steps, &mut |_, _| {})?;
         let train_seconds = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
-        let images = self.sample(&unet, self.cfg.sampling_steps)?;
+        // A time-to-image candidate samples with its own step count.
+        let sampling_steps = arch.sampling_steps.unwrap_or(self.cfg.sampling_steps);
+        let images = self.sample(&unet, sampling_steps)?;
         let (fd, kid, adherence) = self.score(&images)?;
         Ok(ProxyScore {
             fd,
@@ -110,7 +112,7 @@ impl Proxy {
             train_seconds,
             sample_seconds: t1.elapsed().as_secs_f64(),
             samples: images.len(),
-            metric: self.metric_label(self.cfg.sampling_steps),
+            metric: self.metric_label(sampling_steps),
         })
     }
 }

@@ -50,6 +50,7 @@ mod evaluate;
 mod prepare;
 mod prepared;
 mod sample;
+mod timing;
 mod train;
 
 use cache::{build_cache, CacheKey, FeatureTrainingKey};
