@@ -115,11 +115,19 @@ impl ReportInput {
     /// The quality metric's label (from the first scored trial or reference), e.g.
     /// `fd[featurenet…; 128 samples]`; `quality` if nothing was scored.
     pub fn metric(&self) -> String {
-        self.trials
+        let label = self
+            .trials
             .iter()
             .chain(&self.references)
             .find_map(|t| quality_details(t).map(|q| q.0))
-            .unwrap_or_else(|| "quality".into())
+            .unwrap_or_else(|| "quality".into());
+        // A time-to-image study's candidates are scored at their own step counts: the label
+        // names the score without one candidate's count.
+        if self.config.latency.per_image() {
+            time_to_image_metric(&label)
+        } else {
+            label
+        }
     }
 
     /// Hypervolume of the feasible front of trials `0..=n` for each final trial `n`, under the
@@ -486,5 +494,31 @@ mod tests {
         let s = layout_summary(&a);
         assert!(s.starts_with("flexible, "), "{s}");
         assert_eq!(s.matches('R').count(), 2 * a.down.len() + 1, "{s}");
+    }
+}
+
+/// `supernet-paired@10[48 samples, …]` → `supernet-paired@K[48 samples, …] (K: each
+/// candidate's sampling steps)`; a label without `@K` gets the note alone.
+fn time_to_image_metric(label: &str) -> String {
+    let (name, rest) = label.split_at(label.find('[').unwrap_or(label.len()));
+    let name = match name.split_once('@') {
+        Some((base, k)) if k.chars().all(|c| c.is_ascii_digit()) => format!("{base}@K"),
+        _ => name.to_string(),
+    };
+    format!("{name}{rest} (at each candidate's sampling steps K)")
+}
+
+#[cfg(test)]
+mod time_to_image_tests {
+    #[test]
+    fn labels_lose_one_candidates_step_count() {
+        assert_eq!(
+            super::time_to_image_metric("supernet-paired@10[48 samples; seed 1]"),
+            "supernet-paired@K[48 samples; seed 1] (at each candidate's sampling steps K)"
+        );
+        assert_eq!(
+            super::time_to_image_metric("fd[x]"),
+            "fd[x] (at each candidate's sampling steps K)"
+        );
     }
 }

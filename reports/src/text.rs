@@ -379,6 +379,15 @@ fn time_to_image_lines(input: &ReportInput, results: &StudyResults) -> Vec<Strin
         )),
         l.reference_step_count().unwrap_or(50),
     )];
+    if input.config.quality.objective == unas_evaluator::quality::proxy::Objective::SupernetPaired {
+        lines.push(
+            "**Caveat:** the paired distance does not price the step count consistently: on \
+             some supernets fewer steps land *closer* to the largest network's 50-step samples \
+             (docs/supernet.md, seventeenth and eighteenth readings), so a front at few steps \
+             is not evidence of quality at few steps, and its calibration is at 50 steps only."
+                .into(),
+        );
+    }
     let knee = results
         .knee
         .and_then(|n| input.trials.iter().find(|t| t.number == n));
@@ -417,7 +426,7 @@ pub(crate) fn objective_lines(input: &ReportInput) -> Vec<String> {
                 .into(),
         ]
     } else if input.config.quality.objective.uses_supernets() {
-        calibration_lines(&input.config.quality)
+        calibration_lines(&input.config.quality, input.config.latency.per_image())
     } else {
         vec![PROXY_CAVEAT.into()]
     }
@@ -425,7 +434,10 @@ pub(crate) fn objective_lines(input: &ReportInput) -> Vec<String> {
 
 /// What the report says about a supernet objective: its name and, from `quality.calibration`,
 /// its agreement with the ground truth and the calibration targets it meets or misses.
-fn calibration_lines(q: &unas_evaluator::quality::proxy::ProxyConfig) -> Vec<String> {
+fn calibration_lines(
+    q: &unas_evaluator::quality::proxy::ProxyConfig,
+    per_image: bool,
+) -> Vec<String> {
     use unas_evaluator::quality::calibration::{read_summary, unmet_targets, NOISE_CEILING_ROW};
     let name = q.objective_name();
     let what = if q.objective == unas_evaluator::quality::proxy::Objective::SupernetPaired {
@@ -433,7 +445,11 @@ fn calibration_lines(q: &unas_evaluator::quality::proxy::ProxyConfig) -> Vec<Str
             "the relative squared distance of each candidate's samples ({} DDIM steps, weights \
              inherited from its topology's trained supernet) to the supernet's largest \
              network's (50 steps), from the same prompts and noise",
-            q.paired_steps
+            if per_image {
+                "its own number of".to_string()
+            } else {
+                q.paired_steps.to_string()
+            }
         )
     } else {
         format!(
