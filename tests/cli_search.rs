@@ -322,3 +322,70 @@ fn a10g_time_to_image_study_reports_seconds_per_image() {
         "sd15 at {secs} s per image in: {md}"
     );
 }
+
+/// `unas search evaluate`: the knobs first, then one reply per request — a candidate's
+/// status, per-image latency and quality (the synthetic TEST FIXTURE through the test build's
+/// hook, not a quality metric), or an error naming the bad request; the same request twice
+/// gives the same reply.
+#[test]
+fn evaluate_serves_the_objectives_as_json_lines() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(
+        root().join("configs/a10g-512-time-to-image.toml"),
+        d.join("study.toml"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_unas"))
+        .args([
+            "search",
+            "evaluate",
+            "--config",
+            "study.toml",
+            "--out",
+            "ev",
+        ])
+        .current_dir(d)
+        .env("UNAS_TEST_SYNTHETIC_QUALITY", "0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = serde_json::json!({"choices": {}});
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        // All knobs at their first choice, twice; then a missing knob; then not JSON.
+        let space = unas_space::SearchSpace::load("default").unwrap();
+        let mut all: serde_json::Map<String, serde_json::Value> = serde_json::Map::new();
+        for k in space.flat_knobs() {
+            all.insert(k.name, 0.into());
+        }
+        all.insert("sampling_steps".into(), 0.into());
+        let req = serde_json::json!({ "choices": all });
+        writeln!(stdin, "{req}\n{req}\n{first}\nnot json").unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let lines: Vec<serde_json::Value> = text(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    let knobs = lines[0]["knobs"].as_array().unwrap();
+    assert!(knobs.iter().any(|k| k["name"] == "sampling_steps"));
+    assert_eq!(lines[0]["budget_ms"], 2200.0);
+    let a = &lines[1];
+    assert!(
+        ["done", "infeasible"].contains(&a["status"].as_str().unwrap()),
+        "{a}"
+    );
+    assert!(a["latency_ms"].as_f64().unwrap() > 141.0, "per image: {a}");
+    assert_eq!(lines[1], lines[2]);
+    assert!(lines[3]["error"]
+        .as_str()
+        .unwrap()
+        .contains("no choice for knob"));
+    assert!(lines[4]["error"].as_str().unwrap().contains("bad request"));
+}

@@ -27,5 +27,5 @@ pub use load::Source;
 pub use plan::{ModuleKind, Plan, PlanModule, Section, Step};
 pub use presets::{load_arch, preset};
 pub use role::{Role, RoleKind, RoleMap, RoleSection};
-pub use space::{Genome, Knob, SearchSpace, StageGene};
+pub use space::{FlatKnob, Genome, Knob, SearchSpace, StageGene};
 pub use supernet::{SubnetSampling, Topology};

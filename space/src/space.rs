@@ -208,5 +208,8 @@ impl SearchSpace {
 }
 
 mod check;
+mod flat;
 mod genome;
 mod sample;
+
+pub use flat::FlatKnob;

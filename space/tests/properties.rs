@@ -370,3 +370,66 @@ fn sampling_steps_knob_is_drawn_mutated_and_part_of_the_id() {
         assert!(e.contains("knobs.sampling_steps"), "{e}");
     }
 }
+
+/// The flat categorical view for outside samplers: every sampled genome is reached by the
+/// choices of its own values, and any choice of every knob of tiny-depth is a valid genome.
+#[test]
+fn flat_knobs_reach_every_genome_and_any_choice_is_valid() {
+    use std::collections::BTreeMap;
+    let mut sp = space("tiny-depth");
+    sp.knobs.sampling_steps = vec![10, 50];
+    let knobs = sp.flat_knobs();
+    assert_eq!(knobs[0].name, "stages");
+    assert!(knobs.iter().any(|k| k.name == "stage3.up_attentions"));
+    let mut rng = Rng::seed(3);
+    for _ in 0..2_000 {
+        let g = sp.sample(&mut rng).unwrap();
+        let arch = sp.decode(&g);
+        let value = |name: &str| -> String {
+            match name {
+                "stages" => g.stages.len().to_string(),
+                "layout" => format!("{:?}", g.layout),
+                "interleave" => format!("{:?}", g.interleave),
+                "mid_resnets" => g.mid_resnets.to_string(),
+                "mid_attentions" => g.mid_attentions.to_string(),
+                "sampling_steps" => g.sampling_steps.unwrap().to_string(),
+                other => {
+                    let (stage, field) = other.split_once('.').unwrap();
+                    let s: usize = stage.trim_start_matches("stage").parse().unwrap();
+                    match g.stages.get(s) {
+                        None => String::new(),
+                        Some(st) => match field {
+                            "out_channels" => st.out_channels,
+                            "down_resnets" => st.down_resnets,
+                            "down_attentions" => st.down_attentions,
+                            _ => st.up_attentions,
+                        }
+                        .to_string(),
+                    }
+                }
+            }
+        };
+        let choices: BTreeMap<String, usize> = knobs
+            .iter()
+            .map(|k| {
+                let v = value(&k.name);
+                let i = k.choices.iter().position(|c| *c == v);
+                // Inactive knobs (absent stages, the diffusers mid): any choice.
+                (k.name.clone(), i.unwrap_or(0))
+            })
+            .collect();
+        assert_eq!(sp.genome_from_flat(&choices).as_ref(), Ok(&g), "{arch:?}");
+        let random: BTreeMap<String, usize> = knobs
+            .iter()
+            .map(|k| (k.name.clone(), rng.below(k.choices.len())))
+            .collect();
+        let g2 = sp.genome_from_flat(&random).unwrap();
+        assert!(sp.is_valid(&g2));
+    }
+    let mut bad = BTreeMap::new();
+    bad.insert("stages".to_string(), 9);
+    assert!(sp
+        .genome_from_flat(&bad)
+        .unwrap_err()
+        .contains("out of range"));
+}

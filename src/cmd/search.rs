@@ -36,6 +36,12 @@ enum SearchCommand {
     /// output folder, across runs and invocations. Prints and writes mean hypervolumes and the
     /// ratios to random search.
     Benchmark(BenchmarkArgs),
+    /// Serve the study's objectives over stdin/stdout (JSON lines) for an outside sampler:
+    /// first a line with the space's knobs as categorical lists and the budget, then for each
+    /// request `{"choices": {KNOB: INDEX, …}}` one reply with the candidate's hash, status,
+    /// latency, quality and constraint violation. Quality evaluations share the benchmark's
+    /// cache (tools/optuna_nsga2.py drives Optuna's NSGA-II with it).
+    Evaluate(EvaluateArgs),
 }
 
 #[derive(Args)]
@@ -157,6 +163,7 @@ fn is_nonempty_dir(dir: &Path) -> bool {
 pub fn run(a: SearchArgs) -> CmdResult {
     match a.command {
         Some(SearchCommand::Benchmark(b)) => benchmark(b),
+        Some(SearchCommand::Evaluate(e)) => evaluate(e),
         None => search(a.run),
     }
 }
@@ -669,5 +676,7 @@ pub fn export(a: ExportArgs) -> CmdResult {
 }
 
 mod benchmark;
+mod evaluate;
 
 use benchmark::{benchmark, BenchmarkArgs};
+use evaluate::{evaluate, EvaluateArgs};

@@ -44,23 +44,37 @@ pub(super) fn benchmark(a: BenchmarkArgs) -> CmdResult {
     std::fs::create_dir_all(&out)
         .map_err(|e| CliError::failure(format!("{}: {e}", out.display())))?;
     let space = cfg.load_space().map_err(search_err)?;
-    let latency = cfg
-        .latency
-        .build_for(&space, &mut |l| eprintln!("latency: {l}"))
-        .map_err(|e| in_file(&a.config, e))?;
-    if let Some(b) = cfg
-        .resolve_budget(&space, latency.as_ref())
-        .map_err(|e| in_file(&a.config, e))?
-    {
-        eprintln!("latency budget: {b:.2} ms (budget_quantile of this machine's predictions)");
-    }
-    let proxy = prepare_quality(&cfg, space.stem.cross_attention_dim, a.quiet)?;
+    // The per-image parts and a relative budget, resolved as `unas search` does.
+    let mut prebuilt = None;
+    resolve_budget(&mut cfg, &a.config, &mut prebuilt)?;
+    let latency = match prebuilt {
+        Some(model) => model,
+        None => cfg
+            .latency
+            .build_for(&space, &mut |l| eprintln!("latency: {l}"))
+            .map_err(|e| in_file(&a.config, e))?,
+    };
+    // The test suite's fixture (a build with search's `testing` feature), else the proxy.
+    let fixture = crate::cmd::worker::test_fixture_quality()?;
+    let proxy = match fixture {
+        Some(_) => None,
+        None => Some(prepare_quality(
+            &cfg,
+            space.stem.cross_attention_dim,
+            a.quiet,
+        )?),
+    };
+    let inner: &(dyn QualityEvaluator + Sync) = match (&fixture, &proxy) {
+        (Some(q), _) => q.as_ref(),
+        (None, Some(p)) => p,
+        (None, None) => return Err(CliError::failure("no quality evaluator")),
+    };
     let on_miss: Option<OnMiss> = (!a.quiet).then(|| {
         Box::new(|hash: &str, s: f64, n: usize| {
             eprintln!("evaluated {hash} in {s:.1} s ({n} new evaluations)")
         }) as OnMiss
     });
-    let cache = FileCache::open(&proxy, cache_file(&out, &cfg), on_miss);
+    let cache = FileCache::open(inner, cache_file(&out, &cfg), on_miss);
     let population = match cfg.controller {
         ControllerConfig::Aging { population, .. } | ControllerConfig::Nsga2 { population } => {
             population
