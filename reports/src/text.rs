@@ -691,7 +691,7 @@ mod tests {
             calibration: Some(file),
             ..ProxyConfig::default()
         };
-        calibration_lines(&q)
+        calibration_lines(&q, false)
     }
 
     #[test]

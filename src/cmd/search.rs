@@ -196,6 +196,44 @@ fn prepare_quality(
     Ok(q)
 }
 
+/// A command's quality evaluator: the test suite's fixture (a build with search's `testing`
+/// feature and `UNAS_TEST_SYNTHETIC_QUALITY` set), else the prepared proxy.
+pub(super) struct Quality {
+    fixture: Option<Box<dyn QualityEvaluator + Sync>>,
+    proxy: Option<ProxyQuality>,
+}
+
+impl Quality {
+    /// The fixture when the hook is set, else the proxy of `cfg` prepared for candidates with
+    /// `cross_attention_dim`.
+    pub(super) fn prepare(
+        cfg: &StudyConfig,
+        cross_attention_dim: usize,
+        quiet: bool,
+    ) -> Result<Self, CliError> {
+        let fixture = super::worker::test_fixture_quality()?;
+        let proxy = match fixture {
+            Some(_) => None,
+            None => Some(prepare_quality(cfg, cross_attention_dim, quiet)?),
+        };
+        Ok(Self { fixture, proxy })
+    }
+
+    /// The evaluator.
+    pub(super) fn get(&self) -> &(dyn QualityEvaluator + Sync) {
+        match (&self.fixture, &self.proxy) {
+            (Some(q), _) => q.as_ref(),
+            (None, Some(p)) => p,
+            (None, None) => unreachable!("one of the two is prepared"),
+        }
+    }
+
+    /// The proxy (none under the fixture).
+    pub(super) fn proxy(&self) -> Option<&ProxyQuality> {
+        self.proxy.as_ref()
+    }
+}
+
 fn describe_trial(t: &TrialRecord) -> String {
     let lat = match (t.latency_ms, t.arch.sampling_steps) {
         (None, _) => "–".into(),
@@ -343,21 +381,9 @@ fn search(a: RunArgs) -> CmdResult {
             .build_for(study.space(), &mut |l| eprintln!("latency: {l}"))
             .map_err(|e| in_file(&cfg_name, e))?,
     };
-    // The test suite's fixture (a build with search's `testing` feature), else the proxy.
-    let fixture = super::worker::test_fixture_quality()?;
-    let proxy = match fixture {
-        Some(_) => None,
-        None => Some(prepare_quality(
-            &cfg,
-            study.space().stem.cross_attention_dim,
-            a.quiet,
-        )?),
-    };
-    let quality: &(dyn QualityEvaluator + Sync) = match (&fixture, &proxy) {
-        (Some(q), _) => q.as_ref(),
-        (None, Some(p)) => p,
-        (None, None) => return Err(CliError::failure("no quality evaluator")),
-    };
+    let prepared = Quality::prepare(&cfg, study.space().stem.cross_attention_dim, a.quiet)?;
+    let quality = prepared.get();
+    let proxy = prepared.proxy();
     let ev = Evaluators {
         latency: latency.as_ref(),
         quality,
@@ -452,7 +478,7 @@ fn search(a: RunArgs) -> CmdResult {
         summary.requeued
     );
     let mut input = ReportInput::from_study(&mut study).map_err(search_err)?;
-    if let Some(p) = &proxy {
+    if let Some(p) = proxy {
         input.samples = write_sample_grids(p, &input, &dir)?;
     }
     let files = unas_reports::write_report(&input, &dir).map_err(report_err)?;

@@ -54,21 +54,8 @@ pub(super) fn benchmark(a: BenchmarkArgs) -> CmdResult {
             .build_for(&space, &mut |l| eprintln!("latency: {l}"))
             .map_err(|e| in_file(&a.config, e))?,
     };
-    // The test suite's fixture (a build with search's `testing` feature), else the proxy.
-    let fixture = crate::cmd::worker::test_fixture_quality()?;
-    let proxy = match fixture {
-        Some(_) => None,
-        None => Some(prepare_quality(
-            &cfg,
-            space.stem.cross_attention_dim,
-            a.quiet,
-        )?),
-    };
-    let inner: &(dyn QualityEvaluator + Sync) = match (&fixture, &proxy) {
-        (Some(q), _) => q.as_ref(),
-        (None, Some(p)) => p,
-        (None, None) => return Err(CliError::failure("no quality evaluator")),
-    };
+    let prepared = Quality::prepare(&cfg, space.stem.cross_attention_dim, a.quiet)?;
+    let inner = prepared.get();
     let on_miss: Option<OnMiss> = (!a.quiet).then(|| {
         Box::new(|hash: &str, s: f64, n: usize| {
             eprintln!("evaluated {hash} in {s:.1} s ({n} new evaluations)")

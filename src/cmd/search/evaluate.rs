@@ -45,16 +45,8 @@ pub(super) fn evaluate(a: EvaluateArgs) -> CmdResult {
             .build_for(&space, &mut |l| eprintln!("latency: {l}"))
             .map_err(|e| in_file(&a.config, e))?,
     };
-    let fixture = crate::cmd::worker::test_fixture_quality()?;
-    let proxy = match fixture {
-        Some(_) => None,
-        None => Some(prepare_quality(&cfg, space.stem.cross_attention_dim, true)?),
-    };
-    let inner: &(dyn QualityEvaluator + Sync) = match (&fixture, &proxy) {
-        (Some(q), _) => q.as_ref(),
-        (None, Some(p)) => p,
-        (None, None) => return Err(CliError::failure("no quality evaluator")),
-    };
+    let prepared = Quality::prepare(&cfg, space.stem.cross_attention_dim, true)?;
+    let inner = prepared.get();
     let cache = FileCache::open(inner, cache_file(&out, &cfg), None);
     let ev = Evaluators {
         latency: latency.as_ref(),
