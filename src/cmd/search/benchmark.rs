@@ -24,6 +24,39 @@ pub(super) struct BenchmarkArgs {
     pub(super) quiet: bool,
 }
 
+/// What the benchmark and `unas search evaluate` share: references dropped (a report
+/// feature), the output folder (default runs/<study name>-benchmark/) made, the space loaded
+/// and the latency model built, with the per-image parts and a relative budget resolved as
+/// `unas search` does.
+pub(super) fn setting_up(
+    cfg: &mut StudyConfig,
+    file: &Path,
+    out: Option<PathBuf>,
+) -> Result<
+    (
+        PathBuf,
+        unas_space::SearchSpace,
+        Box<dyn LatencyModel + Send + Sync>,
+    ),
+    CliError,
+> {
+    cfg.references.clear();
+    let out = out.unwrap_or_else(|| Path::new("runs").join(format!("{}-benchmark", cfg.name)));
+    std::fs::create_dir_all(&out)
+        .map_err(|e| CliError::failure(format!("{}: {e}", out.display())))?;
+    let space = cfg.load_space().map_err(search_err)?;
+    let mut prebuilt = None;
+    resolve_budget(cfg, file, &mut prebuilt)?;
+    let latency = match prebuilt {
+        Some(model) => model,
+        None => cfg
+            .latency
+            .build_for(&space, &mut |l| eprintln!("latency: {l}"))
+            .map_err(|e| in_file(file, e))?,
+    };
+    Ok((out, space, latency))
+}
+
 pub(super) fn benchmark(a: BenchmarkArgs) -> CmdResult {
     let mut cfg = StudyConfig::load(&a.config).map_err(search_err)?;
     if a.seeds == 0 {
@@ -35,25 +68,7 @@ pub(super) fn benchmark(a: BenchmarkArgs) -> CmdResult {
         }
         cfg.trials = t;
     }
-    // References are a report feature; the benchmark compares strategies only.
-    cfg.references.clear();
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| Path::new("runs").join(format!("{}-benchmark", cfg.name)));
-    std::fs::create_dir_all(&out)
-        .map_err(|e| CliError::failure(format!("{}: {e}", out.display())))?;
-    let space = cfg.load_space().map_err(search_err)?;
-    // The per-image parts and a relative budget, resolved as `unas search` does.
-    let mut prebuilt = None;
-    resolve_budget(&mut cfg, &a.config, &mut prebuilt)?;
-    let latency = match prebuilt {
-        Some(model) => model,
-        None => cfg
-            .latency
-            .build_for(&space, &mut |l| eprintln!("latency: {l}"))
-            .map_err(|e| in_file(&a.config, e))?,
-    };
+    let (out, space, latency) = setting_up(&mut cfg, &a.config, a.out.clone())?;
     let prepared = Quality::prepare(&cfg, space.stem.cross_attention_dim, a.quiet)?;
     let inner = prepared.get();
     let on_miss: Option<OnMiss> = (!a.quiet).then(|| {

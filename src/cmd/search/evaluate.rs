@@ -28,23 +28,7 @@ struct Request {
 
 pub(super) fn evaluate(a: EvaluateArgs) -> CmdResult {
     let mut cfg = StudyConfig::load(&a.config).map_err(search_err)?;
-    cfg.references.clear();
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| Path::new("runs").join(format!("{}-benchmark", cfg.name)));
-    std::fs::create_dir_all(&out)
-        .map_err(|e| CliError::failure(format!("{}: {e}", out.display())))?;
-    let space = cfg.load_space().map_err(search_err)?;
-    let mut prebuilt = None;
-    resolve_budget(&mut cfg, &a.config, &mut prebuilt)?;
-    let latency = match prebuilt {
-        Some(model) => model,
-        None => cfg
-            .latency
-            .build_for(&space, &mut |l| eprintln!("latency: {l}"))
-            .map_err(|e| in_file(&a.config, e))?,
-    };
+    let (out, space, latency) = super::benchmark::setting_up(&mut cfg, &a.config, a.out.clone())?;
     let prepared = Quality::prepare(&cfg, space.stem.cross_attention_dim, true)?;
     let inner = prepared.get();
     let cache = FileCache::open(inner, cache_file(&out, &cfg), None);
