@@ -389,3 +389,47 @@ fn evaluate_serves_the_objectives_as_json_lines() {
         .contains("no choice for knob"));
     assert!(lines[4]["error"].as_str().unwrap().contains("bad request"));
 }
+
+/// `unas search benchmark` on a time-to-image study (quality from the synthetic TEST FIXTURE
+/// through the test build's hook, not a quality metric): the per-image parts are resolved as
+/// `unas search` resolves them, every strategy gets its row, evaluations land in the cache.
+#[test]
+fn benchmark_runs_on_a_time_to_image_study() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(
+        root().join("configs/a10g-512-time-to-image.toml"),
+        d.join("study.toml"),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_unas"))
+        .args([
+            "search",
+            "benchmark",
+            "--config",
+            "study.toml",
+            "--seeds",
+            "2",
+        ])
+        .args(["--trials", "8", "--out", "b", "--quiet"])
+        .current_dir(d)
+        .env("UNAS_TEST_SYNTHETIC_QUALITY", "0")
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("time to an image: 141."), "{err}");
+    let md = std::fs::read_to_string(d.join("b/strategy-benchmark.md")).unwrap();
+    for row in ["| aging |", "| nsga2 |", "| random |"] {
+        assert!(md.contains(row), "{row} in {md}");
+    }
+    let cached = std::fs::read_dir(d.join("b"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("quality-cache-")
+        });
+    assert!(cached);
+}
