@@ -31,6 +31,7 @@ import random
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 PLACEHOLDER_QUALITY = 1e30
@@ -101,7 +102,7 @@ class Evaluator:
         self.proc.wait()
 
 
-def run_seed(optuna, ev, seed, trials, population, reference):
+def run_seed(optuna, ev, seed, trials, population):
     # Optuna ≥ 5 takes constraints from the trial (`Trial.set_constraint`); older releases
     # from `constraints_func`.
     new_api = hasattr(optuna.trial.Trial, "set_constraint")
@@ -110,7 +111,7 @@ def run_seed(optuna, ev, seed, trials, population, reference):
     }
     sampler = optuna.samplers.NSGAIISampler(population_size=population, seed=seed, **kwargs)
     study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
-    points, curve, hashes = [], [], []
+    results = []
     for _ in range(trials):
         t = study.ask()
         choices = {
@@ -120,7 +121,6 @@ def run_seed(optuna, ev, seed, trials, population, reference):
         r = ev(choices)
         if "error" in r and "status" not in r:
             sys.exit(f"unas refused a request: {r['error']}")
-        hashes.append(r["hash"])
         t.set_user_attr("violation", float(r["violation"]))
         if new_api:
             t.set_constraint("violation", float(r["violation"]))
@@ -130,10 +130,18 @@ def run_seed(optuna, ev, seed, trials, population, reference):
         else:
             quality = r["quality"] if r["status"] == "done" else None
             study.tell(t, [r["latency_ms"], PLACEHOLDER_QUALITY if quality is None else quality])
-            if quality is not None:
-                points.append((r["latency_ms"], quality))
+        results.append(r)
+    return results
+
+
+def curve_of(results, reference):
+    """The hypervolume after each trial (feasible, scored points only)."""
+    points, curve = [], []
+    for r in results:
+        if r["status"] == "done" and r["quality"] is not None:
+            points.append((r["latency_ms"], r["quality"]))
         curve.append(hypervolume_2d(points, reference))
-    return curve, hashes
+    return curve
 
 
 def main():
@@ -145,6 +153,9 @@ def main():
     ap.add_argument("--trials", type=int, default=40)
     ap.add_argument("--population", type=int, default=12)
     ap.add_argument("--unas", default="target/release/unas")
+    ap.add_argument("--wait", action="store_true",
+                    help="wait for the benchmark's strategy-benchmark.md (a benchmark running "
+                         "beside this one)")
     args = ap.parse_args()
     try:
         import optuna
@@ -152,21 +163,33 @@ def main():
         sys.exit("needs Optuna: pip install optuna")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     bench = Path(args.benchmark)
-    reference, runs = read_benchmark(bench / "strategy-benchmark.md")
+    bench.mkdir(parents=True, exist_ok=True)
+    trials_file = bench / "optuna-nsga2-trials.json"
+    ev = Evaluator(args.unas, args.config, str(bench))
+    per_seed = []
+    for seed in range(args.seeds):
+        results = run_seed(optuna, ev, seed, args.trials, args.population)
+        per_seed.append(results)
+        trials_file.write_text(json.dumps(per_seed) + "\n")
+        print(f"seed {seed}: {len(set(r['hash'] for r in results))} distinct of "
+              f"{len(results)} trials", file=sys.stderr)
+    ev.close()
+    # The benchmark may still be running beside this: its report gives the reference point.
+    md = bench / "strategy-benchmark.md"
+    while args.wait and not md.exists():
+        time.sleep(30)
+    reference, runs = read_benchmark(md)
     if len(runs["random"]) < args.seeds:
         sys.exit(f"the benchmark has {len(runs['random'])} seeds, fewer than --seeds")
-    ev = Evaluator(args.unas, args.config, str(bench))
     finals, to95, distinct = [], [], set()
-    for seed in range(args.seeds):
-        curve, hashes = run_seed(optuna, ev, seed, args.trials, args.population, reference)
-        distinct.update(hashes)
+    for seed, results in enumerate(per_seed):
+        curve = curve_of(results, reference)
+        distinct.update(r["hash"] for r in results)
         finals.append(curve[-1])
         best = max([curve[-1]] + [runs[s][seed] for s in runs])
         hit = next((i + 1 for i, h in enumerate(curve) if best > 0 and h >= 0.95 * best), None)
         to95.append(hit)
-        print(f"seed {seed}: hypervolume {curve[-1]:.4f} "
-              f"({len(set(hashes))} distinct of {len(hashes)} trials)", file=sys.stderr)
-    ev.close()
+        print(f"seed {seed}: hypervolume {curve[-1]:.4f}", file=sys.stderr)
     random_hv = runs["random"][: args.seeds]
     mean = sum(finals) / len(finals)
     ratio = mean / (sum(random_hv) / len(random_hv))
