@@ -141,6 +141,7 @@ fn trial_row(t: &TrialRecord, rungs: &[&RungRecord], lease: Option<&Lease>, now:
         "layout": layout_summary(&t.arch),
         "blocks": blocks(t),
         "latency_ms": finite(t.latency_ms),
+        "sampling_steps": t.arch.sampling_steps,
         "quality": finite(t.quality),
         "metric": metric,
         "details": details,
@@ -217,6 +218,7 @@ fn study_view(
             .map(|l| l.replace("**", ""))
             .collect::<Vec<_>>(),
         "budget_ms": c.latency.budget_ms,
+        "per_image": c.latency.per_image(),
         "trials_planned": c.trials,
         "halving": c.halving.is_some(),
         "counts": counts,
