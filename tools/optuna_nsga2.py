@@ -189,7 +189,7 @@ def main():
         best = max([curve[-1]] + [runs[s][seed] for s in runs])
         hit = next((i + 1 for i, h in enumerate(curve) if best > 0 and h >= 0.95 * best), None)
         to95.append(hit)
-        print(f"seed {seed}: hypervolume {curve[-1]:.4f}", file=sys.stderr)
+        print(f"seed {seed}: hypervolume {curve[-1]:.5g}", file=sys.stderr)
     random_hv = runs["random"][: args.seeds]
     mean = sum(finals) / len(finals)
     ratio = mean / (sum(random_hv) / len(random_hv))
@@ -209,10 +209,10 @@ def main():
         "distinct_archs": len(distinct),
     }
     (bench / "optuna-nsga2.json").write_text(json.dumps(result, indent=1) + "\n")
-    row = (f"| optuna-nsga2 | {mean:.4f} | {ratio:.3f}x | [{lo:.3f}, {hi:.3f}] | "
+    row = (f"| optuna-nsga2 | {mean:.5g} | {ratio:.3f}x | [{lo:.3f}, {hi:.3f}] | "
            + (f"{sum(reached) / len(reached):.1f} ({len(reached)}/{len(to95)} seeds)"
               if reached else f"never (0/{len(to95)})")
-           + " | " + ", ".join(f"{h:.4f}" for h in finals) + " |")
+           + " | " + ", ".join(f"{h:.5g}" for h in finals) + " |")
     print(row)
     (bench / "optuna-nsga2.md").write_text(row + "\n")
 

@@ -109,7 +109,7 @@ impl BenchmarkReport {
                      |---|---|---|---|---|---|\n"
             .to_string();
         for r in &self.strategies {
-            let per: Vec<String> = r.hypervolumes.iter().map(|h| format!("{h:.4}")).collect();
+            let per: Vec<String> = r.hypervolumes.iter().map(|&h| significant(h)).collect();
             let reached: Vec<usize> = r.trials_to_95.iter().flatten().copied().collect();
             let to95 = if reached.is_empty() {
                 format!("never (0/{})", r.trials_to_95.len())
@@ -122,9 +122,9 @@ impl BenchmarkReport {
                 )
             };
             s.push_str(&format!(
-                "| {} | {:.4} | {:.3}x | [{:.3}, {:.3}] | {} | {} |\n",
+                "| {} | {} | {:.3}x | [{:.3}, {:.3}] | {} | {} |\n",
                 r.name,
-                r.mean,
+                significant(r.mean),
                 r.ratio_to_random,
                 r.ratio_ci[0],
                 r.ratio_ci[1],
@@ -134,6 +134,15 @@ impl BenchmarkReport {
         }
         s
     }
+}
+
+/// `x` with 5 significant digits (hypervolumes span 1e-3 to 1e5 with the objective's scale).
+pub fn significant(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let decimals = (4 - x.abs().log10().floor() as i32).max(0) as usize;
+    format!("{x:.decimals$}")
 }
 
 /// Quality evaluations cached by arch hash (shared across benchmark runs).
@@ -284,7 +293,15 @@ pub fn strategy_benchmark(
 
 #[cfg(test)]
 mod tests {
-    use super::{first_reaching, ratio_of_means_ci};
+    use super::{first_reaching, ratio_of_means_ci, significant};
+
+    #[test]
+    fn five_significant_digits() {
+        assert_eq!(significant(0.0027312), "0.0027312");
+        assert_eq!(significant(42028.7527), "42029");
+        assert_eq!(significant(1.5), "1.5000");
+        assert_eq!(significant(0.0), "0");
+    }
 
     #[test]
     fn the_ratio_ci_brackets_paired_ratios() {

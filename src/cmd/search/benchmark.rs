@@ -108,7 +108,7 @@ pub(super) fn benchmark(a: BenchmarkArgs) -> CmdResult {
     let misses = cache.misses();
     let mut md = format!(
         "# Strategy benchmark: `{}`\n\n{} trials per run, seeds {:?}, latency {} (budget {} ms), \
-         quality {}.\nHypervolume reference point: {} ms, quality {:.4}. Quality evaluations \
+         quality {}.\nHypervolume reference point: {} ms, quality {}. Quality evaluations \
          are cached by arch hash across runs ({} distinct archs scored, {} new in this \
          invocation; cache `{}`). Wall time {:.0} s.\n\n",
         cfg.name,
@@ -130,8 +130,12 @@ pub(super) fn benchmark(a: BenchmarkArgs) -> CmdResult {
         .map_err(|e| CliError::failure(format!("{}: {e}", file.display())))?;
     for r in &report.strategies {
         println!(
-            "{:<7} mean hypervolume {:.4}  ({:.3}x random, 95 % CI [{:.3}, {:.3}])",
-            r.name, r.mean, r.ratio_to_random, r.ratio_ci[0], r.ratio_ci[1]
+            "{:<7} mean hypervolume {}  ({:.3}x random, 95 % CI [{:.3}, {:.3}])",
+            r.name,
+            unas_search::benchmark::significant(r.mean),
+            r.ratio_to_random,
+            r.ratio_ci[0],
+            r.ratio_ci[1]
         );
     }
     println!("wrote {}", file.display());
