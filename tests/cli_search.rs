@@ -323,6 +323,17 @@ fn a10g_time_to_image_study_reports_seconds_per_image() {
     );
 }
 
+/// A folder holding the shipped A10G time-to-image study as `study.toml`.
+fn a10g_time_to_image_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        root().join("configs/a10g-512-time-to-image.toml"),
+        dir.path().join("study.toml"),
+    )
+    .unwrap();
+    dir
+}
+
 /// `unas search evaluate`: the knobs first, then one reply per request — a candidate's
 /// status, per-image latency and quality (the synthetic TEST FIXTURE through the test build's
 /// hook, not a quality metric), or an error naming the bad request; the same request twice
@@ -330,13 +341,8 @@ fn a10g_time_to_image_study_reports_seconds_per_image() {
 #[test]
 fn evaluate_serves_the_objectives_as_json_lines() {
     use std::io::Write;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = a10g_time_to_image_dir();
     let d = dir.path();
-    std::fs::copy(
-        root().join("configs/a10g-512-time-to-image.toml"),
-        d.join("study.toml"),
-    )
-    .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_unas"))
         .args([
             "search",
@@ -395,13 +401,8 @@ fn evaluate_serves_the_objectives_as_json_lines() {
 /// `unas search` resolves them, every strategy gets its row, evaluations land in the cache.
 #[test]
 fn benchmark_runs_on_a_time_to_image_study() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = a10g_time_to_image_dir();
     let d = dir.path();
-    std::fs::copy(
-        root().join("configs/a10g-512-time-to-image.toml"),
-        d.join("study.toml"),
-    )
-    .unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_unas"))
         .args([
             "search",
