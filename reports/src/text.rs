@@ -239,15 +239,13 @@ fn trial_head(metric: &str, per_image: bool) -> Vec<String> {
 }
 
 fn front_table(input: &ReportInput, results: &StudyResults) -> Table {
+    let per_image = input.config.latency.per_image();
     Table {
-        head: trial_head(&input.metric(), input.config.latency.per_image()),
+        head: trial_head(&input.metric(), per_image),
         rows: results
             .front
             .iter()
-            .map(|t| {
-                let per_image = input.config.latency.per_image();
-                trial_row(t, format!("#{}", t.number), results.knee, per_image)
-            })
+            .map(|t| trial_row(t, format!("#{}", t.number), results.knee, per_image))
             .collect(),
     }
 }

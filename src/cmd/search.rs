@@ -198,9 +198,11 @@ fn prepare_quality(
 
 /// A command's quality evaluator: the test suite's fixture (a build with search's `testing`
 /// feature and `UNAS_TEST_SYNTHETIC_QUALITY` set), else the prepared proxy.
-pub(super) struct Quality {
-    fixture: Option<Box<dyn QualityEvaluator + Sync>>,
-    proxy: Option<ProxyQuality>,
+pub(super) enum Quality {
+    /// The synthetic TEST FIXTURE.
+    Fixture(Box<dyn QualityEvaluator + Sync>),
+    /// The study's quality proxy.
+    Proxy(Box<ProxyQuality>),
 }
 
 impl Quality {
@@ -211,26 +213,26 @@ impl Quality {
         cross_attention_dim: usize,
         quiet: bool,
     ) -> Result<Self, CliError> {
-        let fixture = super::worker::test_fixture_quality()?;
-        let proxy = match fixture {
-            Some(_) => None,
-            None => Some(prepare_quality(cfg, cross_attention_dim, quiet)?),
-        };
-        Ok(Self { fixture, proxy })
+        Ok(match super::worker::test_fixture_quality()? {
+            Some(q) => Self::Fixture(q),
+            None => Self::Proxy(Box::new(prepare_quality(cfg, cross_attention_dim, quiet)?)),
+        })
     }
 
     /// The evaluator.
     pub(super) fn get(&self) -> &(dyn QualityEvaluator + Sync) {
-        match (&self.fixture, &self.proxy) {
-            (Some(q), _) => q.as_ref(),
-            (None, Some(p)) => p,
-            (None, None) => unreachable!("one of the two is prepared"),
+        match self {
+            Self::Fixture(q) => q.as_ref(),
+            Self::Proxy(p) => p.as_ref(),
         }
     }
 
     /// The proxy (none under the fixture).
     pub(super) fn proxy(&self) -> Option<&ProxyQuality> {
-        self.proxy.as_ref()
+        match self {
+            Self::Fixture(_) => None,
+            Self::Proxy(p) => Some(p.as_ref()),
+        }
     }
 }
 
@@ -258,7 +260,7 @@ fn describe_trial(t: &TrialRecord) -> String {
 /// time-to-image study's pipeline parts (`latency.image_parts`: the device profile's kernels,
 /// or the proxy's text encoder and VAE decoder timed here) and a budget given as a quantile
 /// (`latency.budget_quantile`); the latency model built for them is kept for the run.
-fn resolve_budget(
+fn resolve_for_this_machine(
     cfg: &mut StudyConfig,
     file: &Path,
     prebuilt: &mut Option<Box<dyn LatencyModel + Send + Sync>>,
@@ -319,7 +321,7 @@ fn search(a: RunArgs) -> CmdResult {
             let study = match config {
                 Some(file) => {
                     let mut cfg = StudyConfig::load(file).map_err(search_err)?;
-                    resolve_budget(&mut cfg, file, &mut prebuilt)?;
+                    resolve_for_this_machine(&mut cfg, file, &mut prebuilt)?;
                     unas_search::run_dir::create_study(a.store.as_deref(), dir, cfg)
                         .map_err(|e| in_file(file, e))?
                 }
@@ -343,7 +345,7 @@ fn search(a: RunArgs) -> CmdResult {
                     dir.display()
                 )));
             }
-            resolve_budget(&mut cfg, file, &mut prebuilt)?;
+            resolve_for_this_machine(&mut cfg, file, &mut prebuilt)?;
             let study = unas_search::run_dir::create_study(a.store.as_deref(), &dir, cfg)
                 .map_err(|e| in_file(file, e))?;
             let copy = dir.join("study.toml");

@@ -25,8 +25,9 @@ pub struct LatencyConfig {
     /// [`LatencyModel`] to [`crate::Study::run`]; this field then only documents it.
     #[serde(default = "default_model")]
     pub model: String,
-    /// Latency budget per denoising step in milliseconds (required unless `budget_quantile` is
-    /// given): a candidate predicted above it is infeasible and never evaluated for quality.
+    /// Latency budget in milliseconds, per denoising step (per image with `objective =
+    /// "image"`; required unless `budget_quantile` is given): a candidate predicted above it is
+    /// infeasible and never evaluated for quality.
     #[serde(default)]
     pub budget_ms: f64,
     /// A budget relative to this machine: the quantile (e.g. 0.5) of the latency model's

@@ -46,7 +46,7 @@ pub(super) fn setting_up(
         .map_err(|e| CliError::failure(format!("{}: {e}", out.display())))?;
     let space = cfg.load_space().map_err(search_err)?;
     let mut prebuilt = None;
-    resolve_budget(cfg, file, &mut prebuilt)?;
+    resolve_for_this_machine(cfg, file, &mut prebuilt)?;
     let latency = match prebuilt {
         Some(model) => model,
         None => cfg

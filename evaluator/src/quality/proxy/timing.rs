@@ -36,15 +36,13 @@ impl Proxy {
         let channels = self.cache().manifest.latent[0];
         let side = setting.latent;
         let device = Default::default();
-        let latents = || {
-            Tensor::from_data(
-                TensorData::new(
-                    vec![0.1f32; images * channels * side * side],
-                    [images, channels, side, side],
-                ),
-                &device,
-            )
-        };
+        let latents = Tensor::from_data(
+            TensorData::new(
+                vec![0.1f32; images * channels * side * side],
+                [images, channels, side, side],
+            ),
+            &device,
+        );
         let lower_quartile = |f: &mut dyn FnMut()| {
             f();
             let mut ms: Vec<f64> = (0..repeats.max(1))
@@ -60,16 +58,10 @@ impl Proxy {
         let text_ms = lower_quartile(&mut || {
             std::hint::black_box(encoder.encode(&captions));
         });
-        let mut failed = None;
+        // `into_data` waits for the decoder's result.
         let vae_ms = lower_quartile(&mut || {
-            let out = self.vae().decode(latents()).into_data();
-            if out.to_vec::<f32>().is_err() {
-                failed = Some("the VAE decoder returned no f32 data");
-            }
+            std::hint::black_box(self.vae().decode(latents.clone()).into_data());
         });
-        if let Some(e) = failed {
-            return Err(EvalError::Unsupported(e.into()));
-        }
         Ok(ImageParts {
             fixed_ms: text_ms + vae_ms,
             step_extra_ms: 0.0,
