@@ -43,6 +43,9 @@ pub struct StrategyResult {
     /// the run's hypervolume first reached 95 % of the best final hypervolume of that seed
     /// over all strategies; `None` when it never did.
     pub trials_to_95: Vec<Option<usize>>,
+    /// Per seed: the trials that repeated an architecture already proposed in that run (each
+    /// receives the stored result: a trial spent without new information).
+    pub duplicates: Vec<usize>,
 }
 
 /// Bootstrap resamples of the ratio CI.
@@ -105,8 +108,9 @@ impl BenchmarkReport {
     /// A Markdown table of the results.
     pub fn markdown(&self) -> String {
         let mut s = "| strategy | mean hypervolume | vs random | 95 % CI (bootstrap over seeds) \
-                     | trials to 95 % of best (mean over seeds reaching it) | per seed |\n\
-                     |---|---|---|---|---|---|\n"
+                     | trials to 95 % of best (mean over seeds reaching it) \
+                     | duplicate trials per run (mean) | per seed |\n\
+                     |---|---|---|---|---|---|---|\n"
             .to_string();
         for r in &self.strategies {
             let per: Vec<String> = r.hypervolumes.iter().map(|&h| significant(h)).collect();
@@ -121,14 +125,17 @@ impl BenchmarkReport {
                     r.trials_to_95.len()
                 )
             };
+            let duplicates =
+                r.duplicates.iter().sum::<usize>() as f64 / r.duplicates.len().max(1) as f64;
             s.push_str(&format!(
-                "| {} | {} | {:.3}x | [{:.3}, {:.3}] | {} | {} |\n",
+                "| {} | {} | {:.3}x | [{:.3}, {:.3}] | {} | {:.1} | {} |\n",
                 r.name,
                 significant(r.mean),
                 r.ratio_to_random,
                 r.ratio_ci[0],
                 r.ratio_ci[1],
                 to95,
+                duplicates,
                 per.join(", ")
             ));
         }
@@ -246,7 +253,8 @@ pub fn strategy_benchmark(
     let mut results: Vec<StrategyResult> = strategies
         .iter()
         .zip(&curves)
-        .map(|(c, per_seed)| {
+        .zip(&runs)
+        .map(|((c, per_seed), trials)| {
             let hypervolumes: Vec<f64> = per_seed.iter().map(final_hv).collect();
             let mean = hypervolumes.iter().sum::<f64>() / hypervolumes.len() as f64;
             let trials_to_95 = per_seed
@@ -268,6 +276,10 @@ pub fn strategy_benchmark(
                 ratio_to_random: f64::NAN,
                 ratio_ci: [f64::NAN; 2],
                 trials_to_95,
+                duplicates: trials
+                    .iter()
+                    .map(|t| t.iter().filter(|t| t.duplicate_of.is_some()).count())
+                    .collect(),
             }
         })
         .collect();

@@ -1,20 +1,17 @@
 //! Study-level behaviour with the synthetic TEST FIXTURE evaluator (not a quality metric) and
 //! the A10G roofline latency model.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Mutex;
 
 use unas_evaluator::latency::profile::DeviceProfile;
 use unas_search::engine::eval_seed;
 use unas_search::fixture::{tiny_study, CountingQuality, SyntheticQuality};
-use unas_search::strategy::{Controller, Origin};
 use unas_search::{
     strategy_benchmark, ControllerConfig, Evaluators, QualityEvaluator, SearchError, SqliteStore,
     Study, StudyConfig, TrialRecord, TrialStatus,
 };
-use unas_space::rng::Rng;
-use unas_space::SearchSpace;
 
 fn config(name: &str, controller: ControllerConfig, trials: usize) -> StudyConfig {
     tiny_study(name, controller, trials, 7)
@@ -338,59 +335,6 @@ fn reopening_checks_settings() {
 }
 
 #[test]
-fn aging_evolution_removes_the_oldest_not_the_worst() {
-    let space = SearchSpace::load("tiny").unwrap();
-    let mut rng = Rng::seed(3);
-    let trials: Vec<TrialRecord> = (0..5u64)
-        .map(|n| {
-            let arch = space.decode(&space.sample(&mut rng).unwrap());
-            // Trial 0 dominates everything; later trials are worse and worse.
-            let v = if n == 0 { 0.1 } else { 1.0 + n as f64 };
-            TrialRecord {
-                study: "a".into(),
-                number: n,
-                hash: arch.hash_id(),
-                arch,
-                origin: "{}".into(),
-                status: TrialStatus::Done,
-                duplicate_of: None,
-                latency_ms: Some(v),
-                quality: Some(v),
-                params: None,
-                macs: None,
-                violation: Some(0.0),
-                objectives: None,
-                block_latency: None,
-                eval_seed: 0,
-                latency_s: None,
-                quality_s: None,
-                attempts: 1,
-                error: None,
-                created_ms: 0,
-                started_ms: None,
-                finished_ms: None,
-            }
-        })
-        .collect();
-    let known: HashMap<String, u64> = trials.iter().map(|t| (t.hash.clone(), t.number)).collect();
-    let aging = ControllerConfig::Aging {
-        population: 3,
-        sample: 3,
-    };
-    let mut c = Controller::new(aging, space.clone(), 0, 1);
-    let parent = |p: unas_search::strategy::Proposal| match p.origin {
-        Origin::Mutation { parent, .. } => parent,
-        o => panic!("{o:?}"),
-    };
-    // Population {0, 1, 2}: the best, trial 0, is the parent.
-    assert_eq!(parent(c.propose(3, &trials[..3], &known).unwrap()), 0);
-    // Population {1, 2, 3}: trial 0 aged out although it is the best; trial 1 is now best.
-    assert_eq!(parent(c.propose(4, &trials[..4], &known).unwrap()), 1);
-    // Population {2, 3, 4}.
-    assert_eq!(parent(c.propose(5, &trials[..5], &known).unwrap()), 2);
-}
-
-#[test]
 fn strategy_benchmark_compares_with_random() {
     let profile = DeviceProfile::load("a10g").unwrap();
     let q = SyntheticQuality::default();
@@ -430,6 +374,10 @@ fn strategy_benchmark_compares_with_random() {
         assert!(best.trials_to_95[j].is_some(), "{best:?}");
     }
     assert!(r.markdown().contains("trials to 95 % of best"));
+    for s in &r.strategies {
+        assert_eq!(s.duplicates.len(), 5);
+        assert!(s.duplicates.iter().all(|&d| d < 40), "{s:?}");
+    }
     assert!(r.quality_evaluations > 0);
     let e = strategy_benchmark(&base, &strategies[..2], &seeds, &profile, &q)
         .err()

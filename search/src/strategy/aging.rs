@@ -1,6 +1,7 @@
 //! Aging evolution (Real et al. 2019): the first P trials are random; later, the population is
 //! the P most recent usable visible trials, S of them are drawn, and the best of the sample by
-//! constrained domination is mutated once.
+//! constrained domination is mutated once (redrawn up to 16 times to avoid an arch already
+//! proposed).
 
 use unas_space::rng::Rng;
 
@@ -27,7 +28,10 @@ impl Strategy for Aging {
 
     fn propose(&mut self, at: &Proposing<'_>, rng: &mut Rng) -> Result<Proposal, SearchError> {
         let Proposing {
-            space, n, trials, ..
+            space,
+            n,
+            trials,
+            known,
         } = *at;
         let (population, sample) = (self.population, self.sample);
         if n < population as u64 {
@@ -40,36 +44,49 @@ impl Strategy for Aging {
         if pop.is_empty() {
             return random::sample(at, rng);
         }
-        let k = sample.min(pop.len());
-        let mut idx: Vec<usize> = (0..pop.len()).collect();
-        for i in 0..k {
-            let j = i + rng.below(idx.len() - i);
-            idx.swap(i, j);
-        }
-        let drawn: Vec<&Member> = idx[..k].iter().map(|&i| &pop[i]).collect();
-        let keys = rank_and_crowding(&drawn.iter().map(|m| m.point.clone()).collect::<Vec<_>>());
-        let mut best = 0;
-        for i in 1..k {
-            if rank_crowding_cmp(keys[i], keys[best]).is_lt() {
-                best = i;
+        // Redrawn (sample and mutation) up to 16 times to avoid an arch already proposed: a
+        // duplicate is a trial spent on a known result (NSGA-II and random search retry too).
+        let mut last = None;
+        for _ in 0..16 {
+            let parent = tournament(pop, sample, rng);
+            let (genome, knob) = match space.mutate(&parent.genome, rng) {
+                Some((child, knob)) => (child, format!("{knob:?}")),
+                None => (parent.genome.clone(), "none".into()),
+            };
+            let arch = space.decode(&genome);
+            let fresh = !known.contains_key(&arch.hash_id());
+            let p = Proposal {
+                arch,
+                origin: Origin::Mutation {
+                    parent: parent.number,
+                    knob,
+                },
+            };
+            if fresh {
+                return Ok(p);
             }
+            last = Some(p);
         }
-        let parent = drawn[best];
-        match space.mutate(&parent.genome, rng) {
-            Some((child, knob)) => Ok(Proposal {
-                arch: space.decode(&child),
-                origin: Origin::Mutation {
-                    parent: parent.number,
-                    knob: format!("{knob:?}"),
-                },
-            }),
-            None => Ok(Proposal {
-                arch: space.decode(&parent.genome),
-                origin: Origin::Mutation {
-                    parent: parent.number,
-                    knob: "none".into(),
-                },
-            }),
+        Ok(last.expect("at least one try"))
+    }
+}
+
+/// The best of `sample` members drawn without replacement from `pop` (non-empty), by Pareto
+/// rank within the draw, then crowding distance, then the earlier draw.
+fn tournament<'a>(pop: &'a [Member], sample: usize, rng: &mut Rng) -> &'a Member {
+    let k = sample.clamp(1, pop.len());
+    let mut idx: Vec<usize> = (0..pop.len()).collect();
+    for i in 0..k {
+        let j = i + rng.below(idx.len() - i);
+        idx.swap(i, j);
+    }
+    let drawn: Vec<&Member> = idx[..k].iter().map(|&i| &pop[i]).collect();
+    let keys = rank_and_crowding(&drawn.iter().map(|m| m.point.clone()).collect::<Vec<_>>());
+    let mut best = 0;
+    for i in 1..k {
+        if rank_crowding_cmp(keys[i], keys[best]).is_lt() {
+            best = i;
         }
     }
+    drawn[best]
 }

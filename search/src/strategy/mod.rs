@@ -13,7 +13,8 @@
 //! replacement; the parent is the best of the sample by constrained domination: Pareto rank
 //! within the sample (feasible before infeasible, infeasible by total violation, feasible by
 //! (latency, quality) dominance), then larger crowding distance within that front, then the
-//! earlier draw. The child is one [`SearchSpace::mutate`] of the parent.
+//! earlier draw. The child is one [`SearchSpace::mutate`] of the parent (sample and mutation
+//! redrawn up to 16 times to avoid an arch already proposed).
 //!
 //! **NSGA-II** ([`Nsga2`]; Deb 2002), generation-synchronous with N = population: generation 0
 //! is random; parent pool `S_0` = usable generation-0 trials and `S_k` = the best N of
