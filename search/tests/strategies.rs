@@ -9,30 +9,11 @@ use unas_space::{SearchSpace, UNetArch};
 
 /// Trial `n`, done and feasible, with latency and quality `v`.
 fn done(n: u64, arch: UNetArch, v: f64) -> TrialRecord {
-    TrialRecord {
-        study: "a".into(),
-        number: n,
-        hash: arch.hash_id(),
-        arch,
-        origin: "{}".into(),
-        status: TrialStatus::Done,
-        duplicate_of: None,
-        latency_ms: Some(v),
-        quality: Some(v),
-        params: None,
-        macs: None,
-        violation: Some(0.0),
-        objectives: None,
-        block_latency: None,
-        eval_seed: 0,
-        latency_s: None,
-        quality_s: None,
-        attempts: 1,
-        error: None,
-        created_ms: 0,
-        started_ms: None,
-        finished_ms: None,
-    }
+    let mut t = TrialRecord::pending("a", n, arch, "{}".into(), 0, None);
+    t.status = TrialStatus::Done;
+    (t.latency_ms, t.quality, t.violation) = (Some(v), Some(v), Some(0.0));
+    t.attempts = 1;
+    t
 }
 
 #[test]

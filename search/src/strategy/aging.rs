@@ -6,7 +6,7 @@
 use unas_space::rng::Rng;
 
 use super::selection::{members, rank_and_crowding, Member};
-use super::{random, Origin, Proposal, Proposing, Strategy};
+use super::{first_fresh, random, Origin, Proposal, Proposing, Strategy};
 use crate::error::SearchError;
 use crate::pareto::rank_crowding_cmp;
 
@@ -44,30 +44,21 @@ impl Strategy for Aging {
         if pop.is_empty() {
             return random::sample(at, rng);
         }
-        // Redrawn (sample and mutation) up to 16 times to avoid an arch already proposed: a
-        // duplicate is a trial spent on a known result (NSGA-II and random search retry too).
-        let mut last = None;
-        for _ in 0..16 {
+        // Sample and mutation redrawn (up to 16 times) while the child is already known.
+        first_fresh(16, known, || {
             let parent = tournament(pop, sample, rng);
             let (genome, knob) = match space.mutate(&parent.genome, rng) {
                 Some((child, knob)) => (child, format!("{knob:?}")),
                 None => (parent.genome.clone(), "none".into()),
             };
-            let arch = space.decode(&genome);
-            let fresh = !known.contains_key(&arch.hash_id());
-            let p = Proposal {
-                arch,
+            Ok(Proposal {
+                arch: space.decode(&genome),
                 origin: Origin::Mutation {
                     parent: parent.number,
                     knob,
                 },
-            };
-            if fresh {
-                return Ok(p);
-            }
-            last = Some(p);
-        }
-        Ok(last.expect("at least one try"))
+            })
+        })
     }
 }
 

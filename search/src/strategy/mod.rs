@@ -120,6 +120,24 @@ pub struct Proposing<'a> {
     pub known: &'a HashMap<String, u64>,
 }
 
+/// The first of up to `tries` proposals of `draw` whose arch is not in `known`, or the last
+/// one when all are known: a duplicate is a trial spent on a stored result, so every strategy
+/// redraws instead.
+pub(crate) fn first_fresh(
+    tries: usize,
+    known: &HashMap<String, u64>,
+    mut draw: impl FnMut() -> Result<Proposal, SearchError>,
+) -> Result<Proposal, SearchError> {
+    let mut p = draw()?;
+    for _ in 1..tries {
+        if !known.contains_key(&p.arch.hash_id()) {
+            break;
+        }
+        p = draw()?;
+    }
+    Ok(p)
+}
+
 /// Proposes a study's candidates with the strategy of its configuration, each from trial
 /// `n`'s own generator ([`trial_seed`]).
 pub struct Controller {

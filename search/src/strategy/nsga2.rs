@@ -8,7 +8,7 @@ use unas_space::rng::Rng;
 use unas_space::SearchSpace;
 
 use super::selection::{members, rank_and_crowding, select_best, Member};
-use super::{random, Origin, Proposal, Proposing, Strategy};
+use super::{first_fresh, random, Origin, Proposal, Proposing, Strategy};
 use crate::error::SearchError;
 use crate::pareto::rank_crowding_cmp;
 use crate::store::TrialRecord;
@@ -87,28 +87,20 @@ impl Strategy for Nsga2 {
                 a
             }
         };
-        let mut last = None;
-        for _ in 0..16 {
+        first_fresh(16, known, || {
             let (a, b) = (tournament(rng), tournament(rng));
             let child = space.crossover(&pool[a].genome, &pool[b].genome, rng);
             let (child, knob) = match space.mutate(&child, rng) {
                 Some((c, k)) => (c, Some(format!("{k:?}"))),
                 None => (child, None),
             };
-            let arch = space.decode(&child);
-            let fresh = !known.contains_key(&arch.hash_id());
-            let p = Proposal {
-                arch,
+            Ok(Proposal {
+                arch: space.decode(&child),
                 origin: Origin::Crossover {
                     parents: [pool[a].number, pool[b].number],
                     knob,
                 },
-            };
-            if fresh {
-                return Ok(p);
-            }
-            last = Some(p);
-        }
-        Ok(last.expect("at least one try"))
+            })
+        })
     }
 }

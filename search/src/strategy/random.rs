@@ -3,7 +3,7 @@
 
 use unas_space::rng::Rng;
 
-use super::{Origin, Proposal, Proposing, Strategy};
+use super::{first_fresh, Origin, Proposal, Proposing, Strategy};
 use crate::error::SearchError;
 
 /// Random search: sees no earlier trial.
@@ -21,19 +21,11 @@ impl Strategy for Random {
 
 /// A uniform sample of the space, redrawn (up to 64 draws) while its hash is known.
 pub(crate) fn sample(at: &Proposing<'_>, rng: &mut Rng) -> Result<Proposal, SearchError> {
-    let Proposing { space, known, .. } = at;
-    let mut arch = None;
-    for _ in 0..64 {
-        let g = space.sample(rng).map_err(SearchError::Sample)?;
-        let a = space.decode(&g);
-        let fresh = !known.contains_key(&a.hash_id());
-        arch = Some(a);
-        if fresh {
-            break;
-        }
-    }
-    Ok(Proposal {
-        arch: arch.expect("at least one sample"),
-        origin: Origin::Random,
+    first_fresh(64, at.known, || {
+        let g = at.space.sample(rng).map_err(SearchError::Sample)?;
+        Ok(Proposal {
+            arch: at.space.decode(&g),
+            origin: Origin::Random,
+        })
     })
 }
