@@ -6,7 +6,7 @@
 use unas_space::rng::Rng;
 
 use super::selection::{members, rank_and_crowding, Member};
-use super::{first_fresh, random, Origin, Proposal, Proposing, Strategy};
+use super::{offspring, Origin, Proposal, Proposing, Strategy};
 use crate::error::SearchError;
 use crate::pareto::rank_crowding_cmp;
 
@@ -27,37 +27,29 @@ impl Strategy for Aging {
     }
 
     fn propose(&mut self, at: &Proposing<'_>, rng: &mut Rng) -> Result<Proposal, SearchError> {
-        let Proposing {
-            space,
-            n,
-            trials,
-            known,
-        } = *at;
-        let (population, sample) = (self.population, self.sample);
-        if n < population as u64 {
-            return random::sample(at, rng);
-        }
-        let visible = &trials[..self.visible_before(n).min(trials.len() as u64) as usize];
-        let usable = members(space, visible);
-        let start = usable.len().saturating_sub(population);
-        let pop = &usable[start..];
-        if pop.is_empty() {
-            return random::sample(at, rng);
-        }
-        // Sample and mutation redrawn (up to 16 times) while the child is already known.
-        first_fresh(16, known, || {
+        // The first P trials are random; then the population is the P most recent usable
+        // visible trials.
+        let usable = if at.n < self.population as u64 {
+            Vec::new()
+        } else {
+            let end = self.visible_before(at.n).min(at.trials.len() as u64) as usize;
+            members(at.space, &at.trials[..end])
+        };
+        let pop = &usable[usable.len().saturating_sub(self.population)..];
+        let sample = self.sample;
+        offspring(at, rng, pop, |rng| {
             let parent = tournament(pop, sample, rng);
-            let (genome, knob) = match space.mutate(&parent.genome, rng) {
+            let (genome, knob) = match at.space.mutate(&parent.genome, rng) {
                 Some((child, knob)) => (child, format!("{knob:?}")),
                 None => (parent.genome.clone(), "none".into()),
             };
-            Ok(Proposal {
-                arch: space.decode(&genome),
+            Proposal {
+                arch: at.space.decode(&genome),
                 origin: Origin::Mutation {
                     parent: parent.number,
                     knob,
                 },
-            })
+            }
         })
     }
 }

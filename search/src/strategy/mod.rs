@@ -138,6 +138,21 @@ pub(crate) fn first_fresh(
     Ok(p)
 }
 
+/// An evolutionary strategy's proposal: a random one while it has no `parents` (its first
+/// trials, or none usable yet), else the first of up to 16 children of `breed` whose arch is
+/// not known yet.
+pub(crate) fn offspring<P>(
+    at: &Proposing<'_>,
+    rng: &mut Rng,
+    parents: &[P],
+    mut breed: impl FnMut(&mut Rng) -> Proposal,
+) -> Result<Proposal, SearchError> {
+    if parents.is_empty() {
+        return random::sample(at, rng);
+    }
+    first_fresh(16, at.known, || Ok(breed(rng)))
+}
+
 /// Proposes a study's candidates with the strategy of its configuration, each from trial
 /// `n`'s own generator ([`trial_seed`]).
 pub struct Controller {

@@ -8,7 +8,7 @@ use unas_space::rng::Rng;
 use unas_space::SearchSpace;
 
 use super::selection::{members, rank_and_crowding, select_best, Member};
-use super::{first_fresh, random, Origin, Proposal, Proposing, Strategy};
+use super::{offspring, Origin, Proposal, Proposing, Strategy};
 use crate::error::SearchError;
 use crate::pareto::rank_crowding_cmp;
 use crate::store::TrialRecord;
@@ -57,20 +57,12 @@ impl Strategy for Nsga2 {
     }
 
     fn propose(&mut self, at: &Proposing<'_>, rng: &mut Rng) -> Result<Proposal, SearchError> {
-        let Proposing {
-            space,
-            n,
-            trials,
-            known,
-        } = *at;
-        let g = (n / self.population as u64) as usize;
-        if g == 0 {
-            return random::sample(at, rng);
-        }
-        let pool = self.pool(space, g - 1, trials).to_vec();
-        if pool.is_empty() {
-            return random::sample(at, rng);
-        }
+        // Generation 0 is random; generation g's offspring come from the pool S_{g-1}.
+        let g = (at.n / self.population as u64) as usize;
+        let pool = match g {
+            0 => Vec::new(),
+            _ => self.pool(at.space, g - 1, at.trials).to_vec(),
+        };
         let keys = rank_and_crowding(&pool.iter().map(|m| m.point.clone()).collect::<Vec<_>>());
         let tournament = |rng: &mut Rng| -> usize {
             let a = rng.below(pool.len());
@@ -87,20 +79,20 @@ impl Strategy for Nsga2 {
                 a
             }
         };
-        first_fresh(16, known, || {
+        offspring(at, rng, &pool, |rng| {
             let (a, b) = (tournament(rng), tournament(rng));
-            let child = space.crossover(&pool[a].genome, &pool[b].genome, rng);
-            let (child, knob) = match space.mutate(&child, rng) {
+            let child = at.space.crossover(&pool[a].genome, &pool[b].genome, rng);
+            let (child, knob) = match at.space.mutate(&child, rng) {
                 Some((c, k)) => (c, Some(format!("{k:?}"))),
                 None => (child, None),
             };
-            Ok(Proposal {
-                arch: space.decode(&child),
+            Proposal {
+                arch: at.space.decode(&child),
                 origin: Origin::Crossover {
                     parents: [pool[a].number, pool[b].number],
                     knob,
                 },
-            })
+            }
         })
     }
 }
