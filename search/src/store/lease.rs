@@ -1,5 +1,8 @@
-//! Leases of claimed trials: what a requeue did, the worker columns, and the reason a lost
-//! trial fails with at the retry limit.
+//! Leases of claimed trials and rungs: what a requeue did, the worker columns, the reason a lost
+//! trial fails with at the retry limit, and the upkeep both kinds of row share ([`Leases`]).
+
+use super::param::Param;
+use crate::error::SearchError;
 
 /// What [`super::Store::requeue_stale`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -31,4 +34,24 @@ pub(crate) fn stale_reason(max_attempts: u32, grace_ms: i64) -> (String, String)
             grace_ms as f64 / 1000.0
         ),
     )
+}
+
+/// `(stale_before_ms, max_attempts, now_ms)` of a requeue of lost work.
+pub type Stale = (i64, u32, i64);
+
+/// The lease upkeep that trials and rungs share, behind the default methods of
+/// [`super::Store`] and [`super::RungStore`]. Sealed (this module is private): implemented for
+/// every SQL dialect in `super::dialect`.
+pub trait Leases {
+    /// Runs a heartbeat statement (`$1` the time, the worker last); whether it renewed a lease
+    /// (changed one row). Errors name `what`.
+    fn renew(&mut self, what: &str, query: &str, args: &[&dyn Param]) -> Result<bool, SearchError>;
+    /// Lost workers' rows of a study: `statements[0]` fails those at the retry limit, then
+    /// `statements[1]` returns the others to pending, in one transaction.
+    fn requeue_lost(
+        &mut self,
+        study: &str,
+        stale: Stale,
+        statements: [&str; 2],
+    ) -> Result<Requeued, SearchError>;
 }

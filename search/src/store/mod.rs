@@ -3,7 +3,9 @@
 //! studies spread over several machines (`postgres://…`). [`open_store`] picks one from a path
 //! or URL. The schema and queries in [`sql`] are portable SQL written with PostgreSQL's `$1`
 //! placeholders (the SQLite implementation rewrites them to SQLite's equivalent `?1`); both
-//! implementations run the same migrations.
+//! implementations run the same migrations, and the trial and rung methods are written once
+//! for both (`dialect`), each database saying only how it runs a statement, reads a row and
+//! opens a transaction.
 //!
 //! A trial's id is `(study, number)`; timestamps are Unix milliseconds (UTC); `u64` values
 //! (seeds) are stored bit-cast in `BIGINT` columns.
@@ -15,7 +17,9 @@
 //! heartbeat is older than a grace period to pending, or fails them after a retry limit.
 
 mod copy;
+mod dialect;
 mod lease;
+mod param;
 mod postgres;
 mod record;
 mod rung;
@@ -24,7 +28,6 @@ mod sqlite;
 mod url;
 
 pub use copy::{copy_store, CopySummary};
-pub(crate) use lease::stale_reason;
 pub use lease::{Lease, Requeued};
 pub use postgres::PostgresStore;
 pub use record::{StudyRecord, TrialRecord, TrialStatus};
@@ -36,9 +39,11 @@ pub use url::{open_store, open_store_read_only, redact_url};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::SearchError;
+use param::Param;
 
 /// Persistent storage of studies and trials. Every write is durable when the call returns, so
-/// a process killed at any moment loses nothing that was reported as written.
+/// a process killed at any moment loses nothing that was reported as written. Implemented by
+/// [`SqliteStore`] and [`PostgresStore`] only (sealed through [`RungStore`]'s supertrait).
 pub trait Store: RungStore + Send {
     /// The database file or URL (for messages; never contains credentials).
     fn location(&self) -> String;
@@ -88,7 +93,11 @@ pub trait Store: RungStore + Send {
         number: u64,
         worker: &str,
         now_ms: i64,
-    ) -> Result<bool, SearchError>;
+    ) -> Result<bool, SearchError> {
+        let number = number as i64;
+        let args: [&dyn Param; 4] = [&now_ms, &study, &number, &worker];
+        self.renew("heartbeat", sql::HEARTBEAT, &args)
+    }
     /// Like [`Store::finish_trial`], but only while `worker` holds the trial's lease (status
     /// `running`, same worker); `false` (and nothing written) otherwise. A trial is therefore
     /// finished at most once even when a worker thought dead comes back.
@@ -102,7 +111,10 @@ pub trait Store: RungStore + Send {
         stale_before_ms: i64,
         max_attempts: u32,
         now_ms: i64,
-    ) -> Result<Requeued, SearchError>;
+    ) -> Result<Requeued, SearchError> {
+        let stale = (stale_before_ms, max_attempts, now_ms);
+        self.requeue_lost(study, stale, [sql::FAIL_STALE, sql::REQUEUE_STALE])
+    }
     /// The worker and last heartbeat of every trial of a study that was ever claimed, by
     /// number (columns outside [`TrialRecord`]; for copies and diagnostics).
     fn leases(&mut self, study: &str) -> Result<Vec<Lease>, SearchError>;

@@ -3,7 +3,9 @@
 //! evaluated twice (the key is unique). Rung 0 is the trial's own evaluation; a promotion
 //! inserts a pending row at the next rung, which a runner or a worker then evaluates.
 
-use super::{now_ms, Requeued, TrialStatus};
+use super::lease::Leases;
+use super::param::Param;
+use super::{now_ms, sql, Requeued, TrialStatus};
 use crate::error::SearchError;
 
 /// A rung row.
@@ -59,11 +61,18 @@ impl RungRecord {
             finished_ms: None,
         }
     }
+
+    /// The key columns `(number, rung)` in their SQL types (`BIGINT`, `INTEGER`).
+    pub(crate) fn sql_key(&self) -> (i64, i32) {
+        (self.number as i64, self.rung.min(i32::MAX as u32) as i32)
+    }
 }
 
 /// Storage of rung rows, beside the trials of [`super::Store`]; the same durability and
-/// lease rules as trials.
-pub trait RungStore {
+/// lease rules as trials. The lease upkeep of both (heartbeats, requeues of lost work) is
+/// written once, in default methods over a sealed supertrait that the crate's SQL stores
+/// implement.
+pub trait RungStore: Leases {
     /// Every rung row of a study, by (number, rung).
     fn rungs(&mut self, study: &str) -> Result<Vec<RungRecord>, SearchError>;
     /// Inserts a rung row as given (every column); fails when the row exists.
@@ -88,7 +97,11 @@ pub trait RungStore {
         rung: &RungRecord,
         worker: &str,
         now_ms: i64,
-    ) -> Result<bool, SearchError>;
+    ) -> Result<bool, SearchError> {
+        let (number, k) = rung.sql_key();
+        let args: [&dyn Param; 5] = [&now_ms, &rung.study, &number, &k, &worker];
+        self.renew("rung heartbeat", sql::RUNG_HEARTBEAT, &args)
+    }
     /// Returns every running rung row of a study to pending; returns how many.
     fn requeue_running_rungs(&mut self, study: &str) -> Result<usize, SearchError>;
     /// Running rung rows whose heartbeat is older than `stale_before_ms` go back to pending,
@@ -99,5 +112,12 @@ pub trait RungStore {
         stale_before_ms: i64,
         max_attempts: u32,
         now_ms: i64,
-    ) -> Result<Requeued, SearchError>;
+    ) -> Result<Requeued, SearchError> {
+        let stale = (stale_before_ms, max_attempts, now_ms);
+        self.requeue_lost(
+            study,
+            stale,
+            [sql::FAIL_STALE_RUNGS, sql::REQUEUE_STALE_RUNGS],
+        )
+    }
 }

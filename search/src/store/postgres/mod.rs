@@ -10,15 +10,16 @@ use std::time::Duration;
 
 use postgres::config::{Host, SslMode};
 use postgres::error::SqlState;
-use postgres::{Client, Config, NoTls, Row};
+use postgres::types::ToSql;
+use postgres::{Client, Config, GenericClient, NoTls, Transaction};
 
-use super::{redact_url, sql, stale_reason, Lease, Requeued, Store, StudyRecord, TrialRecord};
+use super::dialect::{DbError, Dialect, Statements};
+use super::param::Param;
+use super::{redact_url, sql, Store};
 use crate::error::SearchError;
-use rows::{row_to_trial, Param, TrialParams};
 use secrets::{chain, password_of, scrub};
 
 mod rows;
-mod rungs;
 mod secrets;
 #[cfg(test)]
 mod tests;
@@ -150,44 +151,6 @@ impl PostgresStore {
         }
     }
 
-    /// Runs `f` in a transaction, committed when `f` succeeds; errors name `what` (without
-    /// the password).
-    pub(super) fn in_transaction<T>(
-        &mut self,
-        what: &str,
-        f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, postgres::Error>,
-    ) -> Result<T, SearchError> {
-        let client = &mut self.client;
-        let run = || {
-            let mut tx = client.transaction()?;
-            let out = f(&mut tx)?;
-            tx.commit()?;
-            Ok(out)
-        };
-        run().map_err(|e: postgres::Error| self.err(what, e))
-    }
-
-    /// Lost workers' rows of a study (trials or rungs: `[fail, requeue]` statements): failed at
-    /// the retry limit, else back to pending, in one transaction.
-    pub(super) fn requeue_stale_in(
-        &mut self,
-        study: &str,
-        (stale_before_ms, max_attempts, now_ms): (i64, u32, i64),
-        [fail, requeue]: [&str; 2],
-    ) -> Result<Requeued, SearchError> {
-        let (prefix, suffix) = stale_reason(max_attempts, now_ms - stale_before_ms);
-        let max = max_attempts.min(i32::MAX as u32) as i32;
-        self.in_transaction("requeueing lost workers' work", |tx| {
-            let args: [Param<'_>; 6] = [&prefix, &suffix, &now_ms, &study, &stale_before_ms, &max];
-            let failed = tx.execute(fail, &args)?;
-            let pending = tx.execute(requeue, &[&study, &stale_before_ms])?;
-            Ok(Requeued {
-                pending: pending as usize,
-                failed: failed as usize,
-            })
-        })
-    }
-
     /// Applies migrations up to `target`, each in its own transaction under an advisory lock
     /// (safe from concurrent processes), skipping those recorded in `schema_version`.
     pub fn migrate(&mut self, target: i64) -> Result<(), SearchError> {
@@ -219,111 +182,50 @@ impl PostgresStore {
         sql::check_version(Some(self.schema_version()?), &self.location)?;
         Ok(())
     }
+}
 
-    fn rows_to_trials(&self, study: &str, rows: &[Row]) -> Result<Vec<TrialRecord>, SearchError> {
-        rows.iter()
-            .map(|r| {
-                row_to_trial(r).map_err(|(number, message)| SearchError::CorruptTrial {
-                    location: self.location.clone(),
-                    study: study.into(),
-                    number,
-                    message,
-                })
-            })
+/// The parameters as the PostgreSQL client takes them.
+fn pg_args<'a>(args: &[&'a dyn Param]) -> Vec<&'a (dyn ToSql + Sync)> {
+    args.iter().map(|&a| a as &(dyn ToSql + Sync)).collect()
+}
+
+impl<C: GenericClient> Statements<PostgresStore> for C {
+    fn run(&mut self, query: &str, args: &[&dyn Param]) -> Result<u64, DbError> {
+        Ok(self.execute(query, &pg_args(args))?)
+    }
+
+    fn run_each(&mut self, query: &str, each: &[Vec<&dyn Param>]) -> Result<(), DbError> {
+        let statement = self.prepare(query)?;
+        for args in each {
+            self.execute(&statement, &pg_args(args))?;
+        }
+        Ok(())
+    }
+
+    fn rows<T>(
+        &mut self,
+        query: &str,
+        args: &[&dyn Param],
+        read: impl FnMut(&postgres::Row) -> Result<T, DbError>,
+    ) -> Result<Vec<T>, DbError> {
+        self.query(query, &pg_args(args))?
+            .iter()
+            .map(read)
             .collect()
     }
 }
 
-impl Store for PostgresStore {
-    fn location(&self) -> String {
-        self.location.clone()
+impl Dialect for PostgresStore {
+    type Row<'r> = postgres::Row;
+    type Conn<'c> = Client;
+    type Tx<'t> = Transaction<'t>;
+    const CLAIM_LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
+
+    fn location(&self) -> &str {
+        &self.location
     }
 
-    fn schema_version(&mut self) -> Result<i64, SearchError> {
-        let v: Option<i64> = self
-            .client
-            .query_one(sql::CURRENT_VERSION, &[])
-            .map_err(|e| self.err("", e))?
-            .get(0);
-        Ok(v.unwrap_or(0))
-    }
-
-    fn create_study(&mut self, s: &StudyRecord) -> Result<(), SearchError> {
-        self.client
-            .execute(
-                sql::INSERT_STUDY,
-                &[&s.name, &s.settings, &(s.seed as i64), &s.created_ms],
-            )
-            .map_err(|e| self.err(&format!("creating study `{}`", s.name), e))?;
-        Ok(())
-    }
-
-    fn study(&mut self, name: &str) -> Result<Option<StudyRecord>, SearchError> {
-        let row = self
-            .client
-            .query_opt(sql::SELECT_STUDY, &[&name])
-            .map_err(|e| self.err("", e))?;
-        Ok(row.map(|r| StudyRecord {
-            name: r.get(0),
-            settings: r.get(1),
-            seed: r.get::<_, i64>(2) as u64,
-            created_ms: r.get(3),
-        }))
-    }
-
-    fn study_names(&mut self) -> Result<Vec<String>, SearchError> {
-        let rows = self
-            .client
-            .query(sql::STUDY_NAMES, &[])
-            .map_err(|e| self.err("", e))?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
-    }
-
-    fn trials(&mut self, study: &str) -> Result<Vec<TrialRecord>, SearchError> {
-        let rows = self
-            .client
-            .query(sql::SELECT_TRIALS, &[&study])
-            .map_err(|e| self.err("", e))?;
-        self.rows_to_trials(study, &rows)
-    }
-
-    fn insert_trial(&mut self, t: &TrialRecord) -> Result<(), SearchError> {
-        let p = TrialParams::of(t).map_err(|e| self.err("", e))?;
-        self.client
-            .execute(sql::INSERT_TRIAL, &p.insert(t))
-            .map_err(|e| self.err(&format!("inserting trial {}", t.number), e))?;
-        Ok(())
-    }
-
-    fn mark_running(
-        &mut self,
-        study: &str,
-        number: u64,
-        started_ms: i64,
-    ) -> Result<(), SearchError> {
-        self.client
-            .execute(sql::MARK_RUNNING, &[&started_ms, &study, &(number as i64)])
-            .map_err(|e| self.err("", e))?;
-        Ok(())
-    }
-
-    fn finish_trial(&mut self, t: &TrialRecord) -> Result<(), SearchError> {
-        let p = TrialParams::of(t).map_err(|e| self.err("", e))?;
-        self.client
-            .execute(sql::FINISH_TRIAL, &p.finish(t))
-            .map_err(|e| self.err(&format!("finishing trial {}", t.number), e))?;
-        Ok(())
-    }
-
-    fn requeue_running(&mut self, study: &str) -> Result<usize, SearchError> {
-        let n = self
-            .client
-            .execute(sql::REQUEUE_RUNNING, &[&study])
-            .map_err(|e| self.err("", e))?;
-        Ok(n as usize)
-    }
-
-    fn clock_ms(&mut self) -> Result<i64, SearchError> {
+    fn clock(&mut self) -> Result<i64, SearchError> {
         let row = self
             .client
             .query_one(
@@ -334,106 +236,26 @@ impl Store for PostgresStore {
         Ok(row.get(0))
     }
 
-    fn claim_trial(
+    fn error(&self, what: &str, e: impl std::fmt::Display) -> SearchError {
+        self.err(what, e)
+    }
+
+    fn with_conn<T>(&mut self, f: impl FnOnce(&mut Client) -> T) -> T {
+        f(&mut self.client)
+    }
+
+    fn transaction<T>(
         &mut self,
-        study: &str,
-        worker: &str,
-        now_ms: i64,
-    ) -> Result<Option<TrialRecord>, SearchError> {
-        let claim = format!("{} FOR UPDATE SKIP LOCKED", sql::CLAIM_SELECT);
-        let rows = self.in_transaction("claiming a trial", |tx| {
-            let Some(row) = tx.query_opt(claim.as_str(), &[&study])? else {
-                return Ok(Vec::new());
-            };
-            let number: i64 = row.get(0);
-            tx.execute(sql::CLAIM_UPDATE, &[&now_ms, &worker, &study, &number])?;
-            tx.query(sql::SELECT_TRIAL, &[&study, &number])
-        })?;
-        Ok(self.rows_to_trials(study, &rows)?.pop())
-    }
-
-    fn heartbeat(
-        &mut self,
-        study: &str,
-        number: u64,
-        worker: &str,
-        now_ms: i64,
-    ) -> Result<bool, SearchError> {
-        let n = self
-            .client
-            .execute(
-                sql::HEARTBEAT,
-                &[&now_ms, &study, &(number as i64), &worker],
-            )
-            .map_err(|e| self.err("heartbeat", e))?;
-        Ok(n == 1)
-    }
-
-    fn finish_claimed(&mut self, t: &TrialRecord, worker: &str) -> Result<bool, SearchError> {
-        let p = TrialParams::of(t).map_err(|e| self.err("", e))?;
-        let mut params = p.finish(t);
-        let worker = worker.to_string();
-        params.push(&worker);
-        let n = self
-            .client
-            .execute(sql::FINISH_CLAIMED, &params)
-            .map_err(|e| self.err(&format!("finishing trial {}", t.number), e))?;
-        Ok(n == 1)
-    }
-
-    fn requeue_stale(
-        &mut self,
-        study: &str,
-        stale_before_ms: i64,
-        max_attempts: u32,
-        now_ms: i64,
-    ) -> Result<Requeued, SearchError> {
-        let stale = (stale_before_ms, max_attempts, now_ms);
-        self.requeue_stale_in(study, stale, [sql::FAIL_STALE, sql::REQUEUE_STALE])
-    }
-
-    fn leases(&mut self, study: &str) -> Result<Vec<Lease>, SearchError> {
-        let rows = self
-            .client
-            .query(sql::SELECT_LEASES, &[&study])
-            .map_err(|e| self.err("", e))?;
-        Ok(rows
-            .iter()
-            .map(|r| Lease {
-                number: r.get::<_, i64>(0) as u64,
-                worker: r.get(1),
-                heartbeat_ms: r.get(2),
-            })
-            .collect())
-    }
-
-    fn import_study(
-        &mut self,
-        study: &StudyRecord,
-        trials: &[TrialRecord],
-        leases: &[Lease],
-    ) -> Result<(), SearchError> {
-        // The rows' parameters first: a trial that cannot be written stops the copy before it
-        // starts.
-        let params = trials
-            .iter()
-            .map(TrialParams::of)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.err(&format!("importing study `{}`", study.name), e))?;
-        self.in_transaction(&format!("importing study `{}`", study.name), |tx| {
-            let seed = study.seed as i64;
-            let args: [Param<'_>; 4] = [&study.name, &study.settings, &seed, &study.created_ms];
-            tx.execute(sql::INSERT_STUDY, &args)?;
-            let insert = tx.prepare(sql::INSERT_TRIAL)?;
-            for (t, p) in trials.iter().zip(&params) {
-                tx.execute(&insert, &p.insert(t))?;
-            }
-            for l in leases {
-                let number = l.number as i64;
-                let args: [Param<'_>; 4] = [&l.worker, &l.heartbeat_ms, &study.name, &number];
-                tx.execute(sql::SET_LEASE, &args)?;
-            }
-            Ok(())
-        })
+        what: &str,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, DbError>,
+    ) -> Result<T, SearchError> {
+        let client = &mut self.client;
+        let run = || {
+            let mut tx = client.transaction()?;
+            let out = f(&mut tx)?;
+            tx.commit()?;
+            Ok(out)
+        };
+        run().map_err(|e: DbError| self.err(what, e))
     }
 }

@@ -1,7 +1,7 @@
 //! Tests of the SQLite store: placeholders, migrations, round trips.
 
 use super::*;
-use crate::store::TrialStatus;
+use crate::store::{StudyRecord, TrialRecord, TrialStatus};
 
 fn trial(study: &str, number: u64) -> TrialRecord {
     let origin = "{\"kind\":\"random\"}".to_string();

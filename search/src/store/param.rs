@@ -1,0 +1,8 @@
+//! Statement parameters that both databases bind, so that one list of parameters serves
+//! PostgreSQL and SQLite alike.
+
+/// A value bound as a statement parameter by either database (`i32`, `i64`, `f64`, strings
+/// and their `Option`s).
+pub trait Param: postgres::types::ToSql + rusqlite::ToSql + Sync {}
+
+impl<T: postgres::types::ToSql + rusqlite::ToSql + Sync> Param for T {}
