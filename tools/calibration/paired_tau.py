@@ -14,27 +14,10 @@ held-out seed's own run (one more training from scratch, used as a proxy), of ea
 and of PROXY per supernet seed, each averaged over the held-out seeds. Pure Python, seeded (`random.Random(0)`), so the figures recompute exactly.
 """
 import csv
-import itertools
 import random
 import sys
 
-
-def kendall_tau_b(a, b):
-    conc = disc = ta = tb = 0
-    for i, j in itertools.combinations(range(len(a)), 2):
-        da, db = a[i] - a[j], b[i] - b[j]
-        if da == 0 and db == 0:
-            continue
-        if da == 0:
-            ta += 1
-        elif db == 0:
-            tb += 1
-        elif (da > 0) == (db > 0):
-            conc += 1
-        else:
-            disc += 1
-    den = ((conc + disc + ta) * (conc + disc + tb)) ** 0.5
-    return (conc - disc) / den if den else float("nan")
+from supernet_seeds import kendall_tau_b
 
 
 def ground_truth(path):
