@@ -37,11 +37,12 @@ def proxy_by_seed(path, name):
     return by_seed
 
 
-def proxy_means(path, name):
+def means(by_seed):
+    """Each architecture's mean score over the supernet seeds that scored it."""
     by_arch = {}
-    for r in csv.DictReader(open(path)):
-        if r["proxy"] == name:
-            by_arch.setdefault(r["arch"], []).append(float(r["score"]))
+    for scores in by_seed.values():
+        for a, v in scores.items():
+            by_arch.setdefault(a, []).append(v)
     return {a: sum(v) / len(v) for a, v in by_arch.items()}
 
 
@@ -57,8 +58,9 @@ def main():
     baselines = sys.argv[4:] or ["macs", "params"]
     per_seed, seeds = ground_truth(gt_file)
     mean = {a: sum(v[s] for s in seeds) / len(seeds) for a, v in per_seed.items()}
-    p = proxy_means(scores_file, proxy)
-    bases = {b: proxy_means(scores_file, b) for b in baselines}
+    by_seed = proxy_by_seed(scores_file, proxy)
+    p = means(by_seed)
+    bases = {b: means(proxy_by_seed(scores_file, b)) for b in baselines}
     archs = sorted(a for a in mean if a in p and all(a in m for m in bases.values()))
     n = len(archs)
     if n < 3:
@@ -97,7 +99,6 @@ def main():
     print(f"    the held-out seed's own run: {loo(lambda a, s: per_seed[a][s]):.3f}")
     for b, m in bases.items():
         print(f"    {b}: {loo(lambda a, s: m[a]):.3f}")
-    by_seed = proxy_by_seed(scores_file, proxy)
     taus = {k: loo(lambda a, s: v[a]) for k, v in sorted(by_seed.items()) if all(a in v for a in archs)}
     print(f"    {proxy}, per supernet seed: "
           + ", ".join(f"{k}: {t:.3f}" for k, t in taus.items())

@@ -6,3 +6,8 @@
 pub trait Param: postgres::types::ToSql + rusqlite::ToSql + Sync {}
 
 impl<T: postgres::types::ToSql + rusqlite::ToSql + Sync> Param for T {}
+
+/// A count or index as an SQL `INTEGER` (`i32`), capped at `i32::MAX`.
+pub(crate) fn sql_int(v: u32) -> i32 {
+    v.min(i32::MAX as u32) as i32
+}

@@ -4,7 +4,7 @@
 //! inserts a pending row at the next rung, which a runner or a worker then evaluates.
 
 use super::lease::Leases;
-use super::param::Param;
+use super::param::{sql_int, Param};
 use super::{now_ms, sql, Requeued, TrialStatus};
 use crate::error::SearchError;
 
@@ -64,7 +64,7 @@ impl RungRecord {
 
     /// The key columns `(number, rung)` in their SQL types (`BIGINT`, `INTEGER`).
     pub(crate) fn sql_key(&self) -> (i64, i32) {
-        (self.number as i64, self.rung.min(i32::MAX as u32) as i32)
+        (self.number as i64, sql_int(self.rung))
     }
 }
 

@@ -11,7 +11,7 @@
 use std::fmt::Display;
 
 use super::lease::{stale_reason, Leases, Stale};
-use super::param::Param;
+use super::param::{sql_int, Param};
 use super::{Requeued, TrialRecord};
 use crate::error::SearchError;
 
@@ -151,7 +151,7 @@ impl<D: Dialect> Leases for D {
         [fail, requeue]: [&str; 2],
     ) -> Result<Requeued, SearchError> {
         let (prefix, suffix) = stale_reason(max_attempts, now_ms - stale_before_ms);
-        let max = max_attempts.min(i32::MAX as u32) as i32;
+        let max = sql_int(max_attempts);
         self.transaction("requeueing lost workers' work", |tx| {
             let args: [&dyn Param; 6] = [&prefix, &suffix, &now_ms, &study, &stale_before_ms, &max];
             let failed = tx.run(fail, &args)?;

@@ -1,6 +1,6 @@
 //! The parameters of the statements that write a trial, in both databases' column types.
 
-use crate::store::param::Param;
+use crate::store::param::{sql_int, Param};
 use crate::store::TrialRecord;
 
 /// A trial's values in its columns' SQL types (`u64` bit-cast to `BIGINT`, the attempts an
@@ -29,7 +29,7 @@ impl TrialParams {
             params: i(t.params),
             macs: i(t.macs),
             eval_seed: t.eval_seed as i64,
-            attempts: t.attempts.min(i32::MAX as u32) as i32,
+            attempts: sql_int(t.attempts),
         })
     }
 

@@ -3,7 +3,7 @@
 
 use super::{claim, Claim, Dialect, Row};
 use crate::error::SearchError;
-use crate::store::param::Param;
+use crate::store::param::{sql_int, Param};
 use crate::store::{sql, RungRecord, RungStore};
 
 /// The statements that claim a rung.
@@ -21,7 +21,7 @@ impl<D: Dialect> RungStore for D {
 
     fn insert_rung(&mut self, r: &RungRecord) -> Result<(), SearchError> {
         let (number, rung) = r.sql_key();
-        let attempts = r.attempts.min(i32::MAX as u32) as i32;
+        let attempts = sql_int(r.attempts);
         let status = r.status.as_str();
         let args: [&dyn Param; 14] = [
             &r.study,
